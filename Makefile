@@ -1,0 +1,156 @@
+# carvefs - build, test, demo and install.
+#
+#   make            build the binaries into build/ (installs missing Debian
+#                   build packages first when run as root)
+#   make check      unit tests (ASan+UBSan build) and integration tests
+#   make unit       unit tests only;  make integration  integration tests only
+#   make demo       a pool under ./demo-run, three volumes mounted, df, ENOSPC
+#   make bench      the fio benchmark suite (bench/)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   V=1             show full commands;  WERROR=0  warnings are not errors
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+BUILD ?= build
+SANBUILD ?= build/san
+SANITIZE ?=
+
+CFLAGS ?= -O2 -g
+WERROR ?= 1
+FS_PKGS := fuse3 liburing mount libxxhash jansson
+PROV_PKGS := libcurl yaml-0.1 jansson mount libmicrohttpd
+PKGS := $(sort $(FS_PKGS) $(PROV_PKGS))
+override CFLAGS += -std=gnu11 -Wall -Wextra -Wstrict-prototypes \
+	-Wmissing-prototypes -Wshadow -Wformat=2 -Wvla -fno-common \
+	-D_GNU_SOURCE -DFUSE_USE_VERSION=314 -Iinclude -pthread \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null) -MMD -MP
+ifneq ($(WERROR),0)
+override CFLAGS += -Werror
+endif
+ifneq ($(SANITIZE),)
+override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+override LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+FS_LIBS = $(shell pkg-config --libs $(FS_PKGS) 2>/dev/null) -pthread
+PROV_LIBS = $(shell pkg-config --libs $(PROV_PKGS) 2>/dev/null) -pthread
+UNIT_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lcmocka
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# Debian packages: to build, to run the tests, to benchmark.
+DEB_BUILD := gcc make pkg-config libfuse3-dev fuse3 liburing-dev libmount-dev \
+	libxxhash-dev libjansson-dev libyaml-dev libcurl4-openssl-dev \
+	libmicrohttpd-dev
+DEB_TEST := $(DEB_BUILD) libcmocka-dev python3 python3-pytest stress-ng dbench \
+	fio util-linux e2fsprogs
+DEB_BENCH := $(DEB_TEST) gnuplot-nox
+
+# Modules with no kernel, ring, network or clock: unit tests link them all.
+PURE_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/table.c fs/quota.c fs/wire.c
+DAEMON_SRCS := $(filter-out fs/carvectl.c $(PURE_SRCS),$(wildcard fs/*.c))
+CTL_SRCS := fs/carvectl.c
+# The provisioner links the shared pure modules too; its own pure modules
+# (no network, no mounts, no clock) are unit-tested like the daemon's.
+PROV_PURE_SRCS := $(wildcard provisioner/config.c provisioner/pv.c \
+	provisioner/kubeconfig.c provisioner/backoff.c provisioner/reconcile.c \
+	provisioner/duration.c)
+PROV_SHARED_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/wire.c
+PROV_SRCS := $(filter-out $(PROV_PURE_SRCS),$(wildcard provisioner/*.c))
+
+obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
+
+BINS := $(BUILD)/carvefs $(BUILD)/carvectl
+ifneq ($(PROV_SRCS),)
+BINS += $(BUILD)/carve-provisioner
+endif
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(SANBUILD)/tests/%,$(UNIT_SRCS))
+
+.PHONY: all binaries check unit integration demo bench install clean \
+	deps deps-test deps-bench
+
+all: deps
+	$(Q)$(MAKE) --no-print-directory binaries
+
+binaries: $(BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/carvefs: $(call obj,$(BUILD),$(DAEMON_SRCS) $(PURE_SRCS))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LIBS)
+
+$(BUILD)/carvectl: $(call obj,$(BUILD),$(CTL_SRCS) $(PURE_SRCS))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LIBS)
+
+$(BUILD)/carve-provisioner: $(call obj,$(BUILD),$(PROV_SRCS) $(PROV_PURE_SRCS) $(PROV_SHARED_SRCS))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PROV_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(call obj,$(BUILD),$(PURE_SRCS) $(PROV_PURE_SRCS))
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CCLD    $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(UNIT_LIBS)
+
+unit-binaries: $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+# The unit tests run in a separate ASan+UBSan build tree.
+unit: deps-test
+	$(Q)$(MAKE) --no-print-directory BUILD=$(SANBUILD) SANITIZE=address,undefined unit-binaries
+	$(Q)set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: deps-test
+	$(Q)$(MAKE) --no-print-directory binaries
+	$(Q)CARVEFS_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -p no:cacheprovider \
+		-o console_output_style=classic -rs tests/integration $(PYTEST_ARGS)
+
+check: unit integration
+
+demo: all
+	$(Q)bash deploy/demo.sh $(abspath $(BUILD))
+
+bench: deps-bench
+	$(Q)$(MAKE) --no-print-directory binaries
+	$(Q)bash bench/run.sh $(abspath $(BUILD))
+
+install: binaries
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 0644 doc/*.8 $(DESTDIR)$(MANDIR)/man8/
+
+clean:
+	rm -rf build
+
+# Installs what is missing, quietly, when root; otherwise names it.
+define install_debs
+	@missing=$$(for p in $(1); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "missing Debian packages (run as root to install):" $$missing >&2; exit 1; \
+		fi; \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$$missing >/dev/null; \
+	fi
+endef
+
+deps:
+	$(call install_debs,$(DEB_BUILD))
+deps-test:
+	$(call install_debs,$(DEB_TEST))
+deps-bench:
+	$(call install_debs,$(DEB_BENCH))
+
+-include $(shell find build -name '*.d' 2>/dev/null)

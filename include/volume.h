@@ -1,0 +1,70 @@
+/*
+ * volume.h - the volume manager: the pool, its table, and every volume's
+ * lifecycle (carve, mount, resize, wipe, unmount, delete).
+ *
+ * One struct volmgr per daemon. Its verbs are what the control socket
+ * exposes; each is serialised by the manager's lock, persists the table
+ * before it returns, and fills @ret_msg (WIRE_MSG_MAX bytes, may be NULL) with
+ * one sentence for the user when it fails. They return 0 or -errno:
+ * -EINVAL bad argument, -ENOENT no such volume, -EEXIST name taken,
+ * -EBUSY in use, -ENOSPC not enough room.
+ *
+ * Lock order: volmgr->lock, then a volume's lock, then quota (leaf).
+ */
+#ifndef CARVEFS_VOLUME_H
+#define CARVEFS_VOLUME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "table.h"
+
+struct volmgr;
+struct uring_pool;
+
+struct volmgr_config {
+	const char *pool_dir;
+	const char *discovery_dir;
+	struct uring_pool *loops; /* the event-loop threads that serve the volumes */
+};
+
+struct volume_spec {
+	char name[VOLNAME_MAX + 1];
+	uint64_t capacity_bytes;
+	uint64_t inode_limit; /* 0 = unlimited */
+	bool has_owner;	      /* uid, gid and mode below are set */
+	uint32_t uid, gid, mode;
+	struct io_limits limits;
+	char storage_class[254];
+	char labels[TABLE_LABELS_MAX]; /* a JSON object as text or "" */
+};
+
+/*
+ * Opens (creating if needed) the pool and discovery directory, takes the
+ * pool's lock (-EBUSY if another daemon serves it), loads the table and
+ * mounts every volume in it. A volume that fails to mount is logged and left
+ * in state "error"; the others are served.
+ */
+int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr);
+
+/*
+ * Unmounts every volume, waits for their sessions to end, saves usage and
+ * marks the table clean. Accepts NULL; returns NULL.
+ */
+struct volmgr *volmgr_stop(struct volmgr *m);
+
+int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_msg);
+int volmgr_delete(struct volmgr *m, const char *name, bool force, char *ret_msg);
+int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, char *ret_msg);
+int volmgr_set_limits(struct volmgr *m, const char *name, const struct io_limits *limits,
+		      char *ret_msg);
+int volmgr_wipe(struct volmgr *m, const char *name, char *ret_msg);
+
+/* *ret_json is a new reference owned by the caller: an array of V objects (wire.h). */
+int volmgr_list(struct volmgr *m, json_t **ret_json);
+/* *ret_json is a new reference owned by the caller: one V object. */
+int volmgr_stats(struct volmgr *m, const char *name, json_t **ret_json, char *ret_msg);
+
+#endif
