@@ -50,8 +50,9 @@ DEB_TEST := $(DEB_BUILD) libcmocka-dev python3 python3-pytest stress-ng dbench \
 	fio util-linux e2fsprogs
 DEB_BENCH := $(DEB_TEST) gnuplot-nox
 
-# Modules with no kernel, ring, network or clock: unit tests link them all.
-PURE_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/table.c fs/quota.c fs/wire.c
+# Modules with no FUSE, ring, network or clock: unit tests link them all.
+PURE_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/table.c fs/quota.c fs/wire.c \
+	fs/walk.c
 DAEMON_SRCS := $(filter-out fs/carvectl.c $(PURE_SRCS),$(wildcard fs/*.c))
 CTL_SRCS := fs/carvectl.c
 # The provisioner links the shared pure modules too; its own pure modules

@@ -1,0 +1,561 @@
+/*
+ * file.c - open files and their IO: read, write, fsync and fallocate are
+ * submitted to the loop's io_uring and answered from the completion.
+ *
+ * Capacity. Before a write or fallocate is submitted, the bytes it may newly
+ * allocate are reserved from the quota; after it completed, the file's real
+ * st_blocks settle the charge and the reservation is given back. The
+ * estimate is exact for the common cases and conservative otherwise:
+ *  - a dense file (every block up to its size allocated): only the part of
+ *    the range past the allocated end can allocate, so overwriting works on a
+ *    full volume with no extra syscall;
+ *  - otherwise every block the range touches is assumed new, and if that does
+ *    not fit, the holes in the range are measured with SEEK_HOLE/SEEK_DATA.
+ * A write that does not fit whole is shortened to what fits (as on a full
+ * disk: the caller sees a short write, then ENOSPC).
+ *
+ * O_DIRECT: the backing file is opened O_DIRECT when the client asked for it;
+ * requests that are not aligned for the backing device go through a second,
+ * buffered fd instead of failing, and a backing filesystem that refuses
+ * O_DIRECT (tmpfs on older kernels) is served buffered.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vfs.h"
+
+#define DIO_ALIGN 512u
+
+struct file_io {
+	struct uring_op op;
+	fuse_req_t req;
+	struct vfs *vfs;
+	struct handle *h;
+	void *buf;	    /* read: our buffer; write: the receive buffer we hold */
+	uint64_t reserved;  /* quota bytes held until completion */
+	off_t off;
+	size_t len;
+	int fd;
+};
+
+static struct handle *handle_of(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+static uint64_t round_down(uint64_t v, uint64_t a)
+{
+	return v - v % a;
+}
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+	return round_down(v + a - 1, a);
+}
+
+/* Reopens @fd (through /proc) with @flags: the same object, another open mode. */
+static int reopen(int fd, int flags)
+{
+	char path[64];
+	int r;
+
+	inode_procpath(fd, path, sizeof(path));
+	r = open(path, flags | O_CLOEXEC);
+	return r < 0 ? -errno : r;
+}
+
+/* The flags of the backing open: the kernel supplies offsets, so no O_APPEND. */
+static int backing_flags(int client_flags)
+{
+	return client_flags & (O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_NOATIME);
+}
+
+static int handle_new(struct inode *in, int fd, int flags, struct handle **ret)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	h->fd = fd;
+	h->fd_buffered = -1;
+	h->flags = flags;
+	h->inode = in;
+	in->opens++;
+	*ret = h;
+	return 0;
+}
+
+/* The fd to use for an IO at (@addr, @off, @len): the direct one if aligned. */
+static int handle_fd_for(struct handle *h, uintptr_t addr, uint64_t off, uint64_t len)
+{
+	if (!(h->flags & O_DIRECT) || ((addr | off | len) % DIO_ALIGN) == 0)
+		return h->fd;
+	if (h->fd_buffered < 0) {
+		int fd = reopen(h->fd, h->flags & ~O_DIRECT);
+
+		if (fd < 0)
+			return fd;
+		h->fd_buffered = fd;
+	}
+	return h->fd_buffered;
+}
+
+static int open_backing(struct inode *in, int client_flags, int *ret_flags)
+{
+	int flags = backing_flags(client_flags), fd;
+
+	fd = reopen(in->fd, flags);
+	if (fd == -EINVAL && (flags & O_DIRECT)) {
+		flags &= ~O_DIRECT;
+		fd = reopen(in->fd, flags);
+	}
+	if (fd >= 0)
+		*ret_flags = flags;
+	return fd;
+}
+
+static void reply_open(fuse_req_t req, struct vfs *v, struct handle *h,
+		       struct fuse_file_info *fi, const struct fuse_entry_param *e)
+{
+	int r;
+
+	fi->fh = (uintptr_t)h;
+	/* Only this daemon changes the backing files, so cached pages stay valid. */
+	fi->keep_cache = !(h->flags & O_DIRECT);
+	r = e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi);
+	if (r == -ENOENT) {
+		/* The opener was interrupted: no release will come for this handle. */
+		close(h->fd);
+		if (h->fd_buffered >= 0)
+			close(h->fd_buffered);
+		inode_close(v, h->inode);
+		free(h);
+	}
+}
+
+int file_truncate(struct vfs *v, struct inode *in, int fd, off_t size)
+{
+	/* Growing is sparse and allocates nothing; shrinking gives space back. */
+	if (ftruncate(fd, size) < 0)
+		return -errno;
+	return inode_settle_fd(v, in, fd);
+}
+
+void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vfs *v = fuse_req_userdata(req);
+	struct inode *in = inode_of(v, ino);
+	struct handle *h = NULL;
+	int fd, flags, r;
+
+	if (in->type != S_IFREG) {
+		fuse_reply_err(req, in->type == S_IFDIR ? EISDIR : EINVAL);
+		return;
+	}
+	fd = open_backing(in, fi->flags, &flags);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	if (fi->flags & O_TRUNC) {
+		r = file_truncate(v, in, fd, 0);
+		if (r < 0)
+			goto err;
+	}
+	r = handle_new(in, fd, flags, &h);
+	if (r < 0)
+		goto err;
+	reply_open(req, v, h, fi, NULL);
+	return;
+err:
+	close(fd);
+	fuse_reply_err(req, -r);
+}
+
+void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t mode,
+		 struct fuse_file_info *fi)
+{
+	struct vfs *v = fuse_req_userdata(req);
+	struct inode *parent = inode_of(v, parent_ino), *in;
+	struct fuse_entry_param e;
+	struct handle *h = NULL;
+	bool created = true;
+	int fd = -1, flags, r;
+
+	r = quota_reserve_inode(v->quota);
+	if (r < 0)
+		goto out;
+	r = creds_enter(req);
+	if (r < 0)
+		goto out_inode;
+	/*
+	 * O_EXCL tells us whether this request made the file (and so costs an
+	 * inode); O_NOFOLLOW keeps a symlink planted at the name from being
+	 * followed out of the volume.
+	 */
+	fd = openat(parent->fd, name, O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_RDWR,
+		    mode & ~S_IFMT);
+	if (fd < 0 && errno == EEXIST && !(fi->flags & O_EXCL)) {
+		created = false;
+		fd = openat(parent->fd, name, O_NOFOLLOW | O_CLOEXEC | O_RDONLY);
+	}
+	if (fd < 0)
+		r = -errno;
+	creds_leave();
+	if (r < 0)
+		goto out_inode;
+	/* The create above used O_RDWR for the owner's sake; now the client's mode. */
+	close(fd);
+	fd = -1;
+	r = inode_lookup(v, parent, name, created, &e);
+	if (r < 0)
+		goto out_inode;
+	in = inode_of(v, e.ino);
+	(void)inode_settle_fd(v, parent, parent->fd);
+	if (in->type != S_IFREG) {
+		inode_forget(v, in, 1);
+		r = -EISDIR;
+		goto out_inode;
+	}
+	fd = open_backing(in, fi->flags, &flags);
+	if (fd >= 0 && !created && (fi->flags & O_TRUNC)) {
+		r = file_truncate(v, in, fd, 0);
+		if (r < 0) {
+			close(fd);
+			fd = r;
+		}
+	}
+	if (fd < 0) {
+		inode_forget(v, in, 1);
+		r = fd;
+		goto out_inode;
+	}
+	r = handle_new(in, fd, flags, &h);
+	if (r < 0) {
+		close(fd);
+		inode_forget(v, in, 1);
+		goto out_inode;
+	}
+out_inode:
+	quota_release_inode(v->quota);
+out:
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		reply_open(req, v, h, fi, &e);
+}
+
+static void read_complete(struct uring_op *op, int res, uint32_t cqe_flags)
+{
+	struct file_io *io = (struct file_io *)op;
+
+	(void)cqe_flags;
+	if (res < 0) {
+		fuse_reply_err(io->req, -res);
+	} else {
+		atomic_fetch_add_explicit(&io->vfs->stats.read_ops, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&io->vfs->stats.read_bytes, (uint64_t)res,
+					  memory_order_relaxed);
+		fuse_reply_buf(io->req, io->buf, (size_t)res);
+	}
+	free(io->buf);
+	free(io);
+}
+
+void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct vfs *v = fuse_req_userdata(req);
+	struct handle *h = handle_of(fi);
+	struct io_uring_sqe *sqe;
+	struct file_io *io;
+	int fd;
+
+	(void)ino;
+	io = calloc(1, sizeof(*io));
+	if (!io || posix_memalign(&io->buf, 4096, round_up(size ? size : 1, 4096)) != 0) {
+		free(io);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fd = handle_fd_for(h, (uintptr_t)io->buf, (uint64_t)off, size);
+	if (fd < 0) {
+		free(io->buf);
+		free(io);
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	io->op.complete = read_complete;
+	io->req = req;
+	io->vfs = v;
+	sqe = uring_sqe(&io->op);
+	io_uring_prep_read(sqe, fd, io->buf, (unsigned)size, (uint64_t)off);
+}
+
+/* Bytes of holes in [start, end) of @fd, measured with SEEK_HOLE/SEEK_DATA. */
+static uint64_t hole_bytes(int fd, uint64_t start, uint64_t end, uint64_t file_size)
+{
+	uint64_t holes = 0, pos = start;
+
+	if (end > file_size) {
+		holes += end - (start > file_size ? start : file_size);
+		end = start > file_size ? start : file_size;
+	}
+	while (pos < end) {
+		off_t hole = lseek(fd, (off_t)pos, SEEK_HOLE), data;
+
+		if (hole < 0)
+			return holes + (end - pos); /* cannot tell: assume the worst */
+		if ((uint64_t)hole >= end)
+			break;
+		data = lseek(fd, hole, SEEK_DATA);
+		if (data < 0 || (uint64_t)data >= end) {
+			holes += end - (uint64_t)hole;
+			break;
+		}
+		holes += (uint64_t)data - (uint64_t)hole;
+		pos = (uint64_t)data;
+	}
+	return holes;
+}
+
+/*
+ * Reserves what writing [off, off + len) may allocate and returns how many of
+ * the @len bytes may be written (0 < n <= len), or -ENOSPC.
+ */
+static int64_t write_reserve(struct vfs *v, struct handle *h, uint64_t off, uint64_t len,
+			     uint64_t *ret_reserved)
+{
+	struct inode *in = h->inode;
+	uint64_t bs = v->block_bytes;
+	uint64_t first = round_down(off, bs), last = round_up(off + len, bs);
+	uint64_t alloc_end = round_up(in->size, bs), start, want, granted;
+	int r;
+
+	if (in->charged_bytes >= alloc_end) {
+		/* Dense: only blocks past the allocated end can be new. */
+		start = first > alloc_end ? first : alloc_end;
+		want = last > start ? last - start : 0;
+	} else {
+		start = first;
+		want = last - first;
+	}
+	r = quota_reserve_bytes(v->quota, want, 0, 0, &granted);
+	if (r == 0) {
+		*ret_reserved = granted;
+		return (int64_t)len;
+	}
+	/* Not all of it fits: count the real holes before shortening the write. */
+	want = hole_bytes(h->fd, first, last, in->size);
+	r = quota_reserve_bytes(v->quota, want, 0, 0, &granted);
+	if (r == 0) {
+		*ret_reserved = granted;
+		return (int64_t)len;
+	}
+	r = quota_reserve_bytes(v->quota, want, bs, bs, &granted);
+	if (r < 0)
+		return r;
+	*ret_reserved = granted;
+	/* Assume the allocation happens front to back from the first hole. */
+	if (start + granted <= off) {
+		quota_release_bytes(v->quota, granted);
+		return -ENOSPC;
+	}
+	return (int64_t)(start + granted - off < len ? start + granted - off : len);
+}
+
+static void write_complete(struct uring_op *op, int res, uint32_t cqe_flags)
+{
+	struct file_io *io = (struct file_io *)op;
+	struct vfs *v = io->vfs;
+
+	(void)cqe_flags;
+	if (io->reserved || (uint64_t)io->off + io->len > io->h->inode->size)
+		(void)inode_settle_fd(v, io->h->inode, io->fd);
+	quota_release_bytes(v->quota, io->reserved);
+	uring_rxbuf_put(io->buf);
+	if (res < 0) {
+		fuse_reply_err(io->req, -res);
+	} else {
+		atomic_fetch_add_explicit(&v->stats.write_ops, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&v->stats.write_bytes, (uint64_t)res, memory_order_relaxed);
+		fuse_reply_write(io->req, (size_t)res);
+	}
+	free(io);
+}
+
+void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct vfs *v = fuse_req_userdata(req);
+	struct handle *h = handle_of(fi);
+	struct io_uring_sqe *sqe;
+	struct file_io *io;
+	uint64_t reserved = 0;
+	size_t len = fuse_buf_size(bufv);
+	int64_t n;
+	void *data;
+	int fd;
+
+	(void)ino;
+	/* Our receive buffers are memory, never pipes: the payload is one piece. */
+	if (bufv->count != 1 || (bufv->buf[0].flags & FUSE_BUF_IS_FD)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	data = (char *)bufv->buf[0].mem + bufv->off;
+	if (len == 0) {
+		fuse_reply_write(req, 0);
+		return;
+	}
+	n = write_reserve(v, h, (uint64_t)off, len, &reserved);
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	fd = handle_fd_for(h, (uintptr_t)data, (uint64_t)off, (uint64_t)n);
+	io = calloc(1, sizeof(*io));
+	if (fd < 0 || !io) {
+		quota_release_bytes(v->quota, reserved);
+		free(io);
+		fuse_reply_err(req, fd < 0 ? -fd : ENOMEM);
+		return;
+	}
+	io->op.complete = write_complete;
+	io->req = req;
+	io->vfs = v;
+	io->h = h;
+	io->reserved = reserved;
+	io->off = off;
+	io->len = (size_t)n;
+	io->fd = fd;
+	io->buf = uring_rxbuf_take();
+	sqe = uring_sqe(&io->op);
+	io_uring_prep_write(sqe, fd, data, (unsigned)n, (uint64_t)off);
+}
+
+void file_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	/* Writes are never cached here: by the time close() flushes, they are done. */
+	fuse_reply_err(req, 0);
+}
+
+void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vfs *v = fuse_req_userdata(req);
+	struct handle *h = handle_of(fi);
+
+	(void)ino;
+	close(h->fd);
+	if (h->fd_buffered >= 0)
+		close(h->fd_buffered);
+	inode_close(v, h->inode);
+	free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void sync_complete(struct uring_op *op, int res, uint32_t cqe_flags)
+{
+	struct file_io *io = (struct file_io *)op;
+
+	(void)cqe_flags;
+	fuse_reply_err(io->req, res < 0 ? -res : 0);
+	free(io);
+}
+
+void file_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct handle *h = handle_of(fi);
+	struct io_uring_sqe *sqe;
+	struct file_io *io;
+
+	(void)ino;
+	/* Unaligned writes of an O_DIRECT file went through the buffered fd. */
+	if (h->fd_buffered >= 0 && (datasync ? fdatasync(h->fd_buffered) : fsync(h->fd_buffered)) < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	io = calloc(1, sizeof(*io));
+	if (!io) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	io->op.complete = sync_complete;
+	io->req = req;
+	sqe = uring_sqe(&io->op);
+	io_uring_prep_fsync(sqe, h->fd, datasync ? IORING_FSYNC_DATASYNC : 0);
+}
+
+static void fallocate_complete(struct uring_op *op, int res, uint32_t cqe_flags)
+{
+	struct file_io *io = (struct file_io *)op;
+
+	(void)cqe_flags;
+	(void)inode_settle_fd(io->vfs, io->h->inode, io->h->fd);
+	quota_release_bytes(io->vfs->quota, io->reserved);
+	fuse_reply_err(io->req, res < 0 ? -res : 0);
+	free(io);
+}
+
+void file_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+		    struct fuse_file_info *fi)
+{
+	struct vfs *v = fuse_req_userdata(req);
+	struct handle *h = handle_of(fi);
+	struct io_uring_sqe *sqe;
+	struct file_io *io;
+	uint64_t want = 0, reserved = 0;
+	int r;
+
+	(void)ino;
+	if (offset < 0 || length <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		/* Collapse and insert shift data around: not worth their quota corner cases. */
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
+		uint64_t bs = v->block_bytes;
+
+		/* All or nothing: a failed fallocate leaves nothing allocated. */
+		want = hole_bytes(h->fd, round_down((uint64_t)offset, bs),
+				  round_up((uint64_t)offset + (uint64_t)length, bs), h->inode->size);
+		r = quota_reserve_bytes(v->quota, want, want, 0, &reserved);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+	}
+	io = calloc(1, sizeof(*io));
+	if (!io) {
+		quota_release_bytes(v->quota, reserved);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	io->op.complete = fallocate_complete;
+	io->req = req;
+	io->vfs = v;
+	io->h = h;
+	io->reserved = reserved;
+	sqe = uring_sqe(&io->op);
+	io_uring_prep_fallocate(sqe, h->fd, mode, (uint64_t)offset, (uint64_t)length);
+}
+
+void file_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
+{
+	off_t r;
+
+	(void)ino;
+	r = lseek(handle_of(fi)->fd, off, whence);
+	if (r < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_lseek(req, r);
+}

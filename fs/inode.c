@@ -1,0 +1,300 @@
+/*
+ * inode.c - the table of backing objects the kernel knows about, and the
+ * bookkeeping of their share of the volume's quota.
+ *
+ * The FUSE node id of an inode is its address (the root's is FUSE_ROOT_ID).
+ * The table is keyed by (st_dev, st_ino) so that hard links share one entry,
+ * one O_PATH fd and one quota charge.
+ *
+ * An object's space comes back when the backing filesystem frees it: when its
+ * last link is gone and the last fd to it is closed. Our O_PATH fd is such an
+ * fd, so a tracked object is settled when its entry is destroyed (the kernel
+ * forgot it and no handle is open): a final fstat tells whether it still has
+ * a link (it stays, and stays counted) or not (its charge is given back).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vfs.h"
+
+#define INITIAL_BUCKETS 1024
+
+static size_t bucket_of(const struct vfs *v, dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev;
+
+	return (size_t)(h >> 17) & (v->nbuckets - 1);
+}
+
+void inode_procpath(int fd, char *buf, size_t len)
+{
+	snprintf(buf, len, "/proc/self/fd/%d", fd);
+}
+
+int inode_stat(struct inode *in, struct stat *st)
+{
+	if (fstatat(in->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return 0;
+}
+
+static uint64_t allocated_bytes(const struct stat *st)
+{
+	return (uint64_t)st->st_blocks * 512;
+}
+
+static void table_insert(struct vfs *v, struct inode *in)
+{
+	size_t b;
+
+	if (v->ninodes >= v->nbuckets * 2) {
+		size_t n = v->nbuckets * 4;
+		struct inode **nb = calloc(n, sizeof(*nb));
+
+		/* Growing is an optimisation: without memory, chains just get longer. */
+		if (nb) {
+			struct inode **old = v->buckets;
+			size_t oldn = v->nbuckets;
+
+			v->buckets = nb;
+			v->nbuckets = n;
+			for (size_t i = 0; i < oldn; i++) {
+				struct inode *p = old[i], *next;
+
+				for (; p; p = next) {
+					next = p->hnext;
+					b = bucket_of(v, p->dev, p->ino);
+					p->hnext = v->buckets[b];
+					v->buckets[b] = p;
+				}
+			}
+			free(old);
+		}
+	}
+	b = bucket_of(v, in->dev, in->ino);
+	in->hnext = v->buckets[b];
+	v->buckets[b] = in;
+	v->ninodes++;
+}
+
+static void table_remove(struct vfs *v, struct inode *in)
+{
+	struct inode **pp = &v->buckets[bucket_of(v, in->dev, in->ino)];
+
+	for (; *pp; pp = &(*pp)->hnext) {
+		if (*pp == in) {
+			*pp = in->hnext;
+			v->ninodes--;
+			return;
+		}
+	}
+}
+
+struct inode *inode_find(struct vfs *v, dev_t dev, ino_t ino)
+{
+	struct inode *in = v->buckets[bucket_of(v, dev, ino)];
+
+	for (; in; in = in->hnext)
+		if (in->dev == dev && in->ino == ino)
+			return in;
+	return NULL;
+}
+
+int inode_table_init(struct vfs *v, int root_fd)
+{
+	struct stat st;
+	struct inode *root;
+
+	if (fstat(root_fd, &st) < 0)
+		return -errno;
+	v->buckets = calloc(INITIAL_BUCKETS, sizeof(*v->buckets));
+	root = calloc(1, sizeof(*root));
+	if (!v->buckets || !root) {
+		free(v->buckets);
+		v->buckets = NULL;
+		free(root);
+		return -ENOMEM;
+	}
+	v->nbuckets = INITIAL_BUCKETS;
+	v->dev = st.st_dev;
+	root->fd = root_fd;
+	root->dev = st.st_dev;
+	root->ino = st.st_ino;
+	root->type = S_IFDIR;
+	root->nlookup = 1; /* the mount's own reference, never forgotten */
+	root->charged_bytes = allocated_bytes(&st);
+	v->root = root;
+	table_insert(v, root);
+	return 0;
+}
+
+void inode_table_fini(struct vfs *v)
+{
+	for (size_t i = 0; i < v->nbuckets; i++) {
+		struct inode *in = v->buckets[i], *next;
+
+		for (; in; in = next) {
+			next = in->hnext;
+			close(in->fd);
+			free(in);
+		}
+	}
+	free(v->buckets);
+	v->buckets = NULL;
+	v->root = NULL;
+	v->ninodes = 0;
+}
+
+struct inode *inode_of(struct vfs *v, fuse_ino_t ino)
+{
+	if (ino == FUSE_ROOT_ID)
+		return v->root;
+	return (struct inode *)(uintptr_t)ino;
+}
+
+fuse_ino_t inode_nodeid(struct vfs *v, struct inode *in)
+{
+	return in == v->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)in;
+}
+
+void inode_settle(struct vfs *v, struct inode *in, const struct stat *st)
+{
+	uint64_t now = allocated_bytes(st);
+
+	if (now != in->charged_bytes) {
+		quota_charge_bytes(v->quota, (int64_t)(now - in->charged_bytes));
+		in->charged_bytes = now;
+	}
+	in->size = (uint64_t)st->st_size;
+}
+
+int inode_settle_fd(struct vfs *v, struct inode *in, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	inode_settle(v, in, &st);
+	return 0;
+}
+
+void inode_unlinked(struct vfs *v, const struct stat *before)
+{
+	if (inode_find(v, before->st_dev, before->st_ino))
+		return;
+	if (S_ISDIR(before->st_mode) || before->st_nlink <= 1) {
+		quota_charge_bytes(v->quota, -(int64_t)allocated_bytes(before));
+		quota_charge_inodes(v->quota, -1);
+	}
+}
+
+static void inode_destroy(struct vfs *v, struct inode *in)
+{
+	struct stat st;
+
+	table_remove(v, in);
+	/* Our fd is the last reference: if no link is left, the space is free now. */
+	if (!in->uncounted && inode_stat(in, &st) == 0 && st.st_nlink == 0) {
+		quota_charge_bytes(v->quota, -(int64_t)in->charged_bytes);
+		quota_charge_inodes(v->quota, -1);
+	}
+	close(in->fd);
+	free(in);
+}
+
+static void inode_maybe_destroy(struct vfs *v, struct inode *in)
+{
+	if (in != v->root && in->nlookup == 0 && in->opens == 0)
+		inode_destroy(v, in);
+}
+
+void inode_forget(struct vfs *v, struct inode *in, uint64_t nlookup)
+{
+	in->nlookup = nlookup > in->nlookup ? 0 : in->nlookup - nlookup;
+	inode_maybe_destroy(v, in);
+}
+
+void inode_close(struct vfs *v, struct inode *in)
+{
+	if (in->opens)
+		in->opens--;
+	inode_maybe_destroy(v, in);
+}
+
+int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool created,
+		 struct fuse_entry_param *e)
+{
+	struct inode *in;
+	struct stat st;
+	int fd, r;
+
+	memset(e, 0, sizeof(*e));
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		/* The kernel resolves these itself; ".." of the root would leave the volume. */
+		return -EINVAL;
+	}
+	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		goto err;
+	}
+	if (st.st_dev != v->dev) {
+		/* A mount planted inside the backing directory: not part of this volume. */
+		r = -EXDEV;
+		goto err;
+	}
+	in = inode_find(v, st.st_dev, st.st_ino);
+	if (in) {
+		close(fd);
+	} else {
+		in = calloc(1, sizeof(*in));
+		if (!in) {
+			r = -ENOMEM;
+			goto err;
+		}
+		in->fd = fd;
+		in->dev = st.st_dev;
+		in->ino = st.st_ino;
+		in->type = st.st_mode & S_IFMT;
+		in->charged_bytes = allocated_bytes(&st);
+		in->size = (uint64_t)st.st_size;
+		table_insert(v, in);
+		if (created)
+			quota_charge_bytes(v->quota, (int64_t)in->charged_bytes);
+	}
+	if (created)
+		quota_charge_inodes(v->quota, 1);
+	in->nlookup++;
+	e->ino = inode_nodeid(v, in);
+	e->attr = st;
+	e->attr_timeout = v->attr_timeout;
+	e->entry_timeout = v->entry_timeout;
+	return 0;
+err:
+	close(fd);
+	return r;
+}
+
+void inode_table_recount(struct vfs *v)
+{
+	for (size_t i = 0; i < v->nbuckets; i++) {
+		for (struct inode *in = v->buckets[i]; in; in = in->hnext) {
+			struct stat st;
+
+			if (inode_stat(in, &st) < 0 || st.st_nlink == 0) {
+				/* Gone from the tree: a walk does not count it, so neither may we. */
+				in->charged_bytes = 0;
+				in->uncounted = true;
+			} else {
+				in->charged_bytes = allocated_bytes(&st);
+				in->size = (uint64_t)st.st_size;
+			}
+		}
+	}
+}

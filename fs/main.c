@@ -1,0 +1,268 @@
+/*
+ * main.c - the carvefs daemon: flags, start-up, signals, shutdown.
+ *
+ * Start-up order: event loops, then the volume manager (which mounts the
+ * table's volumes on those loops), then the control socket, so that by the
+ * time a client can ask for anything, everything it could ask about exists.
+ * Shutdown runs the other way round. Without --foreground the daemon forks
+ * and the parent exits only once the child is serving (or with the child's
+ * error), so a script that starts it can rely on the volumes being mounted.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+
+#include "control.h"
+#include "log.h"
+#include "uring.h"
+#include "volume.h"
+#include "wire.h"
+
+#define CARVEFS_VERSION "0.1.0"
+
+struct options {
+	const char *pool_dir;
+	const char *discovery_dir;
+	const char *socket_path;
+	bool foreground;
+	unsigned threads;
+	enum log_level level;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: carvefs --pool DIR --discovery-dir DIR [OPTIONS]\n"
+		"\n"
+		"Serves the volumes of a pool (a directory on a local disk) as FUSE\n"
+		"filesystems mounted at DISCOVERY-DIR/NAME, each with its own capacity.\n"
+		"\n"
+		"  --pool DIR            the pool: volume table and backing directories\n"
+		"                        (created if missing)\n"
+		"  --discovery-dir DIR   where volumes are mounted (created if missing)\n"
+		"  --socket PATH         control socket (default %s)\n"
+		"  --foreground          do not fork; log to stderr (for systemd and pods)\n"
+		"  --threads N           event-loop threads (default: one per CPU)\n"
+		"  --log-level LEVEL     error, warn, info (default) or debug\n"
+		"  --help                this text\n"
+		"  --version             the version\n"
+		"\n"
+		"SIGTERM or SIGINT unmount every volume, record usage and exit 0.\n"
+		"Volumes are managed with carvectl(8).\n",
+		WIRE_DEFAULT_SOCKET);
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "pool", required_argument, NULL, 'p' },
+		{ "discovery-dir", required_argument, NULL, 'd' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	int c;
+
+	o->socket_path = WIRE_DEFAULT_SOCKET;
+	o->level = LOG_LEVEL_INFO;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		char *end;
+		unsigned long n;
+
+		switch (c) {
+		case 'p':
+			o->pool_dir = optarg;
+			break;
+		case 'd':
+			o->discovery_dir = optarg;
+			break;
+		case 's':
+			o->socket_path = optarg;
+			break;
+		case 'f':
+			o->foreground = true;
+			break;
+		case 't':
+			errno = 0;
+			n = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || n == 0 || n > 1024) {
+				log_error("--threads takes a number from 1 to 1024, not '%s'", optarg);
+				return -EINVAL;
+			}
+			o->threads = (unsigned)n;
+			break;
+		case 'l':
+			if (log_level_parse(optarg, &o->level) < 0) {
+				log_error("--log-level takes error, warn, info or debug, not '%s'", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf("carvefs %s\n", CARVEFS_VERSION);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		log_error("unexpected argument '%s' (see --help)", argv[optind]);
+		return -EINVAL;
+	}
+	if (!o->pool_dir || !o->discovery_dir) {
+		log_error("--pool and --discovery-dir are required (see --help)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	enum log_level l = level <= FUSE_LOG_ERR ? LOG_LEVEL_ERROR :
+			   level <= FUSE_LOG_WARNING ? LOG_LEVEL_WARN :
+			   level <= FUSE_LOG_INFO ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
+	char msg[1024];
+	size_t n;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	if (n && msg[n - 1] == '\n')
+		msg[n - 1] = '\0';
+	log_msg(l, 0, "libfuse: %s", msg);
+}
+
+/* Every inode holds an fd: the default limit of 1024 would cap a volume's tree. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/*
+ * Forks; the parent waits for one status byte from the child (0 = serving)
+ * and exits with it. Returns the pipe's write end in the child.
+ */
+static int daemonize(void)
+{
+	int fds[2];
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		unsigned char status = 1;
+
+		close(fds[1]);
+		if (read(fds[0], &status, 1) != 1)
+			status = 1;
+		_exit(status);
+	}
+	close(fds[0]);
+	if (setsid() < 0)
+		return -errno;
+	return fds[1];
+}
+
+static void report_ready(int *fd, unsigned char status)
+{
+	if (*fd < 0)
+		return;
+	(void)!write(*fd, &status, 1);
+	close(*fd);
+	*fd = -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	struct uring_pool *loops = NULL;
+	struct volmgr *mgr = NULL;
+	struct control *ctl = NULL;
+	sigset_t sigs;
+	int ready_fd = -1, sig = 0, r;
+
+	log_init("carvefs", LOG_LEVEL_INFO);
+	r = parse_options(argc, argv, &o);
+	if (r < 0)
+		return 2;
+	log_set_level(o.level);
+	if (geteuid() != 0) {
+		log_error("carvefs must run as root: it mounts filesystems and serves every uid");
+		return 1;
+	}
+	fuse_set_log_func(fuse_log_to_ours);
+	raise_fd_limit();
+	signal(SIGPIPE, SIG_IGN);
+	if (!o.foreground) {
+		ready_fd = daemonize();
+		if (ready_fd < 0) {
+			log_error_errno(ready_fd, "cannot start in the background");
+			return 1;
+		}
+	}
+	/* Blocked before any thread starts, so only sigwait() below sees them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	r = uring_pool_start(o.threads, &loops);
+	if (r < 0) {
+		log_error_errno(r, "cannot start the io_uring event loops");
+		goto out;
+	}
+	r = volmgr_start(&(struct volmgr_config){ .pool_dir = o.pool_dir,
+						  .discovery_dir = o.discovery_dir,
+						  .loops = loops },
+			 &mgr);
+	if (r < 0)
+		goto out;
+	r = control_start(o.socket_path, mgr, &ctl);
+	if (r < 0) {
+		log_error_errno(r, "cannot serve the control socket '%s'", o.socket_path);
+		goto out;
+	}
+	log_info("carvefs %s ready: %u event loop(s), control socket '%s'", CARVEFS_VERSION,
+		 uring_pool_threads(loops), o.socket_path);
+	report_ready(&ready_fd, 0);
+
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP)
+			continue; /* nothing to reload: the table is authoritative */
+		break;
+	}
+	log_info("received %s: unmounting and recording usage", strsignal(sig));
+	r = 0;
+out:
+	ctl = control_stop(ctl);
+	mgr = volmgr_stop(mgr);
+	loops = uring_pool_stop(loops);
+	report_ready(&ready_fd, 1);
+	return r < 0 ? 1 : 0;
+}

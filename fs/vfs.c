@@ -1,0 +1,242 @@
+/*
+ * vfs.c - mounting a volume and ending its session; see include/vfs.h.
+ *
+ * The daemon mounts with mount(2) itself rather than through fusermount:
+ * it runs as root, and owning the call keeps the options exact (nosuid,
+ * nodev, allow_other, default_permissions, the fsname "carvefs:<name>" and
+ * the type "fuse.carvefs", so findmnt and df show each volume as a
+ * filesystem of its own) and keeps libfuse from ever unmounting a path
+ * behind our back. libfuse adopts the fd through its "/dev/fd/N" convention.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "vfs.h"
+#include "walk.h"
+
+#define MAX_READ_BYTES (1024 * 1024)
+#define CACHE_TIMEOUT_S 1.0
+
+static void vfs_session_ended(void *arg)
+{
+	struct vfs *v = arg;
+
+	/* On the loop thread, with nothing of this session in flight. */
+	fuse_session_destroy(v->se);
+	v->se = NULL;
+	pthread_mutex_lock(&v->end_lock);
+	v->ended = true;
+	pthread_cond_broadcast(&v->end_cond);
+	pthread_mutex_unlock(&v->end_lock);
+}
+
+static int vfs_new(const struct vfs_params *p, struct vfs **ret_vfs)
+{
+	struct vfs *v;
+	struct statvfs sv;
+	int r;
+
+	v = calloc(1, sizeof(*v));
+	if (!v) {
+		close(p->root_fd);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&v->end_lock, NULL);
+	pthread_cond_init(&v->end_cond, NULL);
+	v->ended = true; /* until a session runs */
+	snprintf(v->name, sizeof(v->name), "%s", p->name);
+	v->entry_timeout = CACHE_TIMEOUT_S;
+	v->attr_timeout = CACHE_TIMEOUT_S;
+	r = inode_table_init(v, p->root_fd);
+	if (r < 0) {
+		close(p->root_fd);
+		goto err;
+	}
+	if (fstatvfs(p->root_fd, &sv) < 0) {
+		r = -errno;
+		goto err;
+	}
+	v->block_bytes = sv.f_frsize ? sv.f_frsize : sv.f_bsize;
+	if (v->block_bytes == 0)
+		v->block_bytes = 4096;
+	r = quota_new(p->capacity_bytes, p->inode_limit, &v->quota);
+	if (r < 0)
+		goto err;
+	if (p->usage_known) {
+		quota_set_usage(v->quota, p->used_bytes, p->used_inodes);
+	} else {
+		struct walk_usage u;
+
+		r = walk_usage(p->root_fd, &u);
+		if (r < 0)
+			goto err;
+		quota_set_usage(v->quota, u.bytes, u.inodes);
+	}
+	*ret_vfs = v;
+	return 0;
+err:
+	vfs_free(v);
+	return r;
+}
+
+static int vfs_kernel_mount(struct vfs *v, const char *mountpoint, int *ret_fd)
+{
+	char source[96], opts[160];
+	int fd;
+
+	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	snprintf(source, sizeof(source), "carvefs:%s", v->name);
+	snprintf(opts, sizeof(opts),
+		 "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,max_read=%u",
+		 fd, MAX_READ_BYTES);
+	if (mount(source, mountpoint, "fuse.carvefs", MS_NOSUID | MS_NODEV, opts) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+int vfs_mount(const struct vfs_params *p, struct uring_pool *loops, struct vfs **ret_vfs)
+{
+	char *argv[] = { (char *)"carvefs", NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(1, argv);
+	char devpath[32];
+	struct vfs *v = NULL;
+	int fd = -1, r;
+
+	r = vfs_new(p, &v);
+	if (r < 0)
+		return r;
+	r = vfs_kernel_mount(v, p->mountpoint, &fd);
+	if (r < 0)
+		goto err;
+	v->se = fuse_session_new(&args, &vfs_ops, sizeof(vfs_ops), v);
+	if (!v->se) {
+		r = -ENOMEM;
+		goto err_umount;
+	}
+	snprintf(devpath, sizeof(devpath), "/dev/fd/%d", fd);
+	if (fuse_session_mount(v->se, devpath) != 0) {
+		r = -EIO;
+		goto err_umount;
+	}
+	fd = -1; /* the session owns it now */
+	v->ended = false;
+	r = uring_session_attach(loops, v->se, vfs_session_ended, v, &v->session);
+	if (r < 0) {
+		v->ended = true;
+		goto err_umount;
+	}
+	*ret_vfs = v;
+	return 0;
+err_umount:
+	(void)umount2(p->mountpoint, MNT_DETACH);
+	if (v->se) {
+		fuse_session_destroy(v->se);
+		v->se = NULL;
+	}
+	if (fd >= 0)
+		close(fd);
+err:
+	vfs_free(v);
+	return r;
+}
+
+static void vfs_wait_end(struct vfs *v)
+{
+	pthread_mutex_lock(&v->end_lock);
+	while (!v->ended)
+		pthread_cond_wait(&v->end_cond, &v->end_lock);
+	pthread_mutex_unlock(&v->end_lock);
+}
+
+bool vfs_ended(struct vfs *v)
+{
+	bool ended;
+
+	pthread_mutex_lock(&v->end_lock);
+	ended = v->ended;
+	pthread_mutex_unlock(&v->end_lock);
+	return ended;
+}
+
+int vfs_unmount(struct vfs *v, const char *mountpoint, bool lazy)
+{
+	if (!vfs_ended(v)) {
+		if (umount2(mountpoint, lazy ? MNT_DETACH : 0) < 0) {
+			/* EINVAL: not mounted any more, someone unmounted it by hand. */
+			if (errno != EINVAL && errno != ENOENT && (errno != EBUSY || !lazy))
+				return -errno;
+		}
+		/*
+		 * A plain umount aborts the connection and the loop sees ENODEV; a
+		 * detached mount lives on while anyone uses it, so end it now.
+		 */
+		if (lazy)
+			uring_session_kill(v->session);
+	}
+	vfs_wait_end(v);
+	return 0;
+}
+
+struct vfs *vfs_free(struct vfs *v)
+{
+	if (!v)
+		return NULL;
+	v->session = uring_session_free(v->session);
+	if (v->buckets)
+		inode_table_fini(v);
+	quota_free(v->quota);
+	pthread_cond_destroy(&v->end_cond);
+	pthread_mutex_destroy(&v->end_lock);
+	free(v);
+	return NULL;
+}
+
+struct wipe_call {
+	struct vfs *v;
+	uint64_t skipped;
+};
+
+static int vfs_wipe_on_loop(void *arg)
+{
+	struct wipe_call *c = arg;
+	struct vfs *v = c->v;
+	struct walk_usage u;
+	int r, r2;
+
+	r = walk_wipe(v->root->fd, &c->skipped);
+	r2 = walk_usage(v->root->fd, &u);
+	if (r2 == 0) {
+		quota_set_usage(v->quota, u.bytes, u.inodes);
+		inode_table_recount(v);
+	}
+	return r < 0 ? r : r2;
+}
+
+int vfs_wipe(struct vfs *v, uint64_t *ret_skipped)
+{
+	struct wipe_call c = { .v = v };
+	int r;
+
+	if (vfs_ended(v)) {
+		/* Not served: no request can race with us. */
+		r = vfs_wipe_on_loop(&c);
+	} else {
+		r = uring_session_call(v->session, vfs_wipe_on_loop, &c);
+	}
+	if (ret_skipped)
+		*ret_skipped = c.skipped;
+	return r;
+}

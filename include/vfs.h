@@ -1,0 +1,202 @@
+/*
+ * vfs.h - one mounted volume as a filesystem: its inodes, its quota, its
+ * FUSE session. Private to the daemon's filesystem modules (inode.c, meta.c,
+ * dir.c, file.c, ops.c, vfs.c); the rest of the daemon sees struct vfs
+ * through the functions at the bottom only.
+ *
+ * Confinement: every inode holds an O_PATH | O_NOFOLLOW fd of its backing
+ * object and every operation is relative to such an fd. Nothing is resolved
+ * by path from the pool, no symlink is ever followed by the daemon, and an
+ * object on another filesystem (a mount planted in the backing directory) is
+ * refused, so no name a pod can create reaches outside the volume.
+ *
+ * Threads: all of a volume's requests run on the one loop thread its session
+ * is attached to, and work from other threads (wipe) is run there through
+ * uring_session_call(). So the inode table needs no lock. The quota has its
+ * own (a leaf), and the counters in struct vfs_stats are atomics read by the
+ * control thread.
+ */
+#ifndef CARVEFS_VFS_H
+#define CARVEFS_VFS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include <fuse_lowlevel.h>
+
+#include "quota.h"
+#include "uring.h"
+
+struct inode {
+	int fd; /* O_PATH | O_NOFOLLOW of the backing object; owned */
+	dev_t dev;
+	ino_t ino;
+	mode_t type;	 /* S_IFMT bits */
+	uint64_t nlookup; /* references the kernel holds */
+	unsigned opens;	 /* open file and directory handles */
+	/* This object's share of quota's used bytes (st_blocks * 512 when last seen). */
+	uint64_t charged_bytes;
+	uint64_t size; /* st_size when last seen */
+	bool uncounted; /* unlinked before a recount: not part of the quota's usage */
+	struct inode *hnext;
+};
+
+/* An open regular file. */
+struct handle {
+	int fd;		 /* opened with the client's access mode (and O_DIRECT if asked) */
+	int fd_buffered; /* without O_DIRECT, opened on first unaligned IO; -1 until then */
+	int flags;	 /* the flags fd was opened with */
+	struct inode *inode;
+};
+
+struct vfs_stats {
+	_Atomic uint64_t read_ops, write_ops, read_bytes, write_bytes;
+	_Atomic uint64_t throttled_ns, queue_depth;
+};
+
+struct vfs {
+	char name[64];
+	struct inode *root;
+	struct inode **buckets; /* hash of (dev, ino) */
+	size_t nbuckets, ninodes;
+	struct quota *quota;
+	uint64_t block_bytes; /* allocation unit of the backing filesystem */
+	dev_t dev;	      /* the backing filesystem: nothing else is served */
+	double entry_timeout, attr_timeout;
+	struct fuse_session *se;
+	struct uring_session *session;
+	struct vfs_stats stats;
+	/* protected by end_lock: set once the session ended */
+	pthread_mutex_t end_lock;
+	pthread_cond_t end_cond;
+	bool ended;
+};
+
+/* inode.c */
+int inode_table_init(struct vfs *v, int root_fd);
+void inode_table_fini(struct vfs *v);
+struct inode *inode_of(struct vfs *v, fuse_ino_t ino);
+fuse_ino_t inode_nodeid(struct vfs *v, struct inode *in);
+struct inode *inode_find(struct vfs *v, dev_t dev, ino_t ino);
+/*
+ * Looks @name up below @parent without following symlinks and fills @e (one
+ * more kernel reference). @created says the object was just made by this
+ * request, so its blocks and inode are charged to the quota now; an existing
+ * object was already counted by the usage walk. Returns 0 or -errno.
+ */
+int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool created,
+		 struct fuse_entry_param *e);
+void inode_forget(struct vfs *v, struct inode *in, uint64_t nlookup);
+/* Drops an open handle's reference. */
+void inode_close(struct vfs *v, struct inode *in);
+/* Charges the change of the object's allocation since it was last seen. */
+void inode_settle(struct vfs *v, struct inode *in, const struct stat *st);
+int inode_settle_fd(struct vfs *v, struct inode *in, int fd);
+/*
+ * Accounts an object that lost a link (unlink, rmdir, rename over it): if the
+ * daemon does not track it and the link was its last, its space and inode are
+ * given back now; a tracked one gives them back when its last reference goes.
+ */
+void inode_unlinked(struct vfs *v, const struct stat *before);
+int inode_stat(struct inode *in, struct stat *st);
+/* "/proc/self/fd/N" of @fd into @buf (at least 32 bytes). */
+void inode_procpath(int fd, char *buf, size_t len);
+/*
+ * After the quota's usage was replaced by a walk of the backing directory
+ * (wipe), makes every tracked object's charge agree with what the walk
+ * counted: linked objects their blocks, unlinked ones nothing.
+ */
+void inode_table_recount(struct vfs *v);
+
+/* creds.c: create objects as the caller, never as root first. */
+int creds_enter(fuse_req_t req);
+void creds_leave(void);
+
+/* meta.c, dir.c, file.c: request handlers, referenced by ops.c. */
+void meta_init(void *userdata, struct fuse_conn_info *conn);
+void meta_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void meta_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void meta_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
+void meta_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void meta_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		  struct fuse_file_info *fi);
+void meta_readlink(fuse_req_t req, fuse_ino_t ino);
+void meta_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
+void meta_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void meta_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void meta_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+void meta_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void meta_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void meta_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		 const char *newname, unsigned int flags);
+void meta_statfs(fuse_req_t req, fuse_ino_t ino);
+void meta_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		   size_t size, int flags);
+void meta_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void meta_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void meta_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void dir_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void dir_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi);
+void dir_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void dir_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+
+void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		 struct fuse_file_info *fi);
+void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
+		    struct fuse_file_info *fi);
+void file_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void file_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void file_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+		    struct fuse_file_info *fi);
+void file_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi);
+/* Truncates through @fd and settles the quota; used by setattr and O_TRUNC. */
+int file_truncate(struct vfs *v, struct inode *in, int fd, off_t size);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops vfs_ops;
+
+/*
+ * vfs.c: a volume's filesystem from mount to end. Called by the volume
+ * manager, never from a loop thread.
+ */
+struct vfs_params {
+	const char *name;
+	const char *mountpoint;
+	int root_fd; /* O_PATH | O_DIRECTORY of the backing directory; ownership moves to the vfs */
+	uint64_t capacity_bytes;
+	uint64_t inode_limit;
+	bool usage_known; /* used_* below are exact (clean stop); else the tree is walked */
+	uint64_t used_bytes;
+	uint64_t used_inodes;
+};
+
+/*
+ * Mounts the volume at @p->mountpoint (the mountpoint must exist and be
+ * free) and starts serving it on @loops. On failure the root fd is closed
+ * too. Returns 0 or -errno.
+ */
+int vfs_mount(const struct vfs_params *p, struct uring_pool *loops, struct vfs **ret_vfs);
+/*
+ * Unmounts and waits until the session ended. Without @lazy, a volume in use
+ * is left alone and -EBUSY returned. With @lazy the mount is detached and the
+ * session ended at once: whoever still uses the volume gets ENOTCONN.
+ */
+int vfs_unmount(struct vfs *v, const char *mountpoint, bool lazy);
+/* Whether the session ended (unmounted by anyone, or aborted). */
+bool vfs_ended(struct vfs *v);
+/* Frees an ended (or never mounted) vfs. Accepts NULL; returns NULL. */
+struct vfs *vfs_free(struct vfs *v);
+/* Empties the volume and recounts its usage, serialised with its requests. */
+int vfs_wipe(struct vfs *v, uint64_t *ret_skipped);
+
+#endif

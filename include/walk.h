@@ -1,0 +1,32 @@
+/*
+ * walk.h - whole-tree work on a volume's backing directory: measuring usage
+ * (after an unclean stop) and wiping (emptying a volume, deleting one).
+ *
+ * Both go fd-relative from the directory they are given, never follow a
+ * symlink and never descend into another filesystem (an entry whose st_dev
+ * differs is left alone and counted in *skipped), so a pod's symlinks or a
+ * mount planted in the directory cannot make them touch anything outside.
+ * Neither logs.
+ */
+#ifndef CARVEFS_WALK_H
+#define CARVEFS_WALK_H
+
+#include <stdint.h>
+
+struct walk_usage {
+	uint64_t bytes;	  /* allocated bytes (st_blocks * 512), the directory itself included */
+	uint64_t inodes;  /* objects below the directory; hard links count once */
+	uint64_t skipped; /* entries on another filesystem, not counted */
+};
+
+/* Returns 0 or -errno. */
+int walk_usage(int dirfd, struct walk_usage *ret_usage);
+
+/*
+ * Removes everything below @dirfd and keeps @dirfd itself. Goes on past
+ * errors and returns the first one (0 if none); *ret_skipped (may be NULL)
+ * counts what it left on other filesystems.
+ */
+int walk_wipe(int dirfd, uint64_t *ret_skipped);
+
+#endif
