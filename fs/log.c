@@ -64,7 +64,7 @@ int log_msgv(enum log_level level, int err, const char *fmt, va_list ap)
 	size_t n;
 	int r;
 
-	if ((int)level > log_get_level())
+	if ((int)level > (int)log_get_level())
 		return err;
 
 	r = snprintf(line, sizeof(line), "%s: %s: ", log_prog,

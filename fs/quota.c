@@ -120,7 +120,7 @@ static uint64_t add_clamped(uint64_t v, int64_t delta)
 {
 	if (delta >= 0)
 		return v + (uint64_t)delta;
-	return (uint64_t)-delta > v ? 0 : v - (uint64_t)-delta;
+	return -(uint64_t)delta > v ? 0 : v - -(uint64_t)delta;
 }
 
 void quota_charge_bytes(struct quota *q, int64_t delta)
