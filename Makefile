@@ -32,9 +32,9 @@ ifneq ($(SANITIZE),)
 override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 override LDFLAGS += -fsanitize=$(SANITIZE)
 endif
-FS_LIBS = $(shell pkg-config --libs $(FS_PKGS) 2>/dev/null) -pthread
+FS_LIBS = $(shell pkg-config --libs $(FS_PKGS) 2>/dev/null) -pthread -lm
 PROV_LIBS = $(shell pkg-config --libs $(PROV_PKGS) 2>/dev/null) -pthread
-UNIT_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lcmocka
+UNIT_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm -lcmocka
 
 ifeq ($(V),1)
 Q :=
@@ -52,7 +52,7 @@ DEB_BENCH := $(DEB_TEST) gnuplot-nox
 
 # Modules with no FUSE, ring, network or clock: unit tests link them all.
 PURE_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/table.c fs/quota.c fs/wire.c \
-	fs/walk.c
+	fs/walk.c fs/throttle.c
 DAEMON_SRCS := $(filter-out fs/carvectl.c $(PURE_SRCS),$(wildcard fs/*.c))
 CTL_SRCS := fs/carvectl.c
 # The provisioner links the shared pure modules too; its own pure modules

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "throttle.h"
 #include "vfs.h"
 
 #define DIO_ALIGN 512u
@@ -35,10 +36,30 @@ struct file_io {
 	struct vfs *vfs;
 	struct handle *h;
 	void *buf;	    /* read: our buffer; write: the receive buffer we hold */
+	void *data;	    /* where the write payload starts in buf */
 	uint64_t reserved;  /* quota bytes held until completion */
 	off_t off;
 	size_t len;
 	int fd;
+	enum throttle_dir dir;
+	uint64_t queued_ns;
+	struct file_io *qnext;
+};
+
+/* Requests of one direction held back by the limits, oldest first. */
+struct io_queue {
+	struct uring_op timer_op;
+	struct __kernel_timespec ts;
+	struct vfs *vfs;
+	enum throttle_dir dir;
+	struct file_io *head, **tail;
+	bool timer_armed;
+};
+
+struct file_throttle {
+	struct throttle *buckets;
+	struct io_queue queues[2];
+	bool released; /* the session is ending: nothing waits any more */
 };
 
 static struct handle *handle_of(struct fuse_file_info *fi)
@@ -248,6 +269,164 @@ out:
 		reply_open(req, v, h, fi, &e);
 }
 
+static void io_submit(struct file_io *io)
+{
+	struct io_uring_sqe *sqe = uring_sqe(&io->op);
+
+	if (io->dir == THROTTLE_READ)
+		io_uring_prep_read(sqe, io->fd, io->buf, (unsigned)io->len, (uint64_t)io->off);
+	else
+		io_uring_prep_write(sqe, io->fd, io->data, (unsigned)io->len, (uint64_t)io->off);
+}
+
+static void queue_arm(struct io_queue *q, uint64_t wait_ns)
+{
+	struct io_uring_sqe *sqe;
+
+	if (q->timer_armed)
+		return;
+	q->ts.tv_sec = (long long)(wait_ns / 1000000000u);
+	q->ts.tv_nsec = (long long)(wait_ns % 1000000000u);
+	sqe = uring_sqe(&q->timer_op);
+	io_uring_prep_timeout(sqe, &q->ts, 0, 0);
+	q->timer_armed = true;
+}
+
+static void queue_pop_submit(struct io_queue *q, uint64_t now_ns)
+{
+	struct file_io *io = q->head;
+
+	q->head = io->qnext;
+	if (!q->head)
+		q->tail = &q->head;
+	atomic_fetch_sub_explicit(&q->vfs->stats.queue_depth, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&q->vfs->stats.throttled_ns, now_ns - io->queued_ns,
+				  memory_order_relaxed);
+	io_submit(io);
+}
+
+/* Starts what the buckets allow, in order; arms the timer for the rest. */
+static void queue_dispatch(struct io_queue *q)
+{
+	struct file_throttle *ft = q->vfs->throttle;
+	uint64_t now = uring_now_ns();
+
+	while (q->head) {
+		uint64_t wait = ft->released ?
+					0 :
+					throttle_admit(ft->buckets, q->dir, q->head->len, now);
+
+		if (wait) {
+			queue_arm(q, wait);
+			return;
+		}
+		queue_pop_submit(q, now);
+	}
+}
+
+static void queue_timer_complete(struct uring_op *op, int res, uint32_t cqe_flags)
+{
+	struct io_queue *q = (struct io_queue *)op;
+
+	(void)res;
+	(void)cqe_flags;
+	q->timer_armed = false;
+	queue_dispatch(q);
+}
+
+static void queue_cancel_timer(struct io_queue *q)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!q->timer_armed)
+		return;
+	/* Its completion (-ECANCELED) dispatches again, under the new rules. */
+	sqe = uring_sqe(NULL);
+	io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&q->timer_op, 0);
+}
+
+/* Submits @io now if the limits allow it and nothing waits before it; else queues it. */
+static void io_start(struct file_io *io)
+{
+	struct file_throttle *ft = io->vfs->throttle;
+	struct io_queue *q = &ft->queues[io->dir];
+	uint64_t now, wait;
+
+	if (ft->released || (!q->head && throttle_unlimited(ft->buckets, io->dir))) {
+		io_submit(io);
+		return;
+	}
+	now = uring_now_ns();
+	wait = q->head ? 1 : throttle_admit(ft->buckets, io->dir, io->len, now);
+	if (!wait) {
+		io_submit(io);
+		return;
+	}
+	io->queued_ns = now;
+	io->qnext = NULL;
+	*q->tail = io;
+	q->tail = &io->qnext;
+	atomic_fetch_add_explicit(&io->vfs->stats.queue_depth, 1, memory_order_relaxed);
+	if (q->head == io)
+		queue_arm(q, wait);
+}
+
+int file_throttle_new(struct vfs *v, const struct io_limits *limits)
+{
+	struct file_throttle *ft = calloc(1, sizeof(*ft));
+	int r;
+
+	if (!ft)
+		return -ENOMEM;
+	r = throttle_new(&ft->buckets);
+	if (r < 0) {
+		free(ft);
+		return r;
+	}
+	throttle_set_limits(ft->buckets, limits, uring_now_ns());
+	for (int d = 0; d < 2; d++) {
+		ft->queues[d].timer_op.complete = queue_timer_complete;
+		ft->queues[d].vfs = v;
+		ft->queues[d].dir = (enum throttle_dir)d;
+		ft->queues[d].tail = &ft->queues[d].head;
+	}
+	v->throttle = ft;
+	return 0;
+}
+
+void file_throttle_free(struct vfs *v)
+{
+	if (!v->throttle)
+		return;
+	throttle_free(v->throttle->buckets);
+	free(v->throttle);
+	v->throttle = NULL;
+}
+
+void file_throttle_set(struct vfs *v, const struct io_limits *limits)
+{
+	struct file_throttle *ft = v->throttle;
+
+	throttle_set_limits(ft->buckets, limits, uring_now_ns());
+	for (int d = 0; d < 2; d++) {
+		if (ft->queues[d].timer_armed)
+			queue_cancel_timer(&ft->queues[d]);
+		else
+			queue_dispatch(&ft->queues[d]);
+	}
+}
+
+void file_throttle_release_all(struct vfs *v)
+{
+	struct file_throttle *ft = v->throttle;
+
+	ft->released = true;
+	for (int d = 0; d < 2; d++) {
+		queue_dispatch(&ft->queues[d]);
+		queue_cancel_timer(&ft->queues[d]);
+	}
+}
+
 static void read_complete(struct uring_op *op, int res, uint32_t cqe_flags)
 {
 	struct file_io *io = (struct file_io *)op;
@@ -269,7 +448,6 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 {
 	struct vfs *v = fuse_req_userdata(req);
 	struct handle *h = handle_of(fi);
-	struct io_uring_sqe *sqe;
 	struct file_io *io;
 	int fd;
 
@@ -290,8 +468,11 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	io->op.complete = read_complete;
 	io->req = req;
 	io->vfs = v;
-	sqe = uring_sqe(&io->op);
-	io_uring_prep_read(sqe, fd, io->buf, (unsigned)size, (uint64_t)off);
+	io->fd = fd;
+	io->off = off;
+	io->len = size;
+	io->dir = THROTTLE_READ;
+	io_start(io);
 }
 
 /* Bytes of holes in [start, end) of @fd, measured with SEEK_HOLE/SEEK_DATA. */
@@ -391,7 +572,6 @@ void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, of
 {
 	struct vfs *v = fuse_req_userdata(req);
 	struct handle *h = handle_of(fi);
-	struct io_uring_sqe *sqe;
 	struct file_io *io;
 	uint64_t reserved = 0;
 	size_t len = fuse_buf_size(bufv);
@@ -432,8 +612,9 @@ void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, of
 	io->len = (size_t)n;
 	io->fd = fd;
 	io->buf = uring_rxbuf_take();
-	sqe = uring_sqe(&io->op);
-	io_uring_prep_write(sqe, fd, data, (unsigned)n, (uint64_t)off);
+	io->data = data;
+	io->dir = THROTTLE_WRITE;
+	io_start(io);
 }
 
 void file_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -47,7 +47,7 @@ static uint64_t allocated_bytes(const struct stat *st)
 	return (uint64_t)st->st_blocks * 512;
 }
 
-static void table_insert(struct vfs *v, struct inode *in)
+static void itab_insert(struct vfs *v, struct inode *in)
 {
 	size_t b;
 
@@ -81,7 +81,7 @@ static void table_insert(struct vfs *v, struct inode *in)
 	v->ninodes++;
 }
 
-static void table_remove(struct vfs *v, struct inode *in)
+static void itab_remove(struct vfs *v, struct inode *in)
 {
 	struct inode **pp = &v->buckets[bucket_of(v, in->dev, in->ino)];
 
@@ -128,7 +128,7 @@ int inode_table_init(struct vfs *v, int root_fd)
 	root->nlookup = 1; /* the mount's own reference, never forgotten */
 	root->charged_bytes = allocated_bytes(&st);
 	v->root = root;
-	table_insert(v, root);
+	itab_insert(v, root);
 	return 0;
 }
 
@@ -196,7 +196,7 @@ static void inode_destroy(struct vfs *v, struct inode *in)
 {
 	struct stat st;
 
-	table_remove(v, in);
+	itab_remove(v, in);
 	/* Our fd is the last reference: if no link is left, the space is free now. */
 	if (!in->uncounted && inode_stat(in, &st) == 0 && st.st_nlink == 0) {
 		quota_charge_bytes(v->quota, -(int64_t)in->charged_bytes);
@@ -264,7 +264,7 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
 		in->type = st.st_mode & S_IFMT;
 		in->charged_bytes = allocated_bytes(&st);
 		in->size = (uint64_t)st.st_size;
-		table_insert(v, in);
+		itab_insert(v, in);
 		if (created)
 			quota_charge_bytes(v->quota, (int64_t)in->charged_bytes);
 	}

@@ -53,6 +53,7 @@ struct uring_session {
 	struct uring_loop *loop;
 	struct fuse_session *se;
 	int fd;
+	void (*on_ending)(void *arg);
 	void (*on_end)(void *arg);
 	void *arg;
 	/* The fields below belong to the loop thread. */
@@ -166,9 +167,11 @@ struct io_uring_sqe *uring_sqe(struct uring_op *op)
 	struct uring_loop *l = tl_loop;
 	struct io_uring_sqe *sqe = loop_sqe(l);
 
-	op->session = l->current;
-	if (op->session)
-		op->session->inflight++;
+	if (op) {
+		op->session = l->current;
+		if (op->session)
+			op->session->inflight++;
+	}
 	io_uring_sqe_set_data(sqe, op);
 	return sqe;
 }
@@ -198,6 +201,13 @@ static void session_end(struct uring_session *s)
 	if (s->ending)
 		return;
 	s->ending = true;
+	if (s->on_ending) {
+		struct uring_session *saved = s->loop->current;
+
+		s->loop->current = s;
+		s->on_ending(s->arg);
+		s->loop->current = saved;
+	}
 	if (s->poll_armed) {
 		struct io_uring_sqe *sqe = loop_sqe(s->loop);
 
@@ -361,7 +371,10 @@ static void *loop_main(void *arg)
 			if (!op)
 				continue;
 			s = op->session;
+			/* IO a completion submits (a throttled request released) is its session's too. */
+			l->current = s;
 			op->complete(op, cqe->res, cqe->flags);
+			l->current = NULL;
 			if (s) {
 				s->inflight--;
 				session_maybe_finish(s);
@@ -496,7 +509,7 @@ unsigned uring_pool_threads(const struct uring_pool *p)
 }
 
 int uring_session_attach(struct uring_pool *p, struct fuse_session *se,
-			 void (*on_end)(void *arg), void *arg,
+			 void (*on_ending)(void *arg), void (*on_end)(void *arg), void *arg,
 			 struct uring_session **ret_session)
 {
 	struct uring_loop *best = NULL;
@@ -526,6 +539,7 @@ int uring_session_attach(struct uring_pool *p, struct fuse_session *se,
 	s->loop = best;
 	s->se = se;
 	s->fd = fd;
+	s->on_ending = on_ending;
 	s->on_end = on_end;
 	s->arg = arg;
 	pthread_mutex_lock(&best->lock);

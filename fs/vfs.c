@@ -23,6 +23,11 @@
 #define MAX_READ_BYTES (1024 * 1024)
 #define CACHE_TIMEOUT_S 1.0
 
+static void vfs_session_ending(void *arg)
+{
+	file_throttle_release_all(arg);
+}
+
 static void vfs_session_ended(void *arg)
 {
 	struct vfs *v = arg;
@@ -66,6 +71,9 @@ static int vfs_new(const struct vfs_params *p, struct vfs **ret_vfs)
 	if (v->block_bytes == 0)
 		v->block_bytes = 4096;
 	r = quota_new(p->capacity_bytes, p->inode_limit, &v->quota);
+	if (r < 0)
+		goto err;
+	r = file_throttle_new(v, &p->limits);
 	if (r < 0)
 		goto err;
 	if (p->usage_known) {
@@ -133,7 +141,8 @@ int vfs_mount(const struct vfs_params *p, struct uring_pool *loops, struct vfs *
 	}
 	fd = -1; /* the session owns it now */
 	v->ended = false;
-	r = uring_session_attach(loops, v->se, vfs_session_ended, v, &v->session);
+	r = uring_session_attach(loops, v->se, vfs_session_ending, vfs_session_ended, v,
+				 &v->session);
 	if (r < 0) {
 		v->ended = true;
 		goto err_umount;
@@ -198,6 +207,7 @@ struct vfs *vfs_free(struct vfs *v)
 	if (v->buckets)
 		inode_table_fini(v);
 	quota_free(v->quota);
+	file_throttle_free(v);
 	pthread_cond_destroy(&v->end_cond);
 	pthread_mutex_destroy(&v->end_lock);
 	free(v);
@@ -239,4 +249,24 @@ int vfs_wipe(struct vfs *v, uint64_t *ret_skipped)
 	if (ret_skipped)
 		*ret_skipped = c.skipped;
 	return r;
+}
+
+struct limits_call {
+	struct vfs *v;
+	const struct io_limits *limits;
+};
+
+static int vfs_set_limits_on_loop(void *arg)
+{
+	struct limits_call *c = arg;
+
+	file_throttle_set(c->v, c->limits);
+	return 0;
+}
+
+int vfs_set_limits(struct vfs *v, const struct io_limits *limits)
+{
+	struct limits_call c = { .v = v, .limits = limits };
+
+	return uring_session_call(v->session, vfs_set_limits_on_loop, &c);
 }

@@ -163,6 +163,7 @@ static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_reco
 		.mountpoint = vol->mountpoint,
 		.capacity_bytes = rec->capacity_bytes,
 		.inode_limit = rec->inode_limit,
+		.limits = rec->limits,
 		.usage_known = rec->clean,
 		.used_bytes = rec->used_bytes,
 		.used_inodes = rec->used_inodes,
@@ -700,10 +701,12 @@ int volmgr_set_limits(struct volmgr *m, const char *name, const struct io_limits
 {
 	struct volume_record *rec;
 	struct io_limits old;
+	struct volume *vol;
 	int r;
 
 	pthread_mutex_lock(&m->lock);
-	if (!find_or_msg(m, name, ret_msg)) {
+	vol = find_or_msg(m, name, ret_msg);
+	if (!vol) {
 		r = -ENOENT;
 		goto out;
 	}
@@ -711,8 +714,16 @@ int volmgr_set_limits(struct volmgr *m, const char *name, const struct io_limits
 	old = rec->limits;
 	rec->limits = *limits;
 	r = save_table(m, ret_msg);
-	if (r < 0)
+	if (r < 0) {
 		rec->limits = old;
+		goto out;
+	}
+	if (vol->vfs && !vfs_ended(vol->vfs))
+		r = vfs_set_limits(vol->vfs, limits);
+	log_info("volume '%s': limits riops=%llu wiops=%llu rbps=%llu wbps=%llu burst=%llums", name,
+		 (unsigned long long)limits->riops, (unsigned long long)limits->wiops,
+		 (unsigned long long)limits->rbps, (unsigned long long)limits->wbps,
+		 (unsigned long long)(limits->burst_ms ? limits->burst_ms : 100));
 out:
 	pthread_mutex_unlock(&m->lock);
 	return r;

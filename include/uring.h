@@ -51,10 +51,13 @@ unsigned uring_pool_threads(const struct uring_pool *p);
  * Serves @se on the least busy loop from now on. Takes no ownership of @se:
  * @on_end(@arg) is called exactly once, on the loop thread, after the session
  * ended and its last operation completed, and is where the caller destroys
- * it. Returns 0 or -errno (then @on_end is never called).
+ * it. @on_ending(@arg) (may be NULL) is called first, on the loop thread, as
+ * soon as the session starts ending, so that work held back (throttled IO)
+ * can be released at once instead of at its pace. Returns 0 or -errno (then
+ * neither is ever called).
  */
 int uring_session_attach(struct uring_pool *p, struct fuse_session *se,
-			 void (*on_end)(void *arg), void *arg,
+			 void (*on_ending)(void *arg), void (*on_end)(void *arg), void *arg,
 			 struct uring_session **ret_session);
 
 /*
@@ -82,7 +85,8 @@ int uring_session_call(struct uring_session *s, int (*fn)(void *arg), void *arg)
  * For request handlers, on a loop thread only. Returns an SQE of this loop's
  * ring with @op as its user data (submitting queued SQEs first if the ring is
  * full), and counts @op as in flight for the current session until its
- * completion ran. Never returns NULL.
+ * completion ran. A NULL @op makes an SQE whose completion is ignored (for
+ * cancellations). Never returns NULL.
  */
 struct io_uring_sqe *uring_sqe(struct uring_op *op);
 

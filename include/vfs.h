@@ -28,6 +28,7 @@
 #include <fuse_lowlevel.h>
 
 #include "quota.h"
+#include "table.h"
 #include "uring.h"
 
 struct inode {
@@ -68,6 +69,7 @@ struct vfs {
 	double entry_timeout, attr_timeout;
 	struct fuse_session *se;
 	struct uring_session *session;
+	struct file_throttle *throttle; /* file.c: IO limits and their queues */
 	struct vfs_stats stats;
 	/* protected by end_lock: set once the session ended */
 	pthread_mutex_t end_lock;
@@ -161,6 +163,16 @@ void file_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_
 void file_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi);
 /* Truncates through @fd and settles the quota; used by setattr and O_TRUNC. */
 int file_truncate(struct vfs *v, struct inode *in, int fd, off_t size);
+/*
+ * IO limits. Reads and writes over a limit wait, in arrival order, in a
+ * queue per direction, and are released by io_uring timeouts: no thread
+ * sleeps. set and release_all run on the volume's loop thread.
+ */
+int file_throttle_new(struct vfs *v, const struct io_limits *limits);
+void file_throttle_free(struct vfs *v);
+void file_throttle_set(struct vfs *v, const struct io_limits *limits);
+/* The session is ending: submit everything queued now, unthrottled. */
+void file_throttle_release_all(struct vfs *v);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops vfs_ops;
@@ -175,6 +187,7 @@ struct vfs_params {
 	int root_fd; /* O_PATH | O_DIRECTORY of the backing directory; ownership moves to the vfs */
 	uint64_t capacity_bytes;
 	uint64_t inode_limit;
+	struct io_limits limits;
 	bool usage_known; /* used_* below are exact (clean stop); else the tree is walked */
 	uint64_t used_bytes;
 	uint64_t used_inodes;
@@ -198,5 +211,7 @@ bool vfs_ended(struct vfs *v);
 struct vfs *vfs_free(struct vfs *v);
 /* Empties the volume and recounts its usage, serialised with its requests. */
 int vfs_wipe(struct vfs *v, uint64_t *ret_skipped);
+/* Applies new IO limits to the live volume; queued requests see them at once. */
+int vfs_set_limits(struct vfs *v, const struct io_limits *limits);
 
 #endif
