@@ -431,16 +431,24 @@ static int xattr_path(struct inode *in, char *buf, size_t len)
 	return 0;
 }
 
+/* The path to change @name of @ino through, if that name may be changed. */
+static int xattr_target(fuse_req_t req, fuse_ino_t ino, const char *name, bool for_write,
+			char *path, size_t len)
+{
+	int r = xattr_allowed(name, for_write);
+
+	if (r == 0)
+		r = xattr_path(inode_of(req_vfs(req), ino), path, len);
+	return r;
+}
+
 void meta_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 		   size_t size, int flags)
 {
-	struct vfs *v = req_vfs(req);
 	char path[64];
 	int r;
 
-	r = xattr_allowed(name, true);
-	if (r == 0)
-		r = xattr_path(inode_of(v, ino), path, sizeof(path));
+	r = xattr_target(req, ino, name, true, path, sizeof(path));
 	if (r == 0 && setxattr(path, name, value, size, flags) < 0)
 		r = -errno;
 	fuse_reply_err(req, -r);
@@ -448,15 +456,12 @@ void meta_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char 
 
 void meta_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct vfs *v = req_vfs(req);
 	char path[64];
 	char *buf = NULL;
 	ssize_t n;
 	int r;
 
-	r = xattr_allowed(name, false);
-	if (r == 0)
-		r = xattr_path(inode_of(v, ino), path, sizeof(path));
+	r = xattr_target(req, ino, name, false, path, sizeof(path));
 	if (r < 0) {
 		fuse_reply_err(req, r == -EOPNOTSUPP || r == -EPERM ? ENODATA : -r);
 		return;
@@ -536,13 +541,10 @@ out:
 
 void meta_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	struct vfs *v = req_vfs(req);
 	char path[64];
 	int r;
 
-	r = xattr_allowed(name, true);
-	if (r == 0)
-		r = xattr_path(inode_of(v, ino), path, sizeof(path));
+	r = xattr_target(req, ino, name, true, path, sizeof(path));
 	if (r == 0 && removexattr(path, name) < 0)
 		r = -errno;
 	fuse_reply_err(req, -r);

@@ -125,6 +125,14 @@ static int usage_dir(DIR *d, dev_t dev, struct ino_set *links, struct walk_usage
 	return errno ? -errno : 0;
 }
 
+/* Opens @dirfd for listing, with its stat: the device every walk stays on. */
+static int open_top(int dirfd, struct stat *ret_st, DIR **ret_dir)
+{
+	if (fstat(dirfd, ret_st) < 0)
+		return -errno;
+	return open_subdir(dirfd, ".", ret_dir);
+}
+
 int walk_usage(int dirfd, struct walk_usage *ret_usage)
 {
 	struct walk_usage u = { 0 };
@@ -133,9 +141,7 @@ int walk_usage(int dirfd, struct walk_usage *ret_usage)
 	DIR *d;
 	int r;
 
-	if (fstat(dirfd, &st) < 0)
-		return -errno;
-	r = open_subdir(dirfd, ".", &d);
+	r = open_top(dirfd, &st, &d);
 	if (r < 0)
 		return r;
 	u.bytes = (uint64_t)st.st_blocks * 512;
@@ -201,9 +207,7 @@ int walk_wipe(int dirfd, uint64_t *ret_skipped)
 	DIR *d;
 	int r;
 
-	if (fstat(dirfd, &st) < 0)
-		return -errno;
-	r = open_subdir(dirfd, ".", &d);
+	r = open_top(dirfd, &st, &d);
 	if (r < 0)
 		return r;
 	r = wipe_dir(d, st.st_dev, &skipped);
