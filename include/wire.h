@@ -39,6 +39,7 @@
 #include <stddef.h>
 
 #define WIRE_LINE_MAX (64 * 1024)
+#define WIRE_REPLY_MAX (16 * 1024 * 1024)
 #define WIRE_MSG_MAX 512
 #define WIRE_DEFAULT_SOCKET "/run/carvefs/carvefs.sock"
 
@@ -68,7 +69,8 @@ int wire_connect(const char *path);
 
 /*
  * Client side: sends @request (one JSON object, no newline) and reads one
- * reply line into a malloc'd, NUL-terminated *ret_reply owned by the caller.
+ * reply line (at most WIRE_REPLY_MAX bytes, else -EMSGSIZE) into a malloc'd,
+ * NUL-terminated *ret_reply owned by the caller.
  * Gives up after @timeout_ms. Returns 0 or -errno (-ETIMEDOUT, -EPROTO if
  * the daemon closed without a complete line).
  */
