@@ -100,7 +100,7 @@ $(BUILD)/carve-provisioner: $(call obj,$(BUILD),$(PROV_SRCS) $(PROV_PURE_SRCS) $
 $(BUILD)/tests/%: tests/unit/%.c $(call obj,$(BUILD),$(PURE_SRCS) $(PROV_PURE_SRCS))
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CCLD    $@")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(UNIT_LIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.o,$^) $(UNIT_LIBS)
 
 unit-binaries: $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 

@@ -1,0 +1,1431 @@
+/*
+ * config.c - the provisioner's configuration directory; see
+ * include/provconfig.h.
+ *
+ * Each key file is loaded with libyaml's document API, which keeps the line
+ * of every node, and then walked against the schema, so every error can say
+ * where it is. Scalars are typed as YAML 1.2's core schema types them: a
+ * plain `true` is a boolean and a plain `10` a number, as they are to the
+ * upstream provisioner, so a value it would reject is rejected here too
+ * (with a hint to quote it). The walk charges every node it visits to a
+ * budget, so a small file of nested aliases cannot make it run for ever.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#include "duration.h"
+#include "provconfig.h"
+
+/* Nodes one parse may visit: a real configuration uses a few hundred. */
+#define NODE_BUDGET 200000
+/* Bounds that keep the quadratic duplicate checks cheap. */
+#define MAP_ENTRIES_MAX 1024
+#define LIST_ENTRIES_MAX 1024
+#define PATTERNS_MAX 64
+/* Room for a key path such as "fast.selector[0].matchExpressions[1].values". */
+#define KEY_MAX 512
+
+struct provconfig_file {
+	char *name;
+	char *text;
+	size_t len;
+};
+
+/* Files sorted by name, so two snapshots compare pairwise. */
+struct provconfig_snapshot {
+	struct provconfig_file *files;
+	size_t n_files;
+};
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+int provconfig_snapshot_new(struct provconfig_snapshot **ret_snap)
+{
+	struct provconfig_snapshot *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	*ret_snap = s;
+	return 0;
+}
+
+struct provconfig_snapshot *provconfig_snapshot_free(struct provconfig_snapshot *snap)
+{
+	if (!snap)
+		return NULL;
+	for (size_t i = 0; i < snap->n_files; i++) {
+		free(snap->files[i].name);
+		free(snap->files[i].text);
+	}
+	free(snap->files);
+	free(snap);
+	return NULL;
+}
+
+int provconfig_snapshot_add(struct provconfig_snapshot *snap, const char *name,
+			    const char *text, size_t len)
+{
+	struct provconfig_file *files, f = { 0 };
+	size_t at = 0;
+	int r;
+
+	if (len > PROVCONFIG_FILE_MAX)
+		return -EFBIG;
+	if (snap->n_files >= PROVCONFIG_FILES_MAX)
+		return -EMFILE;
+	while (at < snap->n_files) {
+		r = strcmp(snap->files[at].name, name);
+		if (r == 0)
+			return -EEXIST;
+		if (r > 0)
+			break;
+		at++;
+	}
+	f.name = strdup(name);
+	f.text = malloc(len + 1);
+	if (!f.name || !f.text)
+		goto nomem;
+	memcpy(f.text, text, len);
+	f.text[len] = '\0';
+	f.len = len;
+	files = realloc(snap->files, (snap->n_files + 1) * sizeof(*files));
+	if (!files)
+		goto nomem;
+	memmove(files + at + 1, files + at, (snap->n_files - at) * sizeof(*files));
+	files[at] = f;
+	snap->files = files;
+	snap->n_files++;
+	return 0;
+nomem:
+	free(f.name);
+	free(f.text);
+	return -ENOMEM;
+}
+
+/* Reads the regular file @name below @dir_fd; -ENOTSUP if it is not one. */
+static int read_key_file(int dir_fd, const char *name, char **ret_text, size_t *ret_len)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	struct stat st;
+	int fd, r;
+
+	/* O_NONBLOCK: a FIFO planted in the directory must not hang a pass. */
+	fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -ENOTSUP;
+		goto out;
+	}
+	buf = malloc(PROVCONFIG_FILE_MAX + 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + len, PROVCONFIG_FILE_MAX + 1 - len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > PROVCONFIG_FILE_MAX) {
+			r = -EFBIG;
+			goto out;
+		}
+	}
+	buf[len] = '\0';
+	*ret_text = buf;
+	*ret_len = len;
+	buf = NULL;
+	r = 0;
+out:
+	free(buf);
+	close(fd);
+	return r;
+}
+
+int provconfig_snapshot_read(int dir_fd, struct provconfig_snapshot **ret_snap)
+{
+	struct provconfig_snapshot *snap = NULL;
+	struct dirent *de;
+	DIR *d = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	int fd, r;
+
+	/* A fresh fd: readdir must start at the top on every reload. */
+	fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	r = provconfig_snapshot_new(&snap);
+	if (r < 0)
+		goto out;
+	for (;;) {
+		errno = 0;
+		de = readdir(d);
+		if (!de) {
+			r = -errno;
+			if (r < 0)
+				goto out;
+			break;
+		}
+		/* "..data" and "..2024_01_01_..." belong to the ConfigMap volume. */
+		if (strncmp(de->d_name, "..", 2) == 0 || strcmp(de->d_name, ".") == 0)
+			continue;
+		r = read_key_file(dirfd(d), de->d_name, &text, &len);
+		if (r == -ENOTSUP || r == -EISDIR || r == -ENOENT)
+			continue; /* a directory, a socket, or gone since readdir */
+		if (r < 0)
+			goto out;
+		r = provconfig_snapshot_add(snap, de->d_name, text, len);
+		free(text);
+		text = NULL;
+		if (r < 0)
+			goto out;
+	}
+	*ret_snap = snap;
+	snap = NULL;
+	r = 0;
+out:
+	provconfig_snapshot_free(snap);
+	closedir(d);
+	return r;
+}
+
+bool provconfig_snapshot_equal(const struct provconfig_snapshot *a,
+			       const struct provconfig_snapshot *b)
+{
+	if (!a || !b)
+		return a == b;
+	if (a->n_files != b->n_files)
+		return false;
+	for (size_t i = 0; i < a->n_files; i++) {
+		const struct provconfig_file *fa = &a->files[i], *fb = &b->files[i];
+
+		if (strcmp(fa->name, fb->name) != 0 || fa->len != fb->len ||
+		    memcmp(fa->text, fb->text, fa->len) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* ---- the configuration -------------------------------------------------- */
+
+static void strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+static void class_release(struct prov_class *c)
+{
+	free(c->name);
+	free(c->host_dir);
+	free(c->mount_dir);
+	strv_free(c->block_cleaner_command);
+	free(c->access_mode);
+	free(c->fs_type);
+	strv_free(c->name_patterns);
+	json_decref(c->selector);
+}
+
+struct prov_config *provconfig_free(struct prov_config *c)
+{
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < c->n_classes; i++)
+		class_release(&c->classes[i]);
+	free(c->classes);
+	for (size_t i = 0; i < c->n_node_labels_for_pv; i++)
+		free(c->node_labels_for_pv[i]);
+	free(c->node_labels_for_pv);
+	for (size_t i = 0; i < c->n_labels_for_pv; i++) {
+		free(c->labels_for_pv[i].key);
+		free(c->labels_for_pv[i].value);
+	}
+	free(c->labels_for_pv);
+	for (size_t i = 0; i < c->n_warnings; i++)
+		free(c->warnings[i]);
+	free(c->warnings);
+	free(c);
+	return NULL;
+}
+
+const struct prov_class *provconfig_class(const struct prov_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_classes; i++)
+		if (strcmp(c->classes[i].name, name) == 0)
+			return &c->classes[i];
+	return NULL;
+}
+
+const char *provconfig_volume_mode_name(enum prov_volume_mode mode)
+{
+	return mode == PROV_MODE_BLOCK ? "Block" : "Filesystem";
+}
+
+/* ---- the YAML walk ------------------------------------------------------ */
+
+struct parser {
+	const char *file; /* the key being parsed, which is also its file name */
+	yaml_document_t doc;
+	struct prov_config *cfg;
+	char *err;
+	size_t err_len;
+	long budget;
+};
+
+enum scalar_kind {
+	SCALAR_NULL,
+	SCALAR_BOOL,
+	SCALAR_INT,
+	SCALAR_FLOAT,
+	SCALAR_STR,
+};
+
+/* Formats a key path for messages; a path too long for @len is cut short. */
+__attribute__((format(printf, 3, 4)))
+static void keyf(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
+static size_t node_line(const yaml_node_t *n)
+{
+	return n ? n->start_mark.line + 1 : 1;
+}
+
+/* Writes "file:line: key: message" and returns -EINVAL. */
+__attribute__((format(printf, 4, 5)))
+static int perr(struct parser *p, const yaml_node_t *n, const char *key, const char *fmt, ...)
+{
+	char msg[PROVCONFIG_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (p->err && p->err_len > 0)
+		snprintf(p->err, p->err_len, "%s:%zu: %s: %s", p->file, node_line(n), key, msg);
+	return -EINVAL;
+}
+
+/* Records a warning "file:line: key: message". Returns 0 or -ENOMEM. */
+__attribute__((format(printf, 4, 5)))
+static int pwarn(struct parser *p, const yaml_node_t *n, const char *key, const char *fmt, ...)
+{
+	struct prov_config *c = p->cfg;
+	char msg[PROVCONFIG_ERR_MAX], *line = NULL, **v;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (asprintf(&line, "%s:%zu: %s: %s", p->file, node_line(n), key, msg) < 0)
+		return -ENOMEM;
+	v = realloc(c->warnings, (c->n_warnings + 1) * sizeof(*v));
+	if (!v) {
+		free(line);
+		return -ENOMEM;
+	}
+	v[c->n_warnings++] = line;
+	c->warnings = v;
+	return 0;
+}
+
+/* The node @id, or NULL once the walk has used up its budget. */
+static yaml_node_t *node_at(struct parser *p, int id)
+{
+	if (--p->budget < 0)
+		return NULL;
+	return yaml_document_get_node(&p->doc, id);
+}
+
+static int budget_error(struct parser *p, const yaml_node_t *n, const char *key)
+{
+	return perr(p, n, key, "too many nodes to walk (nested aliases?)");
+}
+
+static const char *scalar_text(const yaml_node_t *n)
+{
+	return (const char *)n->data.scalar.value;
+}
+
+static bool match_any(const char *s, const char *const *words)
+{
+	for (; *words; words++)
+		if (strcmp(s, *words) == 0)
+			return true;
+	return false;
+}
+
+static bool all_of(const char *s, const char *set)
+{
+	if (*s == '\0')
+		return false;
+	return strspn(s, set) == strlen(s);
+}
+
+static bool is_float_text(const char *s)
+{
+	static const char *const special[] = { ".inf", ".Inf", ".INF", "+.inf", "+.Inf",
+					       "+.INF", "-.inf", "-.Inf", "-.INF", ".nan",
+					       ".NaN", ".NAN", NULL };
+	bool digits = false;
+
+	if (match_any(s, special))
+		return true;
+	if (*s == '+' || *s == '-')
+		s++;
+	while (*s >= '0' && *s <= '9') {
+		s++;
+		digits = true;
+	}
+	if (*s == '.') {
+		s++;
+		while (*s >= '0' && *s <= '9') {
+			s++;
+			digits = true;
+		}
+	}
+	if (!digits)
+		return false;
+	if (*s == 'e' || *s == 'E') {
+		s++;
+		if (*s == '+' || *s == '-')
+			s++;
+		if (!(*s >= '0' && *s <= '9'))
+			return false;
+		while (*s >= '0' && *s <= '9')
+			s++;
+	}
+	return *s == '\0';
+}
+
+/* YAML 1.2 core schema resolution of a scalar's type. */
+static enum scalar_kind scalar_kind(const yaml_node_t *n, bool *ret_bool)
+{
+	static const char *const nulls[] = { "", "~", "null", "Null", "NULL", NULL };
+	static const char *const trues[] = { "true", "True", "TRUE", NULL };
+	static const char *const falses[] = { "false", "False", "FALSE", NULL };
+	const char *s = scalar_text(n);
+
+	if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return SCALAR_STR;
+	if (match_any(s, nulls))
+		return SCALAR_NULL;
+	if (match_any(s, trues) || match_any(s, falses)) {
+		if (ret_bool)
+			*ret_bool = match_any(s, trues);
+		return SCALAR_BOOL;
+	}
+	if (all_of(*s == '-' || *s == '+' ? s + 1 : s, "0123456789") ||
+	    (strncmp(s, "0x", 2) == 0 && all_of(s + 2, "0123456789abcdefABCDEF")) ||
+	    (strncmp(s, "0o", 2) == 0 && all_of(s + 2, "01234567")))
+		return SCALAR_INT;
+	if (is_float_text(s))
+		return SCALAR_FLOAT;
+	return SCALAR_STR;
+}
+
+/* What a node is, for "must be X, not Y" messages. */
+static const char *node_what(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_MAPPING_NODE:
+		return "a mapping";
+	case YAML_SEQUENCE_NODE:
+		return "a list";
+	case YAML_SCALAR_NODE:
+		switch (scalar_kind(n, NULL)) {
+		case SCALAR_NULL:
+			return "empty";
+		case SCALAR_BOOL:
+			return "a boolean";
+		case SCALAR_INT:
+		case SCALAR_FLOAT:
+			return "a number";
+		case SCALAR_STR:
+			return "a string";
+		}
+		break;
+	default:
+		break;
+	}
+	return "empty";
+}
+
+static bool node_is_null(const yaml_node_t *n)
+{
+	return n->type == YAML_SCALAR_NODE && scalar_kind(n, NULL) == SCALAR_NULL;
+}
+
+/*
+ * A string value into *ret (a copy, owned by the caller); NULL for an empty
+ * (null) value, which the caller treats as "not set".
+ */
+static int want_string(struct parser *p, const yaml_node_t *n, const char *key, char **ret)
+{
+	enum scalar_kind k;
+	char *s;
+
+	if (n->type != YAML_SCALAR_NODE)
+		return perr(p, n, key, "must be a string, not %s", node_what(n));
+	k = scalar_kind(n, NULL);
+	if (k == SCALAR_NULL) {
+		*ret = NULL;
+		return 0;
+	}
+	if (k != SCALAR_STR)
+		return perr(p, n, key, "must be a string, not %s; quote it: \"%s\"", node_what(n),
+			    scalar_text(n));
+	if (strlen(scalar_text(n)) != n->data.scalar.length)
+		return perr(p, n, key, "must not contain a NUL character");
+	s = strdup(scalar_text(n));
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
+}
+
+/* A boolean; a null value leaves *ret alone. */
+static int want_bool(struct parser *p, const yaml_node_t *n, const char *key, bool *ret)
+{
+	bool b = false;
+	enum scalar_kind k;
+
+	if (n->type != YAML_SCALAR_NODE)
+		return perr(p, n, key, "must be true or false, not %s", node_what(n));
+	k = scalar_kind(n, &b);
+	if (k == SCALAR_NULL)
+		return 0;
+	if (k != SCALAR_BOOL)
+		return perr(p, n, key, "must be true or false, not \"%s\"", scalar_text(n));
+	*ret = b;
+	return 0;
+}
+
+/*
+ * A list of strings into a NULL-terminated *ret_v (and its length); a null
+ * value gives an empty list. Items are named key[i] in messages.
+ */
+static int want_string_list(struct parser *p, const yaml_node_t *n, const char *key,
+			    char ***ret_v, size_t *ret_n)
+{
+	size_t count, i = 0;
+	char **v = NULL;
+	int r;
+
+	if (node_is_null(n)) {
+		count = 0;
+	} else if (n->type != YAML_SEQUENCE_NODE) {
+		return perr(p, n, key, "must be a list of strings, not %s", node_what(n));
+	} else {
+		count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+		if (count > LIST_ENTRIES_MAX)
+			return perr(p, n, key, "has more than %d items", LIST_ENTRIES_MAX);
+	}
+	v = calloc(count + 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (i = 0; i < count; i++) {
+		yaml_node_t *item = node_at(p, n->data.sequence.items.start[i]);
+		char ikey[KEY_MAX];
+
+		keyf(ikey, sizeof(ikey), "%s[%zu]", key, i);
+		if (!item) {
+			r = budget_error(p, n, key);
+			goto fail;
+		}
+		r = want_string(p, item, ikey, &v[i]);
+		if (r < 0)
+			goto fail;
+		if (!v[i]) {
+			r = perr(p, item, ikey, "must be a string, not empty");
+			goto fail;
+		}
+	}
+	*ret_v = v;
+	*ret_n = count;
+	return 0;
+fail:
+	strv_free(v);
+	return r;
+}
+
+/* ---- value rules -------------------------------------------------------- */
+
+static bool is_lower_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool is_alnum(char c)
+{
+	return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+
+/* A DNS-1123 subdomain: what StorageClass names and label prefixes are. */
+static bool dns_subdomain_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > 253 || !is_lower_alnum(s[0]) || !is_lower_alnum(s[len - 1]))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '.') {
+			/* each dot-separated label starts and ends alphanumeric */
+			if (!is_lower_alnum(s[i - 1]) || !is_lower_alnum(s[i + 1]))
+				return false;
+		} else if (!is_lower_alnum(s[i]) && s[i] != '-') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A label value, or the name part of a label key when @len > 0 is required. */
+static bool label_name_valid(const char *s, size_t len)
+{
+	if (len == 0)
+		return true;
+	if (len > 63 || !is_alnum(s[0]) || !is_alnum(s[len - 1]))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!is_alnum(s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+			return false;
+	return true;
+}
+
+static bool label_key_valid(const char *s)
+{
+	const char *slash = strchr(s, '/');
+	const char *name = slash ? slash + 1 : s;
+
+	if (slash && !dns_subdomain_valid(s, (size_t)(slash - s)))
+		return false;
+	return *name != '\0' && label_name_valid(name, strlen(name));
+}
+
+/*
+ * Cleans an absolute path lexically, as Go's filepath.Clean does, so that
+ * hostDir + "/" + entry is exactly the path the upstream provisioner puts in
+ * a PV. Returns a new string, or NULL on allocation failure.
+ */
+static char *path_clean(const char *in)
+{
+	size_t len = strlen(in), o = 0;
+	char *out = malloc(len + 2);
+	const char *p = in;
+
+	if (!out)
+		return NULL;
+	out[o++] = '/';
+	while (*p) {
+		const char *seg;
+		size_t n;
+
+		while (*p == '/')
+			p++;
+		seg = p;
+		while (*p && *p != '/')
+			p++;
+		n = (size_t)(p - seg);
+		if (n == 0 || (n == 1 && seg[0] == '.'))
+			continue;
+		if (n == 2 && seg[0] == '.' && seg[1] == '.') {
+			/* back to the previous '/', never above the root */
+			while (o > 1 && out[o - 1] != '/')
+				o--;
+			if (o > 1)
+				o--;
+			continue;
+		}
+		if (o > 1)
+			out[o++] = '/';
+		memcpy(out + o, seg, n);
+		o += n;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* ---- storageClassMap ---------------------------------------------------- */
+
+static const char *const access_modes[] = { "ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany",
+					    "ReadWriteOncePod", NULL };
+static const char *const operators[] = { "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt",
+					 NULL };
+
+/* One NodeSelectorRequirement into a new JSON object. */
+static int parse_requirement(struct parser *p, const yaml_node_t *n, const char *key,
+			     json_t **ret)
+{
+	char *lkey = NULL, *op = NULL, **values = NULL, fkey[KEY_MAX];
+	const yaml_node_t *values_node = n;
+	size_t n_values = 0;
+	bool has_values = false;
+	json_t *o = NULL, *arr = NULL;
+	int r;
+
+	if (n->type != YAML_MAPPING_NODE)
+		return perr(p, n, key, "must be a mapping with key, operator and values, not %s",
+			    node_what(n));
+	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+	     pr++) {
+		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+		const char *f;
+
+		if (!k || !v) {
+			r = budget_error(p, n, key);
+			goto out;
+		}
+		if (k->type != YAML_SCALAR_NODE) {
+			r = perr(p, k, key, "field names must be strings");
+			goto out;
+		}
+		f = scalar_text(k);
+		keyf(fkey, sizeof(fkey), "%s.%s", key, f);
+		if (strcmp(f, "key") == 0 && !lkey) {
+			r = want_string(p, v, fkey, &lkey);
+		} else if (strcmp(f, "operator") == 0 && !op) {
+			r = want_string(p, v, fkey, &op);
+			if (r == 0 && op && !match_any(op, operators))
+				r = perr(p, v, fkey,
+					 "must be In, NotIn, Exists, DoesNotExist, Gt or Lt, not \"%s\"",
+					 op);
+		} else if (strcmp(f, "values") == 0 && !has_values) {
+			r = want_string_list(p, v, fkey, &values, &n_values);
+			has_values = true;
+			values_node = v;
+		} else if (strcmp(f, "key") == 0 || strcmp(f, "operator") == 0 ||
+			   strcmp(f, "values") == 0) {
+			r = perr(p, k, fkey, "given twice");
+		} else {
+			r = pwarn(p, k, fkey, "unknown field, ignored");
+		}
+		if (r < 0)
+			goto out;
+	}
+	if (!lkey) {
+		r = perr(p, n, key, "key is required");
+		goto out;
+	}
+	if (!label_key_valid(lkey)) {
+		r = perr(p, n, key, "\"%s\" is not a valid label key", lkey);
+		goto out;
+	}
+	if (!op) {
+		r = perr(p, n, key, "operator is required");
+		goto out;
+	}
+	if ((strcmp(op, "In") == 0 || strcmp(op, "NotIn") == 0) && n_values == 0) {
+		r = perr(p, values_node, key, "operator %s needs at least one value", op);
+		goto out;
+	}
+	if ((strcmp(op, "Exists") == 0 || strcmp(op, "DoesNotExist") == 0) && n_values != 0) {
+		r = perr(p, values_node, key, "operator %s takes no values", op);
+		goto out;
+	}
+	if (strcmp(op, "Gt") == 0 || strcmp(op, "Lt") == 0) {
+		char *end = NULL;
+
+		if (n_values != 1) {
+			r = perr(p, values_node, key, "operator %s needs exactly one value", op);
+			goto out;
+		}
+		errno = 0;
+		(void)strtoll(values[0], &end, 10);
+		if (errno != 0 || end == values[0] || *end != '\0') {
+			r = perr(p, values_node, key, "operator %s needs an integer value, not \"%s\"",
+				 op, values[0]);
+			goto out;
+		}
+	}
+	o = json_object();
+	arr = json_array();
+	if (!o || !arr || json_object_set_new(o, "key", json_string(lkey)) < 0 ||
+	    json_object_set_new(o, "operator", json_string(op)) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n_values; i++) {
+		if (json_array_append_new(arr, json_string(values[i])) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	if (n_values > 0) {
+		r = json_object_set(o, "values", arr);
+		if (r < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	*ret = o;
+	o = NULL;
+	r = 0;
+out:
+	json_decref(o);
+	json_decref(arr);
+	free(lkey);
+	free(op);
+	strv_free(values);
+	return r;
+}
+
+/* A list of NodeSelectorRequirements (matchExpressions or matchFields). */
+static int parse_requirements(struct parser *p, const yaml_node_t *n, const char *key,
+			      json_t **ret)
+{
+	json_t *arr = NULL;
+	int r;
+
+	if (n->type != YAML_SEQUENCE_NODE)
+		return perr(p, n, key, "must be a list, not %s", node_what(n));
+	arr = json_array();
+	if (!arr)
+		return -ENOMEM;
+	for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+	     it++) {
+		yaml_node_t *item = node_at(p, *it);
+		char ikey[KEY_MAX];
+		json_t *req = NULL;
+
+		keyf(ikey, sizeof(ikey), "%s[%td]", key, it - n->data.sequence.items.start);
+		if (!item) {
+			r = budget_error(p, n, key);
+			goto fail;
+		}
+		r = parse_requirement(p, item, ikey, &req);
+		if (r < 0)
+			goto fail;
+		if (json_array_append_new(arr, req) < 0) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	*ret = arr;
+	return 0;
+fail:
+	json_decref(arr);
+	return r;
+}
+
+/* selector: a list of NodeSelectorTerms into a JSON array (NULL if empty). */
+static int parse_selector(struct parser *p, const yaml_node_t *n, const char *key, json_t **ret)
+{
+	json_t *terms = NULL, *term = NULL;
+	int r;
+
+	if (node_is_null(n)) {
+		*ret = NULL;
+		return 0;
+	}
+	if (n->type != YAML_SEQUENCE_NODE)
+		return perr(p, n, key, "must be a list of node selector terms, not %s",
+			    node_what(n));
+	terms = json_array();
+	if (!terms)
+		return -ENOMEM;
+	for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+	     it++) {
+		yaml_node_t *t = node_at(p, *it);
+		char tkey[KEY_MAX];
+
+		keyf(tkey, sizeof(tkey), "%s[%td]", key, it - n->data.sequence.items.start);
+		if (!t) {
+			r = budget_error(p, n, key);
+			goto fail;
+		}
+		if (t->type != YAML_MAPPING_NODE) {
+			r = perr(p, t, tkey, "must be a mapping with matchExpressions or matchFields, not %s",
+				 node_what(t));
+			goto fail;
+		}
+		term = json_object();
+		if (!term) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		for (yaml_node_pair_t *pr = t->data.mapping.pairs.start;
+		     pr < t->data.mapping.pairs.top; pr++) {
+			yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+			char fkey[KEY_MAX];
+			json_t *reqs = NULL;
+			const char *f;
+
+			if (!k || !v) {
+				r = budget_error(p, t, tkey);
+				goto fail;
+			}
+			if (k->type != YAML_SCALAR_NODE) {
+				r = perr(p, k, tkey, "field names must be strings");
+				goto fail;
+			}
+			f = scalar_text(k);
+			keyf(fkey, sizeof(fkey), "%s.%s", tkey, f);
+			if (strcmp(f, "matchExpressions") != 0 && strcmp(f, "matchFields") != 0) {
+				r = pwarn(p, k, fkey, "unknown field, ignored");
+				if (r < 0)
+					goto fail;
+				continue;
+			}
+			if (json_object_get(term, f)) {
+				r = perr(p, k, fkey, "given twice");
+				goto fail;
+			}
+			r = parse_requirements(p, v, fkey, &reqs);
+			if (r < 0)
+				goto fail;
+			if (json_object_set_new(term, f, reqs) < 0) {
+				r = -ENOMEM;
+				goto fail;
+			}
+		}
+		if (json_object_size(term) == 0) {
+			r = perr(p, t, tkey, "needs matchExpressions or matchFields");
+			goto fail;
+		}
+		if (json_array_append_new(terms, term) < 0) {
+			term = NULL;
+			r = -ENOMEM;
+			goto fail;
+		}
+		term = NULL;
+	}
+	if (json_array_size(terms) == 0) {
+		json_decref(terms);
+		terms = NULL;
+	}
+	*ret = terms;
+	return 0;
+fail:
+	json_decref(term);
+	json_decref(terms);
+	return r;
+}
+
+/* namePattern: comma-separated globs; empty items are dropped, as upstream does. */
+static int split_patterns(struct parser *p, const yaml_node_t *n, const char *key,
+			  const char *s, char ***ret)
+{
+	char **v = calloc(PATTERNS_MAX + 1, sizeof(*v));
+	size_t count = 0;
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	while (*s) {
+		size_t len = strcspn(s, ",");
+
+		if (len > 0) {
+			if (count == PATTERNS_MAX) {
+				r = perr(p, n, key, "has more than %d patterns", PATTERNS_MAX);
+				goto fail;
+			}
+			v[count] = strndup(s, len);
+			if (!v[count++]) {
+				r = -ENOMEM;
+				goto fail;
+			}
+		}
+		s += len;
+		if (*s == ',')
+			s++;
+	}
+	if (count == 0) {
+		r = perr(p, n, key, "has no pattern");
+		goto fail;
+	}
+	*ret = v;
+	return 0;
+fail:
+	strv_free(v);
+	return r;
+}
+
+static char **strv_of(const char *s)
+{
+	char **v = calloc(2, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	v[0] = strdup(s);
+	if (!v[0]) {
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+enum class_field {
+	F_HOST_DIR,
+	F_MOUNT_DIR,
+	F_BLOCK_CLEANER,
+	F_VOLUME_MODE,
+	F_ACCESS_MODE,
+	F_FS_TYPE,
+	F_NAME_PATTERN,
+	F_SELECTOR,
+	F_COUNT,
+};
+
+static const char *const class_fields[F_COUNT] = {
+	[F_HOST_DIR] = "hostDir",	  [F_MOUNT_DIR] = "mountDir",
+	[F_BLOCK_CLEANER] = "blockCleanerCommand", [F_VOLUME_MODE] = "volumeMode",
+	[F_ACCESS_MODE] = "accessMode", [F_FS_TYPE] = "fsType",
+	[F_NAME_PATTERN] = "namePattern", [F_SELECTOR] = "selector",
+};
+
+/* An absolute directory path, cleaned, into *ret. */
+static int want_dir(struct parser *p, const yaml_node_t *v, const char *fkey, char **ret)
+{
+	char *s = NULL;
+	int r;
+
+	r = want_string(p, v, fkey, &s);
+	if (r < 0 || !s)
+		return r;
+	if (s[0] != '/') {
+		r = perr(p, v, fkey, "must be an absolute path, not \"%s\"", s);
+		free(s);
+		return r;
+	}
+	*ret = path_clean(s);
+	free(s);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int parse_class(struct parser *p, const yaml_node_t *name_node, const yaml_node_t *n,
+		       struct prov_class *c)
+{
+	const char *name = c->name;
+	char *s = NULL;
+	unsigned seen = 0;
+	int r;
+
+	if (!node_is_null(n) && n->type != YAML_MAPPING_NODE)
+		return perr(p, n, name, "must be a mapping with hostDir and mountDir, not %s",
+			    node_what(n));
+	c->volume_mode = PROV_MODE_FILESYSTEM;
+	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start;
+	     n->type == YAML_MAPPING_NODE && pr < n->data.mapping.pairs.top; pr++) {
+		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+		char fkey[KEY_MAX];
+		int f;
+
+		if (!k || !v)
+			return budget_error(p, n, name);
+		if (k->type != YAML_SCALAR_NODE)
+			return perr(p, k, name, "field names must be strings");
+		keyf(fkey, sizeof(fkey), "%s.%s", name, scalar_text(k));
+		for (f = 0; f < F_COUNT; f++)
+			if (strcmp(scalar_text(k), class_fields[f]) == 0)
+				break;
+		if (f == F_COUNT) {
+			r = pwarn(p, k, fkey, "unknown field, ignored");
+			if (r < 0)
+				return r;
+			continue;
+		}
+		if (seen & (1u << f))
+			return perr(p, k, fkey, "given twice");
+		seen |= 1u << f;
+
+		switch (f) {
+		case F_HOST_DIR:
+			r = want_dir(p, v, fkey, &c->host_dir);
+			break;
+		case F_MOUNT_DIR:
+			r = want_dir(p, v, fkey, &c->mount_dir);
+			break;
+		case F_BLOCK_CLEANER: {
+			size_t count;
+
+			if (node_is_null(v))
+				break; /* the default, below */
+			r = want_string_list(p, v, fkey, &c->block_cleaner_command, &count);
+			if (r == 0 && count == 0)
+				r = perr(p, v, fkey, "must not be an empty list");
+			break;
+		}
+		case F_VOLUME_MODE:
+			r = want_string(p, v, fkey, &s);
+			if (r < 0 || !s || strcmp(s, "Filesystem") == 0 || s[0] == '\0')
+				break;
+			if (strcmp(s, "Block") == 0)
+				c->volume_mode = PROV_MODE_BLOCK;
+			else
+				r = perr(p, v, fkey, "must be \"Filesystem\" or \"Block\", not \"%s\"", s);
+			break;
+		case F_ACCESS_MODE:
+			r = want_string(p, v, fkey, &s);
+			if (r < 0 || !s || s[0] == '\0')
+				break;
+			if (!match_any(s, access_modes)) {
+				r = perr(p, v, fkey,
+					 "must be ReadWriteOnce, ReadOnlyMany, ReadWriteMany or ReadWriteOncePod, not \"%s\"",
+					 s);
+				break;
+			}
+			c->access_mode = s;
+			s = NULL;
+			break;
+		case F_FS_TYPE:
+			r = want_string(p, v, fkey, &s);
+			if (r < 0 || !s || s[0] == '\0')
+				break;
+			c->fs_type = s;
+			s = NULL;
+			break;
+		case F_NAME_PATTERN:
+			r = want_string(p, v, fkey, &s);
+			if (r < 0 || !s || s[0] == '\0')
+				break;
+			r = split_patterns(p, v, fkey, s, &c->name_patterns);
+			break;
+		case F_SELECTOR:
+			r = parse_selector(p, v, fkey, &c->selector);
+			break;
+		}
+		free(s);
+		s = NULL;
+		if (r < 0)
+			return r;
+	}
+	if (!c->host_dir)
+		return perr(p, name_node, name, "hostDir is required");
+	if (!c->mount_dir)
+		return perr(p, name_node, name, "mountDir is required");
+	if (!c->block_cleaner_command)
+		c->block_cleaner_command = strv_of(PROVCONFIG_DEFAULT_BLOCK_CLEANER);
+	if (!c->access_mode)
+		c->access_mode = strdup("ReadWriteOnce");
+	if (!c->name_patterns)
+		c->name_patterns = strv_of("*");
+	if (!c->block_cleaner_command || !c->access_mode || !c->name_patterns)
+		return -ENOMEM;
+	return 0;
+}
+
+static int class_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct prov_class *)a)->name, ((const struct prov_class *)b)->name);
+}
+
+static int parse_class_map(struct parser *p, const yaml_node_t *root)
+{
+	struct prov_config *cfg = p->cfg;
+	size_t count;
+
+	if (node_is_null(root))
+		return 0;
+	if (root->type != YAML_MAPPING_NODE)
+		return perr(p, root, p->file, "must be a mapping of storage class names, not %s",
+			    node_what(root));
+	count = (size_t)(root->data.mapping.pairs.top - root->data.mapping.pairs.start);
+	if (count > MAP_ENTRIES_MAX)
+		return perr(p, root, p->file, "has more than %d classes", MAP_ENTRIES_MAX);
+	cfg->classes = calloc(count ? count : 1, sizeof(*cfg->classes));
+	if (!cfg->classes)
+		return -ENOMEM;
+	for (size_t i = 0; i < count; i++) {
+		yaml_node_pair_t *pr = &root->data.mapping.pairs.start[i];
+		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+		struct prov_class *c = &cfg->classes[i];
+		char *name = NULL;
+		int r;
+
+		if (!k || !v)
+			return budget_error(p, root, p->file);
+		r = want_string(p, k, p->file, &name);
+		if (r < 0)
+			return r;
+		cfg->n_classes = i + 1; /* from here on c is released with the config */
+		c->name = name;
+		if (!name || !dns_subdomain_valid(name, strlen(name)))
+			return perr(p, k, p->file,
+				    "\"%s\" is not a valid storage class name (lowercase letters, digits, '-' and '.')",
+				    name ? name : "");
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(cfg->classes[j].name, name) == 0)
+				return perr(p, k, name, "storage class given twice");
+		r = parse_class(p, k, v, c);
+		if (r < 0)
+			return r;
+	}
+	qsort(cfg->classes, cfg->n_classes, sizeof(*cfg->classes), class_cmp);
+	return 0;
+}
+
+/* ---- the other keys ----------------------------------------------------- */
+
+static int parse_node_labels(struct parser *p, const yaml_node_t *root)
+{
+	struct prov_config *cfg = p->cfg;
+	char **v = NULL;
+	size_t n = 0;
+	int r;
+
+	r = want_string_list(p, root, p->file, &v, &n);
+	if (r < 0)
+		return r;
+	cfg->node_labels_for_pv = v;
+	cfg->n_node_labels_for_pv = n;
+	for (size_t i = 0; i < n; i++) {
+		const yaml_node_t *item = yaml_document_get_node(&p->doc,
+								 root->data.sequence.items.start[i]);
+		char ikey[KEY_MAX];
+
+		keyf(ikey, sizeof(ikey), "%s[%zu]", p->file, i);
+		if (!label_key_valid(v[i]))
+			return perr(p, item, ikey, "\"%s\" is not a valid label name", v[i]);
+	}
+	return 0;
+}
+
+static int label_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct prov_label *)a)->key, ((const struct prov_label *)b)->key);
+}
+
+static int parse_labels(struct parser *p, const yaml_node_t *root)
+{
+	struct prov_config *cfg = p->cfg;
+	size_t count;
+
+	if (node_is_null(root))
+		return 0;
+	if (root->type != YAML_MAPPING_NODE)
+		return perr(p, root, p->file, "must be a mapping of label names to values, not %s",
+			    node_what(root));
+	count = (size_t)(root->data.mapping.pairs.top - root->data.mapping.pairs.start);
+	if (count > MAP_ENTRIES_MAX)
+		return perr(p, root, p->file, "has more than %d labels", MAP_ENTRIES_MAX);
+	cfg->labels_for_pv = calloc(count ? count : 1, sizeof(*cfg->labels_for_pv));
+	if (!cfg->labels_for_pv)
+		return -ENOMEM;
+	for (size_t i = 0; i < count; i++) {
+		yaml_node_pair_t *pr = &root->data.mapping.pairs.start[i];
+		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+		struct prov_label *l = &cfg->labels_for_pv[i];
+		char lkey[KEY_MAX];
+		int r;
+
+		if (!k || !v)
+			return budget_error(p, root, p->file);
+		cfg->n_labels_for_pv = i + 1;
+		r = want_string(p, k, p->file, &l->key);
+		if (r < 0)
+			return r;
+		if (!l->key || !label_key_valid(l->key))
+			return perr(p, k, p->file, "\"%s\" is not a valid label name",
+				    l->key ? l->key : "");
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(cfg->labels_for_pv[j].key, l->key) == 0)
+				return perr(p, k, l->key, "label given twice");
+		keyf(lkey, sizeof(lkey), "%s.%s", p->file, l->key);
+		r = want_string(p, v, lkey, &l->value);
+		if (r < 0)
+			return r;
+		if (!l->value)
+			l->value = strdup("");
+		if (!l->value)
+			return -ENOMEM;
+		if (!label_name_valid(l->value, strlen(l->value)))
+			return perr(p, v, lkey,
+				    "\"%s\" is not a valid label value (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit)",
+				    l->value);
+	}
+	qsort(cfg->labels_for_pv, cfg->n_labels_for_pv, sizeof(*cfg->labels_for_pv), label_cmp);
+	return 0;
+}
+
+static int parse_min_resync(struct parser *p, const yaml_node_t *root)
+{
+	char *s = NULL;
+	uint64_t ns;
+	int r;
+
+	if (root->type == YAML_SCALAR_NODE && scalar_kind(root, NULL) == SCALAR_INT)
+		return perr(p, root, p->file, "must be a duration with a unit, e.g. \"5m\", not %s",
+			    scalar_text(root));
+	r = want_string(p, root, p->file, &s);
+	if (r < 0 || !s)
+		return r;
+	r = duration_parse(s, &ns);
+	if (r == -ERANGE)
+		r = perr(p, root, p->file, "\"%s\" is negative or too long", s);
+	else if (r < 0)
+		r = perr(p, root, p->file, "\"%s\" is not a duration (e.g. \"5m\", \"1h30m\")", s);
+	else
+		p->cfg->min_resync_period_ns = ns;
+	free(s);
+	return r;
+}
+
+static const char *const known_keys[] = { "storageClassMap", "nodeLabelsForPV", "labelsForPV",
+					  "useNodeNameOnly", "setPVOwnerRef", "minResyncPeriod",
+					  "useJobForCleaning", NULL };
+
+/* Keys of the upstream format that carve-provisioner accepts but has no use for. */
+static const char *const ignored_keys[] = { "useAlphaAPI", "jobTolerations",
+					    "removeNodeNotReadyTaint",
+					    "provisionerNotReadyNodeTaintKey", NULL };
+
+static int parse_key(struct parser *p, const yaml_node_t *root)
+{
+	const char *key = p->file;
+	bool b = false;
+	int r;
+
+	if (strcmp(key, "storageClassMap") == 0)
+		return parse_class_map(p, root);
+	if (strcmp(key, "nodeLabelsForPV") == 0)
+		return parse_node_labels(p, root);
+	if (strcmp(key, "labelsForPV") == 0)
+		return parse_labels(p, root);
+	if (strcmp(key, "useNodeNameOnly") == 0)
+		return want_bool(p, root, key, &p->cfg->use_node_name_only);
+	if (strcmp(key, "setPVOwnerRef") == 0)
+		return want_bool(p, root, key, &p->cfg->set_pv_owner_ref);
+	if (strcmp(key, "minResyncPeriod") == 0)
+		return parse_min_resync(p, root);
+	if (strcmp(key, "useJobForCleaning") == 0) {
+		r = want_bool(p, root, key, &b);
+		if (r == 0 && b)
+			r = perr(p, root, key,
+				 "useJobForCleaning is not supported: carve-provisioner cleans on the node");
+		return r;
+	}
+	if (match_any(key, ignored_keys)) {
+		if (node_is_null(root) ||
+		    (root->type == YAML_SCALAR_NODE && scalar_kind(root, &b) == SCALAR_BOOL && !b))
+			return 0;
+		return pwarn(p, root, key, "not supported by carve-provisioner, ignored");
+	}
+	return pwarn(p, NULL, key, "unknown key, ignored");
+}
+
+static int parse_file(struct parser *p, const struct provconfig_file *f)
+{
+	yaml_parser_t yp;
+	yaml_node_t *root;
+	int r;
+
+	p->file = f->name;
+	if (!yaml_parser_initialize(&yp))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&yp, (const unsigned char *)f->text, f->len);
+	if (!yaml_parser_load(&yp, &p->doc)) {
+		if (yp.error == YAML_MEMORY_ERROR) {
+			r = -ENOMEM;
+		} else if (p->err && p->err_len > 0) {
+			char ctx[128] = "";
+
+			if (yp.context)
+				snprintf(ctx, sizeof(ctx), " %s started on line %zu", yp.context,
+					 yp.context_mark.line + 1);
+			snprintf(p->err, p->err_len, "%s:%zu: %s: invalid YAML: %s%s", f->name,
+				 yp.problem_mark.line + 1, f->name,
+				 yp.problem ? yp.problem : "syntax error", ctx);
+			r = -EINVAL;
+		} else {
+			r = -EINVAL;
+		}
+		yaml_parser_delete(&yp);
+		return r;
+	}
+	root = yaml_document_get_root_node(&p->doc);
+	if (!root) {
+		/* An empty file: the key is not set, but a misspelt one is still worth a word. */
+		r = match_any(f->name, known_keys) || match_any(f->name, ignored_keys) ?
+			    0 :
+			    pwarn(p, NULL, f->name, "unknown key, ignored");
+	} else {
+		r = parse_key(p, root);
+	}
+	yaml_document_delete(&p->doc);
+	if (r == 0) {
+		/* A second document would be silently ignored: refuse it. */
+		yaml_document_t next;
+
+		if (!yaml_parser_load(&yp, &next)) {
+			r = perr(p, NULL, f->name, "invalid YAML after the first document");
+		} else {
+			if (yaml_document_get_root_node(&next))
+				r = perr(p, yaml_document_get_root_node(&next), f->name,
+					 "holds more than one YAML document");
+			yaml_document_delete(&next);
+		}
+	}
+	yaml_parser_delete(&yp);
+	return r;
+}
+
+int provconfig_parse(const struct provconfig_snapshot *snap, struct prov_config **ret_config,
+		     char *ret_err, size_t err_len)
+{
+	struct parser p = { .err = ret_err, .err_len = err_len, .budget = NODE_BUDGET };
+	bool have_classes = false;
+	int r;
+
+	if (ret_err && err_len > 0)
+		ret_err[0] = '\0';
+	p.cfg = calloc(1, sizeof(*p.cfg));
+	if (!p.cfg)
+		return -ENOMEM;
+	p.cfg->min_resync_period_ns = PROVCONFIG_DEFAULT_MIN_RESYNC_NS;
+	for (size_t i = 0; i < snap->n_files; i++) {
+		r = parse_file(&p, &snap->files[i]);
+		if (r < 0)
+			goto fail;
+		if (strcmp(snap->files[i].name, "storageClassMap") == 0)
+			have_classes = true;
+	}
+	if (!have_classes) {
+		p.file = "storageClassMap";
+		r = pwarn(&p, NULL, "storageClassMap", "missing: no volume will be discovered");
+		if (r < 0)
+			goto fail;
+	}
+	*ret_config = p.cfg;
+	return 0;
+fail:
+	if (r == -ENOMEM && ret_err && err_len > 0)
+		snprintf(ret_err, err_len, "out of memory while parsing the configuration");
+	provconfig_free(p.cfg);
+	return r;
+}

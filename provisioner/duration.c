@@ -1,0 +1,164 @@
+/*
+ * duration.c - Go-style durations; see include/duration.h.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "duration.h"
+
+struct unit {
+	const char *name;
+	uint64_t ns;
+};
+
+/* Longest names first, so "ms" is not read as "m" followed by garbage. */
+static const struct unit units[] = {
+	{ "ns", 1 },
+	{ "us", 1000 },
+	{ "\xc2\xb5s", 1000 }, /* U+00B5 MICRO SIGN */
+	{ "\xce\xbcs", 1000 }, /* U+03BC GREEK SMALL LETTER MU */
+	{ "ms", 1000 * 1000 },
+	{ "s", DURATION_NS_PER_SEC },
+	{ "m", 60 * DURATION_NS_PER_SEC },
+	{ "h", 3600 * DURATION_NS_PER_SEC },
+};
+
+static const struct unit *unit_match(const char *p, size_t *ret_len)
+{
+	const struct unit *best = NULL;
+	size_t best_len = 0;
+
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		size_t n = strlen(units[i].name);
+
+		if (n > best_len && strncmp(p, units[i].name, n) == 0) {
+			best = &units[i];
+			best_len = n;
+		}
+	}
+	*ret_len = best_len;
+	return best;
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+int duration_parse(const char *s, uint64_t *ret_ns)
+{
+	/*
+	 * 128-bit intermediates make every term exact: a whole part of up to
+	 * 2^64 times the largest unit still fits, so overflow is one compare.
+	 */
+	unsigned __int128 total = 0;
+	bool negative = false;
+	const char *p = s;
+
+	if (!s)
+		return -EINVAL;
+	if (*p == '+' || *p == '-') {
+		negative = *p == '-';
+		p++;
+	}
+	if (strcmp(p, "0") == 0) {
+		*ret_ns = 0;
+		return 0;
+	}
+	if (*p == '\0')
+		return -EINVAL;
+
+	while (*p != '\0') {
+		unsigned __int128 whole = 0, frac = 0, scale = 1;
+		bool digits = false, overflow = false;
+		const struct unit *u;
+		size_t ulen;
+
+		while (is_digit(*p)) {
+			if (!overflow) {
+				whole = whole * 10 + (unsigned)(*p - '0');
+				overflow = whole > UINT64_MAX;
+			}
+			digits = true;
+			p++;
+		}
+		if (*p == '.') {
+			p++;
+			while (is_digit(*p)) {
+				/* Digits below a nanosecond of an hour cannot matter. */
+				if (scale < (unsigned __int128)1000000000000000000ULL) {
+					frac = frac * 10 + (unsigned)(*p - '0');
+					scale *= 10;
+				}
+				digits = true;
+				p++;
+			}
+		}
+		if (!digits)
+			return -EINVAL;
+		u = unit_match(p, &ulen);
+		if (!u)
+			return -EINVAL;
+		p += ulen;
+		if (overflow)
+			return -ERANGE;
+		total += whole * u->ns + frac * u->ns / scale;
+		if (total > UINT64_MAX)
+			return -ERANGE;
+	}
+	if (negative && total != 0)
+		return -ERANGE;
+	*ret_ns = (uint64_t)total;
+	return 0;
+}
+
+/* Appends ".ddd" with @width digits of @frac, trailing zeros dropped. */
+static void frac_append(char *out, size_t outlen, uint64_t frac, int width)
+{
+	char digits[24];
+
+	if (frac == 0) {
+		out[0] = '\0';
+		return;
+	}
+	snprintf(digits, sizeof(digits), "%0*llu", width, (unsigned long long)frac);
+	for (size_t n = strlen(digits); n > 0 && digits[n - 1] == '0'; n--)
+		digits[n - 1] = '\0';
+	snprintf(out, outlen, ".%s", digits);
+}
+
+int duration_format(uint64_t ns, char *buf, size_t len)
+{
+	char frac[24];
+	int r;
+
+	if (ns == 0) {
+		r = snprintf(buf, len, "0s");
+	} else if (ns < 1000) {
+		r = snprintf(buf, len, "%lluns", (unsigned long long)ns);
+	} else if (ns < 1000 * 1000) {
+		frac_append(frac, sizeof(frac), ns % 1000, 3);
+		r = snprintf(buf, len, "%llu%s\xc2\xb5s", (unsigned long long)(ns / 1000), frac);
+	} else if (ns < DURATION_NS_PER_SEC) {
+		frac_append(frac, sizeof(frac), ns % 1000000, 6);
+		r = snprintf(buf, len, "%llu%sms", (unsigned long long)(ns / 1000000), frac);
+	} else {
+		uint64_t secs = ns / DURATION_NS_PER_SEC;
+		unsigned long long h = secs / 3600, m = secs / 60 % 60, s = secs % 60;
+
+		frac_append(frac, sizeof(frac), ns % DURATION_NS_PER_SEC, 9);
+		if (h > 0)
+			r = snprintf(buf, len, "%lluh%llum%llu%ss", h, m, s, frac);
+		else if (m > 0)
+			r = snprintf(buf, len, "%llum%llu%ss", m, s, frac);
+		else
+			r = snprintf(buf, len, "%llu%ss", s, frac);
+	}
+	if (r < 0)
+		return -EINVAL;
+	if ((size_t)r >= len)
+		return -ENOSPC;
+	return r;
+}

@@ -1,0 +1,614 @@
+/*
+ * main.c - carve-provisioner: registers a node's local volumes as
+ * Kubernetes local PersistentVolumes.
+ *
+ * Every pass discovers the volumes of every configured class, matches them
+ * with the PVs the sink already holds (by node and path, so a restart never
+ * registers a disk twice), creates the missing ones and, for a sink that
+ * mirrors the disks, removes the PVs of volumes that went away. Passes run
+ * every --discovery-period, at once when the configuration directory
+ * changes, and on SIGHUP. The configuration is re-read when its files
+ * change; a bad one is reported and the last good one stays in force.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "discovery.h"
+#include "duration.h"
+#include "health.h"
+#include "log.h"
+#include "provconfig.h"
+#include "pv.h"
+#include "quantity.h"
+#include "sink.h"
+#include "wire.h"
+
+#define DEFAULT_PERIOD_NS (10 * DURATION_NS_PER_SEC)
+/* How long a burst of config file events is given to settle before a reload. */
+#define CONFIG_SETTLE_MS 200
+
+enum {
+	EXIT_USAGE = 2,
+};
+
+struct options {
+	const char *config_dir;
+	const char *node;
+	const char *kubeconfig;
+	const char *sink;
+	uint64_t period_ns;
+	const char *listen;
+	const char *carvefs_socket;
+	bool once;
+};
+
+struct state {
+	struct options opt;
+	char *node_name;
+	struct sink *sink;
+	struct prov_config *cfg;	   /* the last good configuration */
+	struct provconfig_snapshot *seen; /* the files last read, good or bad */
+	struct health *health;
+	struct discovery *disc;
+	int last_read_error; /* said once, not every period */
+	bool warned_owner_ref;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: carve-provisioner [OPTION]...\n"
+		"Registers this node's local volumes (carvefs volumes and other mounted disks)\n"
+		"as Kubernetes local PersistentVolumes.\n"
+		"\n"
+		"  --config DIR            configuration directory, one file per key as a\n"
+		"                          mounted ConfigMap gives it (default %s)\n"
+		"  --node NAME             this node's name (default $MY_NODE_NAME, then the\n"
+		"                          hostname in lowercase)\n"
+		"  --kubeconfig FILE       cluster credentials for the api sink; without it the\n"
+		"                          api sink uses the in-cluster service account\n"
+		"  --sink api|dir[:PATH]   where PVs go: the Kubernetes API, or one manifest per\n"
+		"                          PV in PATH (default dir:%s)\n"
+		"  --discovery-period DUR  time between discovery passes, e.g. 10s, 1m\n"
+		"                          (default 10s)\n"
+		"  --listen ADDR           serve /healthz and /readyz on ADDR (HOST:PORT,\n"
+		"                          [IPV6]:PORT or :PORT); off by default\n"
+		"  --carvefs-socket PATH   the carvefs daemon's control socket, used to wipe\n"
+		"                          released carvefs volumes (default %s)\n"
+		"  --once                  run one pass and exit: 0 if it had no error, 1 if\n"
+		"                          it had\n"
+		"  --log-level LEVEL       error, warn, info or debug (default info)\n"
+		"  -h, --help              show this help and exit\n"
+		"\n"
+		"This build has the dir sink only: --sink api and --kubeconfig are refused.\n"
+		"See carve-provisioner(8).\n",
+		PROVCONFIG_DEFAULT_DIR, DIRSINK_DEFAULT_PATH, WIRE_DEFAULT_SOCKET);
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+/*
+ * Reads the configuration directory. Returns 1 if a new configuration took
+ * effect, 0 if nothing changed or the new files are bad (reported; the last
+ * good configuration stays), or -errno if there is no good configuration at
+ * all (the first load failed).
+ */
+static int config_reload(struct state *st)
+{
+	struct provconfig_snapshot *snap = NULL;
+	struct prov_config *cfg = NULL;
+	char err[PROVCONFIG_ERR_MAX];
+	int fd, r;
+
+	fd = open(st->opt.config_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		goto fail_read;
+	}
+	r = provconfig_snapshot_read(fd, &snap);
+	close(fd);
+	if (r < 0)
+		goto fail_read;
+	st->last_read_error = 0;
+	if (st->seen && provconfig_snapshot_equal(snap, st->seen)) {
+		provconfig_snapshot_free(snap);
+		return 0;
+	}
+	provconfig_snapshot_free(st->seen);
+	st->seen = snap;
+
+	r = provconfig_parse(snap, &cfg, err, sizeof(err));
+	if (r < 0) {
+		if (r == -ENOMEM)
+			return log_error_errno(r, "cannot parse the configuration");
+		log_error("%s/%s", st->opt.config_dir, err);
+		if (!st->cfg)
+			return r;
+		log_warn("keeping the last good configuration");
+		return 0;
+	}
+	for (size_t i = 0; i < cfg->n_warnings; i++)
+		log_warn("%s/%s", st->opt.config_dir, cfg->warnings[i]);
+	log_info("configuration %s: %zu storage class(es)", st->cfg ? "reloaded" : "loaded",
+		 cfg->n_classes);
+	for (size_t i = 0; i < cfg->n_classes; i++) {
+		const struct prov_class *c = &cfg->classes[i];
+
+		log_debug("class '%s': mountDir \"%s\", hostDir \"%s\", volumeMode %s", c->name,
+			  c->mount_dir, c->host_dir, provconfig_volume_mode_name(c->volume_mode));
+	}
+	provconfig_free(st->cfg);
+	st->cfg = cfg;
+	return 1;
+
+fail_read:
+	if (r == st->last_read_error)
+		return 0;
+	st->last_read_error = r;
+	log_error_errno(r, "cannot read the configuration directory \"%s\"", st->opt.config_dir);
+	if (!st->cfg)
+		return r;
+	log_warn("keeping the last good configuration");
+	return 0;
+}
+
+/* ---- one pass ----------------------------------------------------------- */
+
+static bool volume_present(const struct disc_result *res, const char *host_path)
+{
+	for (size_t i = 0; i < res->n_volumes; i++)
+		if (strcmp(res->volumes[i].host_path, host_path) == 0)
+			return true;
+	return false;
+}
+
+/* Creates the PV of @v unless @pvs has one for it. Returns 0 or -errno (logged). */
+static int register_volume(struct state *st, const struct disc_volume *v, const json_t *node,
+			   const char *hostname, json_t *pvs)
+{
+	json_t *sc = NULL, *pv = NULL, *existing;
+	const char *why = NULL;
+	char size[32];
+	int r;
+
+	existing = pv_find(pvs, hostname, v->host_path);
+	if (existing) {
+		log_debug("volume at \"%s\" has PV '%s'", v->host_path, pv_get_name(existing));
+		return 0;
+	}
+	r = sink_get_storage_class(st->sink, v->cls->name, &sc);
+	if (r < 0)
+		return log_error_errno(r, "class '%s': cannot get the StorageClass", v->cls->name);
+	r = pv_build(&(struct pv_request){ .config = st->cfg,
+					   .cls = v->cls,
+					   .node_name = st->node_name,
+					   .node = node,
+					   .storage_class = sc,
+					   .entry = v->entry,
+					   .is_block = v->is_block,
+					   .capacity_bytes = v->capacity_bytes },
+		     &pv, &why);
+	if (r < 0) {
+		if (why)
+			log_error("volume at \"%s\": no PV: %s", v->mount_path, why);
+		else
+			log_error_errno(r, "volume at \"%s\": no PV", v->mount_path);
+		goto out;
+	}
+	r = sink_create(st->sink, pv);
+	if (r == -EEXIST) {
+		log_error("volume at \"%s\": a PV named '%s' exists for another path or node",
+			  v->host_path, pv_get_name(pv));
+		goto out;
+	}
+	if (r < 0) {
+		log_error_errno(r, "volume at \"%s\": cannot create PV '%s'", v->host_path,
+				pv_get_name(pv));
+		goto out;
+	}
+	if (quantity_format(pv_capacity_round(v->capacity_bytes), size, sizeof(size)) < 0)
+		snprintf(size, sizeof(size), "?");
+	log_info("created PV '%s' for %s volume at \"%s\" (%s, class '%s')", pv_get_name(pv),
+		 v->is_block ? "block" : v->fstype ? v->fstype : "filesystem", v->host_path, size,
+		 v->cls->name);
+	/* Another class sharing the hostDir must now see this one. */
+	if (json_array_append(pvs, pv) < 0)
+		r = -ENOMEM;
+out:
+	json_decref(sc);
+	json_decref(pv);
+	return r;
+}
+
+/* Returns 0 if the pass went through, -EIO if anything in it failed (logged). */
+static int run_pass(struct state *st)
+{
+	struct disc_result *res = NULL;
+	json_t *node = NULL, *pvs = NULL, *pv;
+	const char *hostname;
+	char *prov = NULL;
+	unsigned errors = 0;
+	size_t i;
+	int r;
+
+	r = discovery_scan(st->disc, st->cfg, NULL, &res);
+	if (r < 0) {
+		log_error_errno(r, "discovery failed");
+		goto out;
+	}
+	errors += res->n_errors;
+	r = sink_get_node(st->sink, st->node_name, &node);
+	if (r < 0) {
+		log_error_errno(r, "cannot get node '%s'", st->node_name);
+		goto out;
+	}
+	if (!node && st->cfg->set_pv_owner_ref && !st->warned_owner_ref) {
+		log_warn("setPVOwnerRef needs the Node's uid from the cluster: ignored with the %s sink",
+			 st->sink->ops->kind);
+		st->warned_owner_ref = true;
+	}
+	hostname = pv_node_hostname(st->node_name, node);
+	if (!hostname) {
+		log_error("node '%s' has no %s label", st->node_name, PV_LABEL_HOSTNAME);
+		r = -ENODATA;
+		goto out;
+	}
+	r = pv_provisioner_name(st->node_name, node, st->cfg->use_node_name_only, &prov);
+	if (r < 0)
+		goto out;
+	r = sink_list(st->sink, &pvs);
+	if (r < 0) {
+		log_error_errno(r, "cannot list the PVs of the %s sink", st->sink->ops->kind);
+		goto out;
+	}
+	for (i = 0; i < res->n_volumes; i++) {
+		r = register_volume(st, &res->volumes[i], node, hostname, pvs);
+		if (r == -ENOMEM)
+			goto out;
+		if (r < 0)
+			errors++;
+	}
+
+	/*
+	 * Only a complete discovery can say a volume is gone: after an error a
+	 * missing volume may merely be one that could not be examined.
+	 */
+	if (st->sink->ops->remove_vanished && res->n_errors == 0) {
+		json_array_foreach(pvs, i, pv)
+		{
+			const char *by = pv_get_provisioned_by(pv), *path = pv_get_path(pv);
+
+			if (!by || strcmp(by, prov) != 0 || !path || !pv_on_node(pv, hostname) ||
+			    volume_present(res, path))
+				continue;
+			r = sink_remove(st->sink, pv_get_name(pv));
+			if (r < 0 && r != -ENOENT) {
+				log_error_errno(r, "cannot remove PV '%s'", pv_get_name(pv));
+				errors++;
+				continue;
+			}
+			log_info("removed PV '%s': no volume at \"%s\" any more", pv_get_name(pv),
+				 path);
+		}
+	}
+	r = errors > 0 ? -EIO : 0;
+out:
+	discovery_result_free(res);
+	json_decref(node);
+	json_decref(pvs);
+	free(prov);
+	return r;
+}
+
+/* ---- start-up ----------------------------------------------------------- */
+
+static char *default_node_name(void)
+{
+	const char *env = getenv("MY_NODE_NAME");
+	char host[256];
+
+	if (env && env[0] != '\0')
+		return strdup(env);
+	if (gethostname(host, sizeof(host)) < 0)
+		return NULL;
+	host[sizeof(host) - 1] = '\0';
+	/* The kubelet registers a node under its hostname in lowercase. */
+	for (char *p = host; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return strdup(host);
+}
+
+/*
+ * Picks the sink from the options: *ret_path is the manifest directory.
+ * Returns 0, or EXIT_USAGE for a refused or malformed choice (logged).
+ */
+static int choose_sink(const struct options *o, const char **ret_path)
+{
+	const char *sink = o->sink, *path = DIRSINK_DEFAULT_PATH;
+
+	if ((sink && strcmp(sink, "api") == 0) || (!sink && o->kubeconfig)) {
+		log_error("the api sink is not available in this build yet; use --sink dir:PATH "
+			  "to write PV manifests instead");
+		return EXIT_USAGE;
+	}
+	if (sink && strcmp(sink, "dir") != 0) {
+		if (strncmp(sink, "dir:", 4) != 0 || sink[4] == '\0') {
+			log_error("--sink: expected api, dir or dir:PATH, not '%s'", sink);
+			return EXIT_USAGE;
+		}
+		path = sink + 4;
+	}
+	if (!sink && getenv("KUBERNETES_SERVICE_HOST"))
+		log_warn("running in a cluster, but the api sink is not available in this build "
+			 "yet: writing PV manifests to \"%s\"", path);
+	if (o->kubeconfig)
+		log_warn("--kubeconfig is ignored by the dir sink");
+	*ret_path = path;
+	return 0;
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	enum {
+		OPT_CONFIG = 0x100,
+		OPT_NODE,
+		OPT_KUBECONFIG,
+		OPT_SINK,
+		OPT_PERIOD,
+		OPT_LISTEN,
+		OPT_SOCKET,
+		OPT_ONCE,
+		OPT_LOG_LEVEL,
+	};
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, OPT_CONFIG },
+		{ "node", required_argument, NULL, OPT_NODE },
+		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+		{ "sink", required_argument, NULL, OPT_SINK },
+		{ "discovery-period", required_argument, NULL, OPT_PERIOD },
+		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "carvefs-socket", required_argument, NULL, OPT_SOCKET },
+		{ "once", no_argument, NULL, OPT_ONCE },
+		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum log_level level;
+	int c, r;
+
+	*o = (struct options){ .config_dir = PROVCONFIG_DEFAULT_DIR,
+			       .period_ns = DEFAULT_PERIOD_NS,
+			       .carvefs_socket = WIRE_DEFAULT_SOCKET };
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_CONFIG:
+			o->config_dir = optarg;
+			break;
+		case OPT_NODE:
+			o->node = optarg;
+			break;
+		case OPT_KUBECONFIG:
+			o->kubeconfig = optarg;
+			break;
+		case OPT_SINK:
+			o->sink = optarg;
+			break;
+		case OPT_PERIOD:
+			r = duration_parse(optarg, &o->period_ns);
+			if (r < 0 || o->period_ns == 0) {
+				log_error("--discovery-period: '%s' is not a positive duration (e.g. 10s, 1m)",
+					  optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_LISTEN:
+			o->listen = optarg;
+			break;
+		case OPT_SOCKET:
+			o->carvefs_socket = optarg;
+			break;
+		case OPT_ONCE:
+			o->once = true;
+			break;
+		case OPT_LOG_LEVEL:
+			if (log_level_parse(optarg, &level) < 0) {
+				log_error("--log-level: expected error, warn, info or debug, not '%s'",
+					  optarg);
+				return -EINVAL;
+			}
+			log_set_level(level);
+			break;
+		case 'h':
+			usage(stdout);
+			exit(EXIT_SUCCESS);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		log_error("unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * DURATION_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static void drain(int fd)
+{
+	char buf[4096];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+/* Watches the config directory; -1 if it cannot (the period still reloads it). */
+static int watch_config(const char *dir)
+{
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	if (inotify_add_watch(fd, dir,
+			      IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE |
+				      IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+		log_warn_errno(-errno, "cannot watch \"%s\"; changes are seen at the next pass", dir);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Waits until the next pass is due. Returns 1 for a pass (the period is
+ * over, SIGHUP, or the configuration changed), 0 to stop (SIGTERM/SIGINT).
+ */
+static int wait_next(struct state *st, int sig_fd, int *ino_fd, uint64_t deadline_ns)
+{
+	for (;;) {
+		struct pollfd fds[2] = { { .fd = sig_fd, .events = POLLIN },
+					 { .fd = *ino_fd, .events = POLLIN } };
+		uint64_t now = now_ns();
+		int timeout_ms, n;
+
+		if (now >= deadline_ns) {
+			if (config_reload(st) < 0)
+				return 0;
+			return 1;
+		}
+		timeout_ms = (int)((deadline_ns - now + 999999) / 1000000);
+		n = poll(fds, *ino_fd >= 0 ? 2 : 1, timeout_ms);
+		if (n < 0 && errno != EINTR) {
+			log_error_errno(-errno, "poll");
+			return 0;
+		}
+		if (n <= 0)
+			continue;
+		if (fds[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo == SIGHUP) {
+					log_info("SIGHUP: reloading and discovering now");
+					config_reload(st);
+					return 1;
+				}
+				log_info("%s: stopping", strsignal((int)si.ssi_signo));
+				return 0;
+			}
+		}
+		if (*ino_fd >= 0 && (fds[1].revents & POLLIN)) {
+			struct pollfd settle = { .fd = *ino_fd, .events = POLLIN };
+
+			/* Let a ConfigMap update or an editor's save finish first. */
+			do
+				drain(*ino_fd);
+			while (poll(&settle, 1, CONFIG_SETTLE_MS) > 0);
+			if (config_reload(st) > 0)
+				return 1;
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct state st = { 0 };
+	const char *sink_path = NULL;
+	sigset_t mask;
+	int sig_fd = -1, ino_fd = -1, r, ret = EXIT_FAILURE;
+
+	log_init("carve-provisioner", LOG_LEVEL_INFO);
+	if (parse_options(argc, argv, &st.opt) < 0)
+		return EXIT_USAGE;
+	st.node_name = st.opt.node ? strdup(st.opt.node) : default_node_name();
+	if (!st.node_name || st.node_name[0] == '\0') {
+		log_error("no node name: pass --node or set MY_NODE_NAME");
+		goto out;
+	}
+	if (discovery_new(&st.disc) < 0) {
+		log_error("out of memory");
+		goto out;
+	}
+	if (choose_sink(&st.opt, &sink_path) != 0) {
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	/* The configuration first: a node without one should not grow a manifest directory. */
+	if (config_reload(&st) < 0)
+		goto out;
+	r = dirsink_open(sink_path, &st.sink);
+	if (r < 0) {
+		log_error_errno(r, "cannot open the manifest directory \"%s\"", sink_path);
+		goto out;
+	}
+	log_info("writing PV manifests to \"%s\"", sink_path);
+	log_info("node '%s'%s", st.node_name, st.opt.once ? ", one pass" : "");
+
+	if (st.opt.once) {
+		ret = run_pass(&st) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+		goto out;
+	}
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
+	    (sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+		log_error_errno(-errno, "cannot set up signal handling");
+		goto out;
+	}
+	/* A closed probe connection must not kill the process. */
+	signal(SIGPIPE, SIG_IGN);
+	if (st.opt.listen) {
+		r = health_start(st.opt.listen, &st.health);
+		if (r < 0) {
+			log_error_errno(r, "--listen %s", st.opt.listen);
+			goto out;
+		}
+		log_info("serving /healthz and /readyz on %s", st.opt.listen);
+	}
+	ino_fd = watch_config(st.opt.config_dir);
+
+	for (;;) {
+		uint64_t start = now_ns();
+
+		r = run_pass(&st);
+		health_set_ready(st.health, r == 0);
+		if (wait_next(&st, sig_fd, &ino_fd, start + st.opt.period_ns) == 0)
+			break;
+	}
+	ret = EXIT_SUCCESS;
+out:
+	if (ino_fd >= 0)
+		close(ino_fd);
+	if (sig_fd >= 0)
+		close(sig_fd);
+	health_stop(st.health);
+	discovery_free(st.disc);
+	sink_free(st.sink);
+	provconfig_free(st.cfg);
+	provconfig_snapshot_free(st.seen);
+	free(st.node_name);
+	return ret;
+}
