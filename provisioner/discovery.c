@@ -93,7 +93,9 @@ static void note(struct discovery *d, enum log_level level, int err, const char 
 static void notes_rotate(struct discovery *d)
 {
 	strv_release(d->prev, d->n_prev);
-	qsort(d->cur, d->n_cur, sizeof(*d->cur), str_cmp);
+	/* qsort() must not be handed the NULL of a pass without messages. */
+	if (d->n_cur)
+		qsort(d->cur, d->n_cur, sizeof(*d->cur), str_cmp);
 	d->prev = d->cur;
 	d->n_prev = d->n_cur;
 	d->cur = NULL;

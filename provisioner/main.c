@@ -24,9 +24,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cleaner.h"
 #include "discovery.h"
 #include "duration.h"
 #include "health.h"
+#include "kube.h"
+#include "kubeconfig.h"
 #include "log.h"
 #include "provconfig.h"
 #include "pv.h"
@@ -79,7 +82,8 @@ static void usage(FILE *f)
 		"  --kubeconfig FILE       cluster credentials for the api sink; without it the\n"
 		"                          api sink uses the in-cluster service account\n"
 		"  --sink api|dir[:PATH]   where PVs go: the Kubernetes API, or one manifest per\n"
-		"                          PV in PATH (default dir:%s)\n"
+		"                          PV in PATH (default: api with --kubeconfig or in a\n"
+		"                          cluster, else dir:%s)\n"
 		"  --discovery-period DUR  time between discovery passes, e.g. 10s, 1m\n"
 		"                          (default 10s)\n"
 		"  --listen ADDR           serve /healthz and /readyz on ADDR (HOST:PORT,\n"
@@ -91,7 +95,6 @@ static void usage(FILE *f)
 		"  --log-level LEVEL       error, warn, info or debug (default info)\n"
 		"  -h, --help              show this help and exit\n"
 		"\n"
-		"This build has the dir sink only: --sink api and --kubeconfig are refused.\n"
 		"See carve-provisioner(8).\n",
 		PROVCONFIG_DEFAULT_DIR, DIRSINK_DEFAULT_PATH, WIRE_DEFAULT_SOCKET);
 }
@@ -231,6 +234,74 @@ out:
 	return r;
 }
 
+static const struct disc_volume *volume_at(const struct disc_result *res, const char *host_path)
+{
+	for (size_t i = 0; i < res->n_volumes; i++)
+		if (strcmp(res->volumes[i].host_path, host_path) == 0)
+			return &res->volumes[i];
+	return NULL;
+}
+
+/*
+ * The release cycle: a PV of ours whose claim went away (Released) with
+ * reclaim policy Delete has its volume cleaned and is then deleted; the
+ * next pass registers the volume afresh. The PV stays in @pvs, so this pass
+ * does not register it again while it is being deleted. Returns the number
+ * of failures (logged).
+ */
+static unsigned release_volumes(struct state *st, const struct disc_result *res,
+				const char *hostname, const char *prov, const json_t *pvs)
+{
+	unsigned errors = 0;
+	size_t i;
+	json_t *pv;
+
+	json_array_foreach(pvs, i, pv)
+	{
+		const char *by = pv_get_provisioned_by(pv), *path = pv_get_path(pv);
+		const char *name = pv_get_name(pv);
+		const char *phase = json_string_value(
+			json_object_get(json_object_get(pv, "status"), "phase"));
+		const char *policy = json_string_value(json_object_get(
+			json_object_get(pv, "spec"), "persistentVolumeReclaimPolicy"));
+		const struct disc_volume *v;
+		int r;
+
+		if (!by || strcmp(by, prov) != 0 || !path || !name || !pv_on_node(pv, hostname) ||
+		    !phase || strcmp(phase, "Released") != 0 || !policy ||
+		    strcmp(policy, "Delete") != 0 ||
+		    json_object_get(json_object_get(pv, "metadata"), "deletionTimestamp"))
+			continue;
+		v = volume_at(res, path);
+		if (!v) {
+			/* Nothing here to clean: deleting the PV would lose track of the data. */
+			log_debug("PV '%s' is released but its volume \"%s\" is not here", name, path);
+			continue;
+		}
+		log_info("PV '%s' released: cleaning \"%s\"", name, v->mount_path);
+		r = cleaner_clean(&(struct cleaner_target){
+			.mount_path = v->mount_path,
+			.is_block = v->is_block,
+			.fstype = v->fstype,
+			.source = v->source,
+			.block_cleaner_command = v->cls->block_cleaner_command,
+			.carvefs_socket = st->opt.carvefs_socket });
+		if (r < 0) {
+			errors++;
+			continue;
+		}
+		r = sink_remove(st->sink, name);
+		if (r < 0 && r != -ENOENT) {
+			log_error_errno(r, "PV '%s': cleaned, but cannot delete it", name);
+			errors++;
+			continue;
+		}
+		log_info("PV '%s': volume cleaned and PV deleted; it is registered again next pass",
+			 name);
+	}
+	return errors;
+}
+
 /* Returns 0 if the pass went through, -EIO if anything in it failed (logged). */
 static int run_pass(struct state *st)
 {
@@ -272,6 +343,7 @@ static int run_pass(struct state *st)
 		log_error_errno(r, "cannot list the PVs of the %s sink", st->sink->ops->kind);
 		goto out;
 	}
+	errors += release_volumes(st, res, hostname, prov, pvs);
 	for (i = 0; i < res->n_volumes; i++) {
 		r = register_volume(st, &res->volumes[i], node, hostname, pvs);
 		if (r == -ENOMEM)
@@ -330,17 +402,20 @@ static char *default_node_name(void)
 }
 
 /*
- * Picks the sink from the options: *ret_path is the manifest directory.
- * Returns 0, or EXIT_USAGE for a refused or malformed choice (logged).
+ * Picks the sink from the options: the api sink (*ret_api) for --sink api,
+ * or without --sink when there are credentials (--kubeconfig, or the
+ * in-cluster environment); else the dir sink, *ret_path the manifest
+ * directory. Returns 0, or EXIT_USAGE for a malformed choice (logged).
  */
-static int choose_sink(const struct options *o, const char **ret_path)
+static int choose_sink(const struct options *o, const char **ret_path, bool *ret_api)
 {
 	const char *sink = o->sink, *path = DIRSINK_DEFAULT_PATH;
 
-	if ((sink && strcmp(sink, "api") == 0) || (!sink && o->kubeconfig)) {
-		log_error("the api sink is not available in this build yet; use --sink dir:PATH "
-			  "to write PV manifests instead");
-		return EXIT_USAGE;
+	*ret_api = false;
+	if ((sink && strcmp(sink, "api") == 0) ||
+	    (!sink && (o->kubeconfig || getenv("KUBERNETES_SERVICE_HOST")))) {
+		*ret_api = true;
+		return 0;
 	}
 	if (sink && strcmp(sink, "dir") != 0) {
 		if (strncmp(sink, "dir:", 4) != 0 || sink[4] == '\0') {
@@ -349,9 +424,6 @@ static int choose_sink(const struct options *o, const char **ret_path)
 		}
 		path = sink + 4;
 	}
-	if (!sink && getenv("KUBERNETES_SERVICE_HOST"))
-		log_warn("running in a cluster, but the api sink is not available in this build "
-			 "yet: writing PV manifests to \"%s\"", path);
 	if (o->kubeconfig)
 		log_warn("--kubeconfig is ignored by the dir sink");
 	*ret_path = path;
@@ -444,6 +516,34 @@ static int parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
+/* Opens the api sink with --kubeconfig or the in-cluster credentials. Logs. */
+static int open_api_sink(const struct options *o, struct sink **ret_sink)
+{
+	struct kubeconfig *kc = NULL;
+	int r;
+
+	if (o->kubeconfig) {
+		r = kube_config_load(o->kubeconfig, &kc);
+	} else {
+		r = kube_config_in_cluster(&kc);
+		if (r == -ENOENT)
+			log_error("the api sink needs --kubeconfig outside a cluster "
+				  "(KUBERNETES_SERVICE_HOST is not set)");
+	}
+	if (r < 0)
+		goto cleanup;
+	r = apisink_open(kc, ret_sink);
+	if (r < 0) {
+		log_error_errno(r, "cannot set up the Kubernetes API client");
+		goto cleanup;
+	}
+	log_info("registering PVs with the Kubernetes API at %s%s", kc->server,
+		 o->kubeconfig ? "" : " (in-cluster)");
+cleanup:
+	kubeconfig_free(kc);
+	return r;
+}
+
 /* ---- the loop ----------------------------------------------------------- */
 
 static uint64_t now_ns(void)
@@ -534,6 +634,7 @@ int main(int argc, char **argv)
 {
 	struct state st = { 0 };
 	const char *sink_path = NULL;
+	bool use_api = false;
 	sigset_t mask;
 	int sig_fd = -1, ino_fd = -1, r, ret = EXIT_FAILURE;
 
@@ -549,19 +650,24 @@ int main(int argc, char **argv)
 		log_error("out of memory");
 		goto out;
 	}
-	if (choose_sink(&st.opt, &sink_path) != 0) {
+	if (choose_sink(&st.opt, &sink_path, &use_api) != 0) {
 		ret = EXIT_USAGE;
 		goto out;
 	}
 	/* The configuration first: a node without one should not grow a manifest directory. */
 	if (config_reload(&st) < 0)
 		goto out;
-	r = dirsink_open(sink_path, &st.sink);
-	if (r < 0) {
-		log_error_errno(r, "cannot open the manifest directory \"%s\"", sink_path);
-		goto out;
+	if (use_api) {
+		if (open_api_sink(&st.opt, &st.sink) < 0)
+			goto out;
+	} else {
+		r = dirsink_open(sink_path, &st.sink);
+		if (r < 0) {
+			log_error_errno(r, "cannot open the manifest directory \"%s\"", sink_path);
+			goto out;
+		}
+		log_info("writing PV manifests to \"%s\"", sink_path);
 	}
-	log_info("writing PV manifests to \"%s\"", sink_path);
 	log_info("node '%s'%s", st.node_name, st.opt.once ? ", one pass" : "");
 
 	if (st.opt.once) {
