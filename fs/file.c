@@ -94,7 +94,8 @@ static int backing_flags(int client_flags)
 	return client_flags & (O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_NOATIME);
 }
 
-static int handle_new(struct inode *in, int fd, int flags, struct handle **ret)
+static int handle_new(struct inode *in, int fd, int flags, int client_flags,
+		      struct handle **ret)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
@@ -103,6 +104,7 @@ static int handle_new(struct inode *in, int fd, int flags, struct handle **ret)
 	h->fd = fd;
 	h->fd_buffered = -1;
 	h->flags = flags;
+	h->client_direct = client_flags & O_DIRECT;
 	h->inode = in;
 	in->opens++;
 	*ret = h;
@@ -186,7 +188,7 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (r < 0)
 			goto err;
 	}
-	r = handle_new(in, fd, flags, &h);
+	r = handle_new(in, fd, flags, fi->flags, &h);
 	if (r < 0)
 		goto err;
 	reply_open(req, v, h, fi, NULL);
@@ -254,7 +256,7 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 		r = fd;
 		goto out_inode;
 	}
-	r = handle_new(in, fd, flags, &h);
+	r = handle_new(in, fd, flags, fi->flags, &h);
 	if (r < 0) {
 		close(fd);
 		inode_forget(v, in, 1);
@@ -535,6 +537,12 @@ static int64_t write_reserve(struct vfs *v, struct handle *h, uint64_t off, uint
 		*ret_reserved = granted;
 		return (int64_t)len;
 	}
+	/*
+	 * The kernel turns a short answer to an asynchronous direct write into
+	 * EIO, so direct writes are all or nothing: ENOSPC is the honest answer.
+	 */
+	if (h->client_direct)
+		return -ENOSPC;
 	r = quota_reserve_bytes(v->quota, want, bs, bs, &granted);
 	if (r < 0)
 		return r;
@@ -631,6 +639,12 @@ void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct handle *h = handle_of(fi);
 
 	(void)ino;
+	/*
+	 * Delayed allocation may have settled differently from what st_blocks
+	 * said right after each write: take the final word at close.
+	 */
+	if (h->flags & O_ACCMODE)
+		(void)inode_settle_fd(v, h->inode, h->fd);
 	close(h->fd);
 	if (h->fd_buffered >= 0)
 		close(h->fd_buffered);

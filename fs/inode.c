@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "vfs.h"
@@ -39,6 +40,35 @@ int inode_stat(struct inode *in, struct stat *st)
 {
 	if (fstatat(in->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
+	return 0;
+}
+
+/* statx with the mount id, as a struct stat for the kernel plus that id. */
+static int stat_with_mount(int fd, struct stat *st, uint64_t *ret_mnt_id)
+{
+	struct statx x;
+
+	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_MNT_ID,
+		  &x) < 0)
+		return -errno;
+	memset(st, 0, sizeof(*st));
+	st->st_dev = makedev(x.stx_dev_major, x.stx_dev_minor);
+	st->st_ino = x.stx_ino;
+	st->st_mode = x.stx_mode;
+	st->st_nlink = x.stx_nlink;
+	st->st_uid = x.stx_uid;
+	st->st_gid = x.stx_gid;
+	st->st_rdev = makedev(x.stx_rdev_major, x.stx_rdev_minor);
+	st->st_size = (off_t)x.stx_size;
+	st->st_blksize = x.stx_blksize;
+	st->st_blocks = (blkcnt_t)x.stx_blocks;
+	st->st_atim.tv_sec = x.stx_atime.tv_sec;
+	st->st_atim.tv_nsec = x.stx_atime.tv_nsec;
+	st->st_mtim.tv_sec = x.stx_mtime.tv_sec;
+	st->st_mtim.tv_nsec = x.stx_mtime.tv_nsec;
+	st->st_ctim.tv_sec = x.stx_ctime.tv_sec;
+	st->st_ctim.tv_nsec = x.stx_ctime.tv_nsec;
+	*ret_mnt_id = (x.stx_mask & STATX_MNT_ID) ? x.stx_mnt_id : 0;
 	return 0;
 }
 
@@ -108,9 +138,11 @@ int inode_table_init(struct vfs *v, int root_fd)
 {
 	struct stat st;
 	struct inode *root;
+	int r;
 
-	if (fstat(root_fd, &st) < 0)
-		return -errno;
+	r = stat_with_mount(root_fd, &st, &v->mnt_id);
+	if (r < 0)
+		return r;
 	v->buckets = calloc(INITIAL_BUCKETS, sizeof(*v->buckets));
 	root = calloc(1, sizeof(*root));
 	if (!v->buckets || !root) {
@@ -182,10 +214,34 @@ int inode_settle_fd(struct vfs *v, struct inode *in, int fd)
 	return 0;
 }
 
+/*
+ * Gives an object's space and inode back as soon as nothing can reach it any
+ * more: no link left and no handle open. Our O_PATH fd still pins it until
+ * the kernel forgets the node, but that is bookkeeping, not something a pod
+ * can use, so the quota does not wait for it.
+ */
+static void inode_release_if_orphan(struct vfs *v, struct inode *in)
+{
+	struct stat st;
+
+	if (in->uncounted || in->opens || in == v->root)
+		return;
+	if (inode_stat(in, &st) < 0 || st.st_nlink != 0)
+		return;
+	quota_charge_bytes(v->quota, -(int64_t)in->charged_bytes);
+	quota_charge_inodes(v->quota, -1);
+	in->charged_bytes = 0;
+	in->uncounted = true;
+}
+
 void inode_unlinked(struct vfs *v, const struct stat *before)
 {
-	if (inode_find(v, before->st_dev, before->st_ino))
+	struct inode *in = inode_find(v, before->st_dev, before->st_ino);
+
+	if (in) {
+		inode_release_if_orphan(v, in);
 		return;
+	}
 	if (S_ISDIR(before->st_mode) || before->st_nlink <= 1) {
 		quota_charge_bytes(v->quota, -(int64_t)allocated_bytes(before));
 		quota_charge_inodes(v->quota, -1);
@@ -194,14 +250,8 @@ void inode_unlinked(struct vfs *v, const struct stat *before)
 
 static void inode_destroy(struct vfs *v, struct inode *in)
 {
-	struct stat st;
-
 	itab_remove(v, in);
-	/* Our fd is the last reference: if no link is left, the space is free now. */
-	if (!in->uncounted && inode_stat(in, &st) == 0 && st.st_nlink == 0) {
-		quota_charge_bytes(v->quota, -(int64_t)in->charged_bytes);
-		quota_charge_inodes(v->quota, -1);
-	}
+	inode_release_if_orphan(v, in);
 	close(in->fd);
 	free(in);
 }
@@ -222,6 +272,8 @@ void inode_close(struct vfs *v, struct inode *in)
 {
 	if (in->opens)
 		in->opens--;
+	/* An unlinked file's space comes back when its last handle closes. */
+	inode_release_if_orphan(v, in);
 	inode_maybe_destroy(v, in);
 }
 
@@ -230,6 +282,7 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
 {
 	struct inode *in;
 	struct stat st;
+	uint64_t mnt_id;
 	int fd, r;
 
 	memset(e, 0, sizeof(*e));
@@ -240,12 +293,11 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
 	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
-		r = -errno;
+	r = stat_with_mount(fd, &st, &mnt_id);
+	if (r < 0)
 		goto err;
-	}
-	if (st.st_dev != v->dev) {
-		/* A mount planted inside the backing directory: not part of this volume. */
+	if (st.st_dev != v->dev || mnt_id != v->mnt_id) {
+		/* A mount planted inside the backing directory (a bind mount too): not ours. */
 		r = -EXDEV;
 		goto err;
 	}

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "walk.h"
@@ -79,36 +80,75 @@ static bool is_dot(const char *name)
 	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 }
 
-static int usage_dir(DIR *d, dev_t dev, struct ino_set *links, struct walk_usage *u)
+/*
+ * What a walk needs to know of an entry. The mount id, not only the device,
+ * tells a bind mount of another directory of the same filesystem from the
+ * volume's own tree.
+ */
+struct entry {
+	uint64_t mnt_id;
+	dev_t dev;
+	ino_t ino;
+	mode_t mode;
+	nlink_t nlink;
+	uint64_t bytes;
+};
+
+static int entry_stat(int dfd, const char *name, int flags, struct entry *e)
+{
+	struct statx stx;
+
+	if (statx(dfd, name, flags | AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
+		  STATX_BASIC_STATS | STATX_MNT_ID, &stx) < 0)
+		return -errno;
+	if (!(stx.stx_mask & STATX_MNT_ID))
+		return -EOPNOTSUPP;
+	e->mnt_id = stx.stx_mnt_id;
+	e->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+	e->ino = stx.stx_ino;
+	e->mode = stx.stx_mode;
+	e->nlink = stx.stx_nlink;
+	e->bytes = stx.stx_blocks * 512;
+	return 0;
+}
+
+/* True if @e lies on the walk's own mount: never descend or delete elsewhere. */
+static bool same_mount(const struct entry *top, const struct entry *e)
+{
+	return e->dev == top->dev && e->mnt_id == top->mnt_id;
+}
+
+static int usage_dir(DIR *d, const struct entry *top, struct ino_set *links,
+		     struct walk_usage *u)
 {
 	struct dirent *de;
 	int r = 0;
 
 	while ((errno = 0, de = readdir(d))) {
-		struct stat st;
+		struct entry e;
 		bool added = true;
 
 		if (is_dot(de->d_name))
 			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOENT)
-				continue; /* removed while we walked */
-			return -errno;
-		}
-		if (st.st_dev != dev) {
+		r = entry_stat(dirfd(d), de->d_name, 0, &e);
+		if (r == -ENOENT)
+			continue; /* removed while we walked */
+		if (r < 0)
+			return r;
+		if (!same_mount(top, &e)) {
 			u->skipped++;
 			continue;
 		}
-		if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
-			r = ino_set_add(links, st.st_ino, &added);
+		if (!S_ISDIR(e.mode) && e.nlink > 1) {
+			r = ino_set_add(links, e.ino, &added);
 			if (r < 0)
 				return r;
 		}
 		if (added) {
-			u->bytes += (uint64_t)st.st_blocks * 512;
+			u->bytes += e.bytes;
 			u->inodes++;
 		}
-		if (S_ISDIR(st.st_mode)) {
+		if (S_ISDIR(e.mode)) {
 			DIR *sub;
 
 			r = open_subdir(dirfd(d), de->d_name, &sub);
@@ -116,7 +156,7 @@ static int usage_dir(DIR *d, dev_t dev, struct ino_set *links, struct walk_usage
 				continue;
 			if (r < 0)
 				return r;
-			r = usage_dir(sub, dev, links, u);
+			r = usage_dir(sub, top, links, u);
 			closedir(sub);
 			if (r < 0)
 				return r;
@@ -125,11 +165,13 @@ static int usage_dir(DIR *d, dev_t dev, struct ino_set *links, struct walk_usage
 	return errno ? -errno : 0;
 }
 
-/* Opens @dirfd for listing, with its stat: the device every walk stays on. */
-static int open_top(int dirfd, struct stat *ret_st, DIR **ret_dir)
+/* Opens @dirfd for listing, with what identifies the mount every walk stays on. */
+static int open_top(int dirfd, struct entry *ret_top, DIR **ret_dir)
 {
-	if (fstat(dirfd, ret_st) < 0)
-		return -errno;
+	int r = entry_stat(dirfd, "", AT_EMPTY_PATH, ret_top);
+
+	if (r < 0)
+		return r;
 	return open_subdir(dirfd, ".", ret_dir);
 }
 
@@ -137,15 +179,15 @@ int walk_usage(int dirfd, struct walk_usage *ret_usage)
 {
 	struct walk_usage u = { 0 };
 	struct ino_set links = { 0 };
-	struct stat st;
+	struct entry top;
 	DIR *d;
 	int r;
 
-	r = open_top(dirfd, &st, &d);
+	r = open_top(dirfd, &top, &d);
 	if (r < 0)
 		return r;
-	u.bytes = (uint64_t)st.st_blocks * 512;
-	r = usage_dir(d, st.st_dev, &links, &u);
+	u.bytes = top.bytes;
+	r = usage_dir(d, &top, &links, &u);
 	closedir(d);
 	free(links.slots);
 	if (r == 0)
@@ -159,35 +201,37 @@ static void keep_first(int *first, int r)
 		*first = r;
 }
 
-static int wipe_dir(DIR *d, dev_t dev, uint64_t *skipped)
+static int wipe_dir(DIR *d, const struct entry *top, uint64_t *skipped)
 {
 	struct dirent *de;
 	int first = 0;
 
 	while ((errno = 0, de = readdir(d))) {
-		struct stat st;
+		struct entry e;
+		int r;
 
 		if (is_dot(de->d_name))
 			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno != ENOENT)
-				keep_first(&first, -errno);
+		r = entry_stat(dirfd(d), de->d_name, 0, &e);
+		if (r < 0) {
+			if (r != -ENOENT)
+				keep_first(&first, r);
 			continue;
 		}
-		if (st.st_dev != dev) {
+		if (!same_mount(top, &e)) {
 			(*skipped)++;
 			continue;
 		}
-		if (S_ISDIR(st.st_mode)) {
+		if (S_ISDIR(e.mode)) {
 			DIR *sub;
-			int r = open_subdir(dirfd(d), de->d_name, &sub);
 
+			r = open_subdir(dirfd(d), de->d_name, &sub);
 			if (r < 0) {
 				if (r != -ENOENT)
 					keep_first(&first, r);
 				continue;
 			}
-			keep_first(&first, wipe_dir(sub, dev, skipped));
+			keep_first(&first, wipe_dir(sub, top, skipped));
 			closedir(sub);
 			if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
 				keep_first(&first, -errno);
@@ -203,14 +247,14 @@ static int wipe_dir(DIR *d, dev_t dev, uint64_t *skipped)
 int walk_wipe(int dirfd, uint64_t *ret_skipped)
 {
 	uint64_t skipped = 0;
-	struct stat st;
+	struct entry top;
 	DIR *d;
 	int r;
 
-	r = open_top(dirfd, &st, &d);
+	r = open_top(dirfd, &top, &d);
 	if (r < 0)
 		return r;
-	r = wipe_dir(d, st.st_dev, &skipped);
+	r = wipe_dir(d, &top, &skipped);
 	closedir(d);
 	if (ret_skipped)
 		*ret_skipped = skipped;

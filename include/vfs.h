@@ -50,6 +50,7 @@ struct handle {
 	int fd;		 /* opened with the client's access mode (and O_DIRECT if asked) */
 	int fd_buffered; /* without O_DIRECT, opened on first unaligned IO; -1 until then */
 	int flags;	 /* the flags fd was opened with */
+	bool client_direct; /* the client opened with O_DIRECT: its writes are all or nothing */
 	struct inode *inode;
 };
 
@@ -66,6 +67,7 @@ struct vfs {
 	struct quota *quota;
 	uint64_t block_bytes; /* allocation unit of the backing filesystem */
 	dev_t dev;	      /* the backing filesystem: nothing else is served */
+	uint64_t mnt_id;      /* and the mount the backing directory is reached through */
 	double entry_timeout, attr_timeout;
 	struct fuse_session *se;
 	struct uring_session *session;

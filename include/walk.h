@@ -3,9 +3,10 @@
  * (after an unclean stop) and wiping (emptying a volume, deleting one).
  *
  * Both go fd-relative from the directory they are given, never follow a
- * symlink and never descend into another filesystem (an entry whose st_dev
- * differs is left alone and counted in *skipped), so a pod's symlinks or a
- * mount planted in the directory cannot make them touch anything outside.
+ * symlink and never descend into another mount (an entry whose device or
+ * mount id differs, a bind mount of the same filesystem included, is left
+ * alone and counted in *skipped), so a pod's symlinks or a mount planted in
+ * the directory cannot make them touch anything outside.
  * Neither logs.
  */
 #ifndef CARVEFS_WALK_H
