@@ -1,9 +1,13 @@
 /*
  * walk.c - usage walk and wipe of a backing directory; see include/walk.h.
  *
- * Recursion holds one directory fd per level. The daemon raises its fd limit
- * at start, and backing trees deeper than that are refused by the kernel's
- * own path limits long before.
+ * A pod decides how deep its tree is, so the walk must not spend a file
+ * descriptor, a DIR buffer or a stack frame per level: it is iterative and
+ * holds one directory fd at a time. Each directory's names are read into
+ * memory when it is entered (its fd is then only a handle to move from); to
+ * come back up, the walk opens ".." and checks that it is the directory it
+ * came from, so a tree moved underneath it stops the walk (-ESTALE) instead
+ * of sending it elsewhere.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -57,24 +61,6 @@ static int ino_set_add(struct ino_set *s, ino_t ino, bool *ret_added)
 	return 0;
 }
 
-static int open_subdir(int dfd, const char *name, DIR **ret)
-{
-	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d;
-
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		int r = -errno;
-
-		close(fd);
-		return r;
-	}
-	*ret = d;
-	return 0;
-}
-
 static bool is_dot(const char *name)
 {
 	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
@@ -118,82 +104,88 @@ static bool same_mount(const struct entry *top, const struct entry *e)
 	return e->dev == top->dev && e->mnt_id == top->mnt_id;
 }
 
-static int usage_dir(DIR *d, const struct entry *top, struct ino_set *links,
-		     struct walk_usage *u)
+
+struct frame {
+	char **names; /* entries of this directory, read when it was entered */
+	size_t n, next;
+	dev_t dev;    /* identity of this directory, checked on the way back up */
+	ino_t ino;
+};
+
+static void frame_release(struct frame *f)
 {
+	for (size_t i = 0; i < f->n; i++)
+		free(f->names[i]);
+	free(f->names);
+	f->names = NULL;
+	f->n = f->next = 0;
+}
+
+/* Reads the names in @fd (a directory opened for reading), consuming a dup of it. */
+static int list_names(int fd, struct frame *f)
+{
+	size_t cap = 0;
 	struct dirent *de;
-	int r = 0;
+	int dfd, r = 0;
+	DIR *d;
 
+	dfd = dup(fd);
+	if (dfd < 0)
+		return -errno;
+	d = fdopendir(dfd);
+	if (!d) {
+		r = -errno;
+		close(dfd);
+		return r;
+	}
 	while ((errno = 0, de = readdir(d))) {
-		struct entry e;
-		bool added = true;
-
 		if (is_dot(de->d_name))
 			continue;
-		r = entry_stat(dirfd(d), de->d_name, 0, &e);
-		if (r == -ENOENT)
-			continue; /* removed while we walked */
-		if (r < 0)
-			return r;
-		if (!same_mount(top, &e)) {
-			u->skipped++;
-			continue;
-		}
-		if (!S_ISDIR(e.mode) && e.nlink > 1) {
-			r = ino_set_add(links, e.ino, &added);
-			if (r < 0)
-				return r;
-		}
-		if (added) {
-			u->bytes += e.bytes;
-			u->inodes++;
-		}
-		if (S_ISDIR(e.mode)) {
-			DIR *sub;
+		if (f->n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			char **nn = realloc(f->names, ncap * sizeof(*nn));
 
-			r = open_subdir(dirfd(d), de->d_name, &sub);
-			if (r == -ENOENT)
-				continue;
-			if (r < 0)
-				return r;
-			r = usage_dir(sub, top, links, u);
-			closedir(sub);
-			if (r < 0)
-				return r;
+			if (!nn) {
+				r = -ENOMEM;
+				goto out;
+			}
+			f->names = nn;
+			cap = ncap;
 		}
+		f->names[f->n] = strdup(de->d_name);
+		if (!f->names[f->n]) {
+			r = -ENOMEM;
+			goto out;
+		}
+		f->n++;
 	}
-	return errno ? -errno : 0;
-}
-
-/* Opens @dirfd for listing, with what identifies the mount every walk stays on. */
-static int open_top(int dirfd, struct entry *ret_top, DIR **ret_dir)
-{
-	int r = entry_stat(dirfd, "", AT_EMPTY_PATH, ret_top);
-
-	if (r < 0)
-		return r;
-	return open_subdir(dirfd, ".", ret_dir);
-}
-
-int walk_usage(int dirfd, struct walk_usage *ret_usage)
-{
-	struct walk_usage u = { 0 };
-	struct ino_set links = { 0 };
-	struct entry top;
-	DIR *d;
-	int r;
-
-	r = open_top(dirfd, &top, &d);
-	if (r < 0)
-		return r;
-	u.bytes = top.bytes;
-	r = usage_dir(d, &top, &links, &u);
+	if (errno)
+		r = -errno;
+out:
 	closedir(d);
-	free(links.slots);
-	if (r == 0)
-		*ret_usage = u;
 	return r;
 }
+
+static int enter(int fd, struct frame *f)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	return list_names(fd, f);
+}
+
+enum walk_mode { WALK_USAGE, WALK_WIPE };
+
+struct walk_state {
+	enum walk_mode mode;
+	struct entry top;
+	struct ino_set links;
+	struct walk_usage usage;
+	int first_error; /* wipe: the first failure, the walk goes on */
+};
 
 static void keep_first(int *first, int r)
 {
@@ -201,62 +193,161 @@ static void keep_first(int *first, int r)
 		*first = r;
 }
 
-static int wipe_dir(DIR *d, const struct entry *top, uint64_t *skipped)
+/* A non-directory entry, or a directory on the way down (before its contents). */
+static int visit(struct walk_state *w, int dfd, const char *name, const struct entry *e)
 {
-	struct dirent *de;
-	int first = 0;
+	bool added = true;
+	int r;
 
-	while ((errno = 0, de = readdir(d))) {
-		struct entry e;
-		int r;
+	if (w->mode == WALK_WIPE) {
+		if (!S_ISDIR(e->mode) && unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+			keep_first(&w->first_error, -errno);
+		return 0;
+	}
+	if (!S_ISDIR(e->mode) && e->nlink > 1) {
+		r = ino_set_add(&w->links, e->ino, &added);
+		if (r < 0)
+			return r;
+	}
+	if (added) {
+		w->usage.bytes += e->bytes;
+		w->usage.inodes++;
+	}
+	return 0;
+}
 
-		if (is_dot(de->d_name))
-			continue;
-		r = entry_stat(dirfd(d), de->d_name, 0, &e);
-		if (r < 0) {
-			if (r != -ENOENT)
-				keep_first(&first, r);
-			continue;
+static int walk_tree(int dirfd, struct walk_state *w)
+{
+	struct frame *stack = NULL;
+	size_t depth = 0, cap = 0;
+	int cur = -1, r;
+
+	r = entry_stat(dirfd, "", AT_EMPTY_PATH, &w->top);
+	if (r < 0)
+		return r;
+	cur = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cur < 0)
+		return -errno;
+	for (;;) {
+		struct frame *f;
+
+		if (depth == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			struct frame *ns = realloc(stack, ncap * sizeof(*ns));
+
+			if (!ns) {
+				r = -ENOMEM;
+				goto out;
+			}
+			stack = ns;
+			cap = ncap;
 		}
-		if (!same_mount(top, &e)) {
-			(*skipped)++;
-			continue;
-		}
-		if (S_ISDIR(e.mode)) {
-			DIR *sub;
+		f = &stack[depth];
+		memset(f, 0, sizeof(*f));
+		depth++;
+		r = enter(cur, f);
+		if (r < 0)
+			goto out;
+		/* Down: the next directory entry of the deepest unfinished level. */
+		for (;;) {
+			struct entry e;
+			const char *name;
+			int sub;
 
-			r = open_subdir(dirfd(d), de->d_name, &sub);
-			if (r < 0) {
-				if (r != -ENOENT)
-					keep_first(&first, r);
+			f = &stack[depth - 1];
+			if (f->next == f->n) {
+				struct stat st;
+				int up;
+
+				if (depth == 1) {
+					r = 0;
+					goto out;
+				}
+				/* Up: back to the parent, which must still be where we left it. */
+				up = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+				if (up < 0) {
+					r = -errno;
+					goto out;
+				}
+				close(cur);
+				cur = up;
+				frame_release(f);
+				depth--;
+				f = &stack[depth - 1];
+				if (fstat(cur, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
+					r = -ESTALE;
+					goto out;
+				}
+				if (w->mode == WALK_WIPE &&
+				    unlinkat(cur, f->names[f->next - 1], AT_REMOVEDIR) < 0 && errno != ENOENT)
+					keep_first(&w->first_error, -errno);
 				continue;
 			}
-			keep_first(&first, wipe_dir(sub, top, skipped));
-			closedir(sub);
-			if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-				keep_first(&first, -errno);
-		} else if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
-			keep_first(&first, -errno);
+			name = f->names[f->next++];
+			r = entry_stat(cur, name, 0, &e);
+			if (r == -ENOENT)
+				continue; /* removed while we walked */
+			if (r < 0) {
+				if (w->mode == WALK_USAGE)
+					goto out;
+				keep_first(&w->first_error, r);
+				continue;
+			}
+			if (!same_mount(&w->top, &e)) {
+				w->usage.skipped++;
+				continue;
+			}
+			r = visit(w, cur, name, &e);
+			if (r < 0)
+				goto out;
+			if (!S_ISDIR(e.mode))
+				continue;
+			sub = openat(cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub < 0) {
+				if (errno == ENOENT)
+					continue;
+				r = -errno;
+				if (w->mode == WALK_USAGE)
+					goto out;
+				keep_first(&w->first_error, r);
+				continue;
+			}
+			close(cur);
+			cur = sub;
+			break;
 		}
 	}
-	if (errno)
-		keep_first(&first, -errno);
-	return first;
+out:
+	for (size_t i = 0; i < depth; i++)
+		frame_release(&stack[i]);
+	free(stack);
+	if (cur >= 0)
+		close(cur);
+	free(w->links.slots);
+	w->links.slots = NULL;
+	return r;
+}
+
+int walk_usage(int dirfd, struct walk_usage *ret_usage)
+{
+	struct walk_state w = { .mode = WALK_USAGE };
+	int r;
+
+	r = walk_tree(dirfd, &w);
+	if (r < 0)
+		return r;
+	w.usage.bytes += w.top.bytes;
+	*ret_usage = w.usage;
+	return 0;
 }
 
 int walk_wipe(int dirfd, uint64_t *ret_skipped)
 {
-	uint64_t skipped = 0;
-	struct entry top;
-	DIR *d;
+	struct walk_state w = { .mode = WALK_WIPE };
 	int r;
 
-	r = open_top(dirfd, &top, &d);
-	if (r < 0)
-		return r;
-	r = wipe_dir(d, &top, &skipped);
-	closedir(d);
+	r = walk_tree(dirfd, &w);
 	if (ret_skipped)
-		*ret_skipped = skipped;
-	return r;
+		*ret_skipped = w.usage.skipped;
+	return r < 0 ? r : w.first_error;
 }
