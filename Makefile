@@ -46,13 +46,14 @@ endif
 DEB_BUILD := gcc make pkg-config libfuse3-dev fuse3 liburing-dev libmount-dev \
 	libxxhash-dev libjansson-dev libyaml-dev libcurl4-openssl-dev \
 	libmicrohttpd-dev
-DEB_TEST := $(DEB_BUILD) libcmocka-dev python3 python3-pytest stress-ng dbench \
+DEB_TEST := $(DEB_BUILD) libcmocka-dev python3 python3-pytest python3-yaml \
+	python3-jsonschema stress-ng dbench \
 	fio util-linux e2fsprogs
 DEB_BENCH := $(DEB_TEST) gnuplot-nox
 
 # Modules with no FUSE, ring, network or clock: unit tests link them all.
 PURE_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/table.c fs/quota.c fs/wire.c \
-	fs/walk.c fs/throttle.c
+	fs/walk.c fs/throttle.c fs/fileio.c
 DAEMON_SRCS := $(filter-out fs/carvectl.c $(PURE_SRCS),$(wildcard fs/*.c))
 CTL_SRCS := fs/carvectl.c
 # The provisioner links the shared pure modules too; its own pure modules
@@ -60,7 +61,7 @@ CTL_SRCS := fs/carvectl.c
 PROV_PURE_SRCS := $(wildcard provisioner/config.c provisioner/pv.c \
 	provisioner/kubeconfig.c provisioner/backoff.c provisioner/reconcile.c \
 	provisioner/duration.c)
-PROV_SHARED_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/wire.c
+PROV_SHARED_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/wire.c fs/fileio.c
 PROV_SRCS := $(filter-out $(PROV_PURE_SRCS),$(wildcard provisioner/*.c))
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))

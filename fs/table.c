@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <xxhash.h>
 
+#include "fileio.h"
 #include "table.h"
 
 #define TABLE_MAGIC "CARVEFS-TABLE "
@@ -531,72 +532,9 @@ out:
  */
 static int read_table_file(int dirfd, const char *name, char **ret_buf, size_t *ret_len)
 {
-	char *buf = NULL, *nbuf;
-	size_t len = 0, cap;
-	struct stat st;
-	ssize_t n;
-	int fd, r;
+	int r = fileio_read(dirfd, name, false, TABLE_FILE_MAX, ret_buf, ret_len);
 
-	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = -EBADMSG;
-		goto out;
-	}
-	if (st.st_size > TABLE_FILE_MAX) {
-		r = -EFBIG;
-		goto out;
-	}
-	/* One byte more than the size, to see the end without another round. */
-	cap = (size_t)st.st_size + 1;
-	buf = malloc(cap);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		/* The file may have grown since fstat(). */
-		if (len == cap) {
-			if (cap > TABLE_FILE_MAX) {
-				r = -EFBIG;
-				goto out;
-			}
-			cap *= 2;
-			nbuf = realloc(buf, cap);
-			if (!nbuf) {
-				r = -ENOMEM;
-				goto out;
-			}
-			buf = nbuf;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	if (len > TABLE_FILE_MAX) {
-		r = -EFBIG;
-		goto out;
-	}
-	*ret_buf = buf;
-	*ret_len = len;
-	buf = NULL;
-	r = 0;
-out:
-	free(buf);
-	close(fd);
-	return r;
+	return r == -ENOTSUP ? -EBADMSG : r;
 }
 
 static int load_one(int dirfd, const char *name, struct table **ret_table)

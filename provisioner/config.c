@@ -23,6 +23,7 @@
 #include <yaml.h>
 
 #include "duration.h"
+#include "fileio.h"
 #include "provconfig.h"
 
 /* Nodes one parse may visit: a real configuration uses a few hundred. */
@@ -111,58 +112,6 @@ nomem:
 	return -ENOMEM;
 }
 
-/* Reads the regular file @name below @dir_fd; -ENOTSUP if it is not one. */
-static int read_key_file(int dir_fd, const char *name, char **ret_text, size_t *ret_len)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	struct stat st;
-	int fd, r;
-
-	/* O_NONBLOCK: a FIFO planted in the directory must not hang a pass. */
-	fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = -ENOTSUP;
-		goto out;
-	}
-	buf = malloc(PROVCONFIG_FILE_MAX + 1);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf + len, PROVCONFIG_FILE_MAX + 1 - len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > PROVCONFIG_FILE_MAX) {
-			r = -EFBIG;
-			goto out;
-		}
-	}
-	buf[len] = '\0';
-	*ret_text = buf;
-	*ret_len = len;
-	buf = NULL;
-	r = 0;
-out:
-	free(buf);
-	close(fd);
-	return r;
-}
 
 int provconfig_snapshot_read(int dir_fd, struct provconfig_snapshot **ret_snap)
 {
@@ -198,7 +147,7 @@ int provconfig_snapshot_read(int dir_fd, struct provconfig_snapshot **ret_snap)
 		/* "..data" and "..2024_01_01_..." belong to the ConfigMap volume. */
 		if (strncmp(de->d_name, "..", 2) == 0 || strcmp(de->d_name, ".") == 0)
 			continue;
-		r = read_key_file(dirfd(d), de->d_name, &text, &len);
+		r = fileio_read(dirfd(d), de->d_name, true, PROVCONFIG_FILE_MAX, &text, &len);
 		if (r == -ENOTSUP || r == -EISDIR || r == -ENOENT)
 			continue; /* a directory, a socket, or gone since readdir */
 		if (r < 0)

@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "pv.h"
+#include "fileio.h"
 #include "sink.h"
 
 #define MANIFEST_SUFFIX ".yaml"
@@ -68,56 +69,6 @@ static int write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
-static int read_manifest(int dir_fd, const char *name, char **ret_text, size_t *ret_len)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	struct stat st;
-	int fd, r;
-
-	fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = -ENOTSUP;
-		goto out;
-	}
-	if (st.st_size > MANIFEST_MAX) {
-		r = -EFBIG;
-		goto out;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
-	while (len < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	*ret_text = buf;
-	*ret_len = len;
-	buf = NULL;
-	r = 0;
-out:
-	free(buf);
-	close(fd);
-	return r;
-}
 
 static int dirsink_list(struct sink *s, json_t **ret_pvs)
 {
@@ -163,7 +114,7 @@ static int dirsink_list(struct sink *s, json_t **ret_pvs)
 		memcpy(stem, de->d_name, stem_len);
 		stem[stem_len] = '\0';
 
-		r = read_manifest(dirfd(dir), de->d_name, &text, &len);
+		r = fileio_read(dirfd(dir), de->d_name, false, MANIFEST_MAX, &text, &len);
 		if (r == -ENOENT)
 			continue;
 		if (r < 0) {
