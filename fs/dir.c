@@ -19,7 +19,27 @@ struct dir_handle {
 	off_t offset;	      /* position of dp, as the kernel last saw it */
 	struct dirent *entry; /* read but not yet returned (did not fit) */
 	struct inode *inode;
+	struct dir_handle *prev, *next; /* in vfs->dirs */
 };
+
+static void dir_free(struct vfs *v, struct dir_handle *d)
+{
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		v->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	closedir(d->dp);
+	inode_close(v, d->inode);
+	free(d);
+}
+
+void dir_close_all(struct vfs *v)
+{
+	while (v->dirs)
+		dir_free(v, v->dirs);
+}
 
 static struct dir_handle *dir_of(struct fuse_file_info *fi)
 {
@@ -53,13 +73,15 @@ void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	d->inode = in;
 	in->opens++;
+	d->next = v->dirs;
+	if (v->dirs)
+		v->dirs->prev = d;
+	v->dirs = d;
 	fi->fh = (uintptr_t)d;
 	fi->cache_readdir = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* The opener was interrupted; nobody will release this handle. */
-		closedir(d->dp);
-		inode_close(v, in);
-		free(d);
+		dir_free(v, d);
 	}
 }
 
@@ -163,9 +185,7 @@ void dir_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct dir_handle *d = dir_of(fi);
 
 	(void)ino;
-	closedir(d->dp);
-	inode_close(v, d->inode);
-	free(d);
+	dir_free(v, d);
 	fuse_reply_err(req, 0);
 }
 

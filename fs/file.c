@@ -94,13 +94,17 @@ static int backing_flags(int client_flags)
 	return client_flags & (O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_NOATIME);
 }
 
-static int handle_new(struct inode *in, int fd, int flags, int client_flags,
+static int handle_new(struct vfs *v, struct inode *in, int fd, int flags, int client_flags,
 		      struct handle **ret)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
 	if (!h)
 		return -ENOMEM;
+	h->next = v->files;
+	if (v->files)
+		v->files->prev = h;
+	v->files = h;
 	h->fd = fd;
 	h->fd_buffered = -1;
 	h->flags = flags;
@@ -140,6 +144,27 @@ static int open_backing(struct inode *in, int client_flags, int *ret_flags)
 	return fd;
 }
 
+static void handle_free(struct vfs *v, struct handle *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		v->files = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	close(h->fd);
+	if (h->fd_buffered >= 0)
+		close(h->fd_buffered);
+	inode_close(v, h->inode);
+	free(h);
+}
+
+void file_close_all(struct vfs *v)
+{
+	while (v->files)
+		handle_free(v, v->files);
+}
+
 static void reply_open(fuse_req_t req, struct vfs *v, struct handle *h,
 		       struct fuse_file_info *fi, const struct fuse_entry_param *e)
 {
@@ -153,11 +178,7 @@ static void reply_open(fuse_req_t req, struct vfs *v, struct handle *h,
 	r = e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi);
 	if (r == -ENOENT) {
 		/* The opener was interrupted: no release will come for this handle. */
-		close(h->fd);
-		if (h->fd_buffered >= 0)
-			close(h->fd_buffered);
-		inode_close(v, h->inode);
-		free(h);
+		handle_free(v, h);
 	}
 }
 
@@ -190,7 +211,7 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (r < 0)
 			goto err;
 	}
-	r = handle_new(in, fd, flags, fi->flags, &h);
+	r = handle_new(v, in, fd, flags, fi->flags, &h);
 	if (r < 0)
 		goto err;
 	reply_open(req, v, h, fi, NULL);
@@ -258,7 +279,7 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 		r = fd;
 		goto out_inode;
 	}
-	r = handle_new(in, fd, flags, fi->flags, &h);
+	r = handle_new(v, in, fd, flags, fi->flags, &h);
 	if (r < 0) {
 		close(fd);
 		inode_forget(v, in, 1);
@@ -647,11 +668,7 @@ void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 */
 	if (h->flags & O_ACCMODE)
 		(void)inode_settle_fd(v, h->inode, h->fd);
-	close(h->fd);
-	if (h->fd_buffered >= 0)
-		close(h->fd_buffered);
-	inode_close(v, h->inode);
-	free(h);
+	handle_free(v, h);
 	fuse_reply_err(req, 0);
 }
 

@@ -130,6 +130,8 @@ int vfs_mount(const struct vfs_params *p, struct uring_pool *loops, struct vfs *
 	if (r < 0)
 		goto err;
 	v->se = fuse_session_new(&args, &vfs_ops, sizeof(vfs_ops), v);
+	/* libfuse may have copied the arguments into memory of its own. */
+	fuse_opt_free_args(&args);
 	if (!v->se) {
 		r = -ENOMEM;
 		goto err_umount;
@@ -204,8 +206,11 @@ struct vfs *vfs_free(struct vfs *v)
 	if (!v)
 		return NULL;
 	v->session = uring_session_free(v->session);
-	if (v->buckets)
+	if (v->buckets) {
+		file_close_all(v);
+		dir_close_all(v);
 		inode_table_fini(v);
+	}
 	quota_free(v->quota);
 	file_throttle_free(v);
 	pthread_cond_destroy(&v->end_cond);

@@ -156,7 +156,9 @@ static int detach_stale_mount(const char *path)
 	return -EBUSY;
 }
 
-static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_record *rec)
+/* @at_start: mounting what the table held, so an unclean record means a crash. */
+static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_record *rec,
+			bool at_start)
 {
 	struct vfs_params p = {
 		.name = vol->name,
@@ -183,7 +185,7 @@ static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_reco
 	if (r < 0)
 		return r;
 	vol->state = VOLUME_MOUNTED;
-	if (!rec->clean) {
+	if (at_start && !rec->clean) {
 		struct quota_usage u;
 		char used[32];
 
@@ -397,7 +399,7 @@ int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
 		r = volume_add(m, rec->name, &vol);
 		if (r < 0)
 			goto err;
-		r = volume_mount(m, vol, rec);
+		r = volume_mount(m, vol, rec, true);
 		if (r < 0) {
 			vol->state = VOLUME_ERROR;
 			snprintf(vol->error, sizeof(vol->error), "mount failed: %s", strerror(-r));
@@ -566,7 +568,7 @@ int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_ms
 	r = volume_add(m, spec->name, &vol);
 	if (r < 0)
 		goto out;
-	r = volume_mount(m, vol, table_find(m->table, spec->name));
+	r = volume_mount(m, vol, table_find(m->table, spec->name), false);
 	if (r < 0) {
 		set_msg(ret_msg, "cannot mount volume '%s' at '%s': %s", spec->name, vol->mountpoint,
 			strerror(-r));

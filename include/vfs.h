@@ -52,6 +52,7 @@ struct handle {
 	int flags;	 /* the flags fd was opened with */
 	bool client_direct; /* the client opened with O_DIRECT: its writes are all or nothing */
 	struct inode *inode;
+	struct handle *prev, *next; /* in vfs->files */
 };
 
 struct vfs_stats {
@@ -72,6 +73,12 @@ struct vfs {
 	struct fuse_session *se;
 	struct uring_session *session;
 	struct file_throttle *throttle; /* file.c: IO limits and their queues */
+	/*
+	 * Open handles. A session that ends while files are open gets no
+	 * RELEASE for them, so they are closed when the vfs is freed.
+	 */
+	struct handle *files;
+	struct dir_handle *dirs;
 	struct vfs_stats stats;
 	/* protected by end_lock: set once the session ended */
 	pthread_mutex_t end_lock;
@@ -163,6 +170,9 @@ void file_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_i
 void file_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 		    struct fuse_file_info *fi);
 void file_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi);
+/* Closes every handle still open; only once the session has ended. */
+void file_close_all(struct vfs *v);
+void dir_close_all(struct vfs *v);
 /* Truncates through @fd and settles the quota; used by setattr and O_TRUNC. */
 int file_truncate(struct vfs *v, struct inode *in, int fd, off_t size);
 /*
