@@ -60,7 +60,7 @@ CTL_SRCS := fs/carvectl.c
 # (no network, no mounts, no clock) are unit-tested like the daemon's.
 PROV_PURE_SRCS := $(wildcard provisioner/config.c provisioner/pv.c \
 	provisioner/kubeconfig.c provisioner/backoff.c provisioner/reconcile.c \
-	provisioner/duration.c)
+	provisioner/duration.c provisioner/metrics.c)
 PROV_SHARED_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/wire.c fs/fileio.c
 PROV_SRCS := $(filter-out $(PROV_PURE_SRCS),$(wildcard provisioner/*.c))
 
@@ -74,7 +74,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SANBUILD)/tests/%,$(UNIT_SRCS))
 
 .PHONY: all binaries check unit integration demo bench install clean \
-	deps deps-test deps-bench
+	deps deps-test deps-bench k8s-control-plane
 
 all: deps
 	$(Q)$(MAKE) --no-print-directory binaries
@@ -110,7 +110,12 @@ unit: deps-test
 	$(Q)$(MAKE) --no-print-directory BUILD=$(SANBUILD) SANITIZE=address,undefined unit-binaries
 	$(Q)set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-integration: deps-test
+# etcd, kube-apiserver and kube-controller-manager for the provisioner's
+# tests; returns at once when they are cached.
+k8s-control-plane: deps-test
+	$(Q)bash tests/k8s/build-control-plane.sh
+
+integration: deps-test k8s-control-plane
 	$(Q)$(MAKE) --no-print-directory binaries
 	$(Q)CARVEFS_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -p no:cacheprovider \
 		-o console_output_style=classic -rs tests/integration $(PYTEST_ARGS)
