@@ -1,12 +1,14 @@
 /*
- * health.h - the provisioner's HTTP endpoints for the kubelet's probes.
+ * health.h - the provisioner's HTTP endpoints for the kubelet's probes and
+ * for Prometheus.
  *
  *   GET /healthz  200 "ok" while the process runs its loop
  *   GET /readyz   200 "ok" once the last discovery pass went through without
  *                 an error, 503 "not ready" before and after a failed one
+ *   GET /metrics  200, the metrics of metrics.h in the text format 0.0.4
  *
  * Served by libmicrohttpd on its own thread; the only state shared with the
- * caller is the ready flag, an atomic.
+ * caller is the ready flag, an atomic (and the metrics, atomics too).
  */
 #ifndef CARVEFS_HEALTH_H
 #define CARVEFS_HEALTH_H

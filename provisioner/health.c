@@ -1,5 +1,6 @@
 /*
- * health.c - /healthz and /readyz over libmicrohttpd; see include/health.h.
+ * health.c - /healthz, /readyz and /metrics over libmicrohttpd; see
+ * include/health.h.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -11,6 +12,7 @@
 #include <microhttpd.h>
 
 #include "health.h"
+#include "metrics.h"
 
 struct health {
 	struct MHD_Daemon *daemon;
@@ -27,6 +29,26 @@ static enum MHD_Result respond(struct MHD_Connection *c, unsigned int status, co
 		return MHD_NO;
 	MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
 	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result respond_metrics(struct MHD_Connection *c)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	size_t len;
+	char *text;
+
+	if (metrics_format(&text, &len) < 0)
+		return respond(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+	resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", METRICS_CONTENT_TYPE);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
 	return ret;
 }
@@ -51,6 +73,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 			return respond(c, MHD_HTTP_OK, "ok\n");
 		return respond(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
 	}
+	if (strcmp(url, "/metrics") == 0)
+		return respond_metrics(c);
 	return respond(c, MHD_HTTP_NOT_FOUND, "not found\n");
 }
 

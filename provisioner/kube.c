@@ -16,6 +16,7 @@
 
 #include "kube.h"
 #include "log.h"
+#include "metrics.h"
 
 /* A PV list of a large cluster is a few MB; anything far beyond is not sane. */
 #define KUBE_BODY_MAX (256 * 1024 * 1024)
@@ -443,6 +444,14 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return buf_append(b, ptr, size * nmemb) < 0 ? 0 : size * nmemb;
 }
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
 int kube_request(struct kube *k, const char *method, const char *path, const json_t *body,
 		 long *ret_status, json_t **ret_json)
 {
@@ -452,6 +461,7 @@ int kube_request(struct kube *k, const char *method, const char *path, const jso
 	char *url = NULL, *text = NULL;
 	const char *ct = NULL;
 	long status = 0;
+	uint64_t start = 0;
 	CURLcode c;
 	int r;
 
@@ -484,6 +494,7 @@ int kube_request(struct kube *k, const char *method, const char *path, const jso
 		curl_easy_setopt(k->curl, CURLOPT_POSTFIELDS, text);
 		curl_easy_setopt(k->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text));
 	}
+	start = monotonic_ns();
 	c = curl_easy_perform(k->curl);
 	if (c != CURLE_OK) {
 		r = c == CURLE_WRITE_ERROR ? -EFBIG : curl_errno(c);
@@ -508,6 +519,8 @@ int kube_request(struct kube *k, const char *method, const char *path, const jso
 		answer = NULL;
 	}
 cleanup:
+	if (start)
+		metrics_api_request(method, r >= 0, monotonic_ns() - start);
 	curl_slist_free_all(headers);
 	json_decref(answer);
 	free(resp.data);

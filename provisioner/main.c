@@ -31,6 +31,7 @@
 #include "kube.h"
 #include "kubeconfig.h"
 #include "log.h"
+#include "metrics.h"
 #include "provconfig.h"
 #include "pv.h"
 #include "quantity.h"
@@ -68,6 +69,8 @@ struct state {
 	bool warned_owner_ref;
 };
 
+static uint64_t now_ns(void);
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -86,8 +89,8 @@ static void usage(FILE *f)
 		"                          cluster, else dir:%s)\n"
 		"  --discovery-period DUR  time between discovery passes, e.g. 10s, 1m\n"
 		"                          (default 10s)\n"
-		"  --listen ADDR           serve /healthz and /readyz on ADDR (HOST:PORT,\n"
-		"                          [IPV6]:PORT or :PORT); off by default\n"
+		"  --listen ADDR           serve /healthz, /readyz and /metrics on ADDR\n"
+		"                          (HOST:PORT, [IPV6]:PORT or :PORT); off by default\n"
 		"  --carvefs-socket PATH   the carvefs daemon's control socket, used to wipe\n"
 		"                          released carvefs volumes (default %s)\n"
 		"  --once                  run one pass and exit: 0 if it had no error, 1 if\n"
@@ -220,6 +223,7 @@ static int register_volume(struct state *st, const struct disc_volume *v, const 
 				pv_get_name(pv));
 		goto out;
 	}
+	metrics_discovered(v->is_block);
 	if (quantity_format(pv_capacity_round(v->capacity_bytes), size, sizeof(size)) < 0)
 		snprintf(size, sizeof(size), "?");
 	log_info("created PV '%s' for %s volume at \"%s\" (%s, class '%s')", pv_get_name(pv),
@@ -265,6 +269,7 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 		const char *policy = json_string_value(json_object_get(
 			json_object_get(pv, "spec"), "persistentVolumeReclaimPolicy"));
 		const struct disc_volume *v;
+		uint64_t start;
 		int r;
 
 		if (!by || strcmp(by, prov) != 0 || !path || !name || !pv_on_node(pv, hostname) ||
@@ -279,6 +284,8 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 			continue;
 		}
 		log_info("PV '%s' released: cleaning \"%s\"", name, v->mount_path);
+		start = now_ns();
+		metrics_delete_started();
 		r = cleaner_clean(&(struct cleaner_target){
 			.mount_path = v->mount_path,
 			.is_block = v->is_block,
@@ -287,10 +294,12 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 			.block_cleaner_command = v->cls->block_cleaner_command,
 			.carvefs_socket = st->opt.carvefs_socket });
 		if (r < 0) {
+			metrics_delete_done(v->is_block, false, now_ns() - start);
 			errors++;
 			continue;
 		}
 		r = sink_remove(st->sink, name);
+		metrics_delete_done(v->is_block, r >= 0 || r == -ENOENT, now_ns() - start);
 		if (r < 0 && r != -ENOENT) {
 			log_error_errno(r, "PV '%s': cleaned, but cannot delete it", name);
 			errors++;
@@ -302,6 +311,20 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 	return errors;
 }
 
+/* Records the duration of a discovery pass under each volume mode it covered. */
+static void record_pass(const struct prov_config *cfg, uint64_t ns)
+{
+	bool seen[2] = { false, false };
+
+	for (size_t i = 0; i < cfg->n_classes; i++) {
+		bool block = cfg->classes[i].volume_mode == PROV_MODE_BLOCK;
+
+		if (!seen[block])
+			metrics_discovery_pass(block, ns);
+		seen[block] = true;
+	}
+}
+
 /* Returns 0 if the pass went through, -EIO if anything in it failed (logged). */
 static int run_pass(struct state *st)
 {
@@ -310,6 +333,7 @@ static int run_pass(struct state *st)
 	const char *hostname;
 	char *prov = NULL;
 	unsigned errors = 0;
+	uint64_t start = now_ns();
 	size_t i;
 	int r;
 
@@ -376,6 +400,8 @@ static int run_pass(struct state *st)
 	}
 	r = errors > 0 ? -EIO : 0;
 out:
+	if (res)
+		record_pass(st->cfg, now_ns() - start);
 	discovery_result_free(res);
 	json_decref(node);
 	json_decref(pvs);
@@ -692,7 +718,7 @@ int main(int argc, char **argv)
 			log_error_errno(r, "--listen %s", st.opt.listen);
 			goto out;
 		}
-		log_info("serving /healthz and /readyz on %s", st.opt.listen);
+		log_info("serving /healthz, /readyz and /metrics on %s", st.opt.listen);
 	}
 	ino_fd = watch_config(st.opt.config_dir);
 
