@@ -230,3 +230,33 @@ def test_api_outage_during_periodic_run(work, daemon, cluster):
         prov.send_signal(signal.SIGTERM)
         rc = prov.wait(timeout=30)
         assert rc == 0, f"carve-provisioner exited {rc} on SIGTERM\n{log()}"
+
+
+def test_5xx_bursts_and_slow_replies_create_each_pv_once(work, daemon, cluster):
+    daemon.create("flaky-a", "64Mi")
+    daemon.create("flaky-b", "128Mi")
+    cfg = write_config(work)
+    expected = sorted(os.path.join(work.mnt, n) for n in ("flaky-a", "flaky-b"))
+
+    with faultproxy.FaultProxy(cluster.url, upstream_ca=cluster.ca_file) as proxy:
+        kubeconfig = proxy.kubeconfig(os.path.join(work.path, "proxy.kubeconfig"), cluster.token)
+        # Every create answered 503 three times before the apiserver sees it,
+        # and every answer a little late: retries with backoff, nothing twice.
+        proxy.fail_next(3, status=503, method="POST")
+        proxy.delay(0.3)
+        try:
+            p = once(work, cfg, kubeconfig)
+        finally:
+            proxy.pass_through()
+        posts = proxy.requests(method="POST", path="/persistentvolumes")
+        statuses = [e["status"] for e in posts]
+        assert statuses.count(503) == 3, posts
+        assert statuses.count(201) == 2, posts
+        assert "retrying in" in p.stderr, p.stderr
+
+    found = by_path(kubectl_pvs(cluster))
+    assert sorted(pth for pth in found if pth.startswith(work.mnt + "/")) == expected
+    # A second pass straight to the apiserver finds them and creates nothing.
+    before = identity(cluster.pvs())
+    once(work, cfg, cluster.kubeconfig)
+    assert identity(cluster.pvs()) == before
