@@ -26,6 +26,7 @@
 #define CARVEFS_KUBE_H
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -103,6 +104,12 @@ typedef int (*kube_watch_fn)(const char *type, json_t *object, void *userdata);
  */
 int kube_watch(struct kube *k, const char *path, const char *resource_version, long timeout_s,
 	       kube_watch_fn fn, void *userdata);
+
+/*
+ * Lets another thread abort this client's watch: once *@cancel is true,
+ * kube_watch() returns -ECANCELED within about a second.
+ */
+void kube_set_cancel(struct kube *k, const atomic_bool *cancel);
 
 /* True for the errors worth retrying after a pause. */
 static inline bool kube_retryable(int r)

@@ -2,6 +2,7 @@
  * kube.c - a small Kubernetes API client over libcurl; see include/kube.h.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
@@ -41,6 +42,7 @@ struct kube {
 	char *token_file;
 	time_t token_read_at;
 	bool insecure;
+	const atomic_bool *cancel; /* set by another thread: abort a watch */
 	char err[512];
 };
 
@@ -777,6 +779,24 @@ stop:
 	return 0;
 }
 
+void kube_set_cancel(struct kube *k, const atomic_bool *cancel)
+{
+	k->cancel = cancel;
+}
+
+/* curl calls this about once a second even on an idle stream. */
+static int watch_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			  curl_off_t ulnow)
+{
+	const struct kube *k = userdata;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return atomic_load_explicit(k->cancel, memory_order_relaxed) ? 1 : 0;
+}
+
 int kube_watch(struct kube *k, const char *path, const char *resource_version, long timeout_s,
 	       kube_watch_fn fn, void *userdata)
 {
@@ -809,9 +829,18 @@ int kube_watch(struct kube *k, const char *path, const char *resource_version, l
 	curl_easy_setopt(k->curl, CURLOPT_LOW_SPEED_TIME, timeout_s + KUBE_WATCH_SLACK_S);
 	curl_easy_setopt(k->curl, CURLOPT_WRITEFUNCTION, watch_write);
 	curl_easy_setopt(k->curl, CURLOPT_WRITEDATA, &w);
+	if (k->cancel) {
+		curl_easy_setopt(k->curl, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(k->curl, CURLOPT_XFERINFOFUNCTION, watch_progress);
+		curl_easy_setopt(k->curl, CURLOPT_XFERINFODATA, k);
+	}
 	c = curl_easy_perform(k->curl);
 	if (w.r != 0) {
 		r = w.r;
+		goto cleanup;
+	}
+	if (c == CURLE_ABORTED_BY_CALLBACK) {
+		r = -ECANCELED;
 		goto cleanup;
 	}
 	if (c != CURLE_OK) {

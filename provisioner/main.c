@@ -33,6 +33,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "provconfig.h"
+#include "pvwatch.h"
 #include "pv.h"
 #include "quantity.h"
 #include "sink.h"
@@ -65,6 +66,7 @@ struct state {
 	struct provconfig_snapshot *seen; /* the files last read, good or bad */
 	struct health *health;
 	struct discovery *disc;
+	struct pvwatch *watch; /* api sink, periodic mode: passes on PV events */
 	int last_read_error; /* said once, not every period */
 	bool warned_owner_ref;
 };
@@ -543,7 +545,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 }
 
 /* Opens the api sink with --kubeconfig or the in-cluster credentials. Logs. */
-static int open_api_sink(const struct options *o, struct sink **ret_sink)
+static int open_api_sink(const struct options *o, struct sink **ret_sink,
+			 struct pvwatch **ret_watch)
 {
 	struct kubeconfig *kc = NULL;
 	int r;
@@ -565,6 +568,15 @@ static int open_api_sink(const struct options *o, struct sink **ret_sink)
 	}
 	log_info("registering PVs with the Kubernetes API at %s%s", kc->server,
 		 o->kubeconfig ? "" : " (in-cluster)");
+	if (ret_watch) {
+		r = pvwatch_start(kc, ret_watch);
+		if (r < 0) {
+			/* Not fatal: the period still finds every change, only later. */
+			log_warn_errno(r, "cannot watch PVs; changes are seen at the next pass");
+			*ret_watch = NULL;
+			r = 0;
+		}
+	}
 cleanup:
 	kubeconfig_free(kc);
 	return r;
@@ -612,8 +624,11 @@ static int watch_config(const char *dir)
 static int wait_next(struct state *st, int sig_fd, int *ino_fd, uint64_t deadline_ns)
 {
 	for (;;) {
-		struct pollfd fds[2] = { { .fd = sig_fd, .events = POLLIN },
-					 { .fd = *ino_fd, .events = POLLIN } };
+		/* An fd of -1 is ignored by poll(): no config watch, or no PV watch. */
+		struct pollfd fds[3] = { { .fd = sig_fd, .events = POLLIN },
+					 { .fd = *ino_fd, .events = POLLIN },
+					 { .fd = st->watch ? pvwatch_fd(st->watch) : -1,
+					   .events = POLLIN } };
 		uint64_t now = now_ns();
 		int timeout_ms, n;
 
@@ -623,7 +638,7 @@ static int wait_next(struct state *st, int sig_fd, int *ino_fd, uint64_t deadlin
 			return 1;
 		}
 		timeout_ms = (int)((deadline_ns - now + 999999) / 1000000);
-		n = poll(fds, *ino_fd >= 0 ? 2 : 1, timeout_ms);
+		n = poll(fds, 3, timeout_ms);
 		if (n < 0 && errno != EINTR) {
 			log_error_errno(-errno, "poll");
 			return 0;
@@ -642,6 +657,11 @@ static int wait_next(struct state *st, int sig_fd, int *ino_fd, uint64_t deadlin
 				log_info("%s: stopping", strsignal((int)si.ssi_signo));
 				return 0;
 			}
+		}
+		if (fds[2].fd >= 0 && (fds[2].revents & POLLIN)) {
+			drain(fds[2].fd);
+			log_debug("a PV was released or deleted: discovering now");
+			return 1;
 		}
 		if (*ino_fd >= 0 && (fds[1].revents & POLLIN)) {
 			struct pollfd settle = { .fd = *ino_fd, .events = POLLIN };
@@ -684,7 +704,7 @@ int main(int argc, char **argv)
 	if (config_reload(&st) < 0)
 		goto out;
 	if (use_api) {
-		if (open_api_sink(&st.opt, &st.sink) < 0)
+		if (open_api_sink(&st.opt, &st.sink, st.opt.once ? NULL : &st.watch) < 0)
 			goto out;
 	} else {
 		r = dirsink_open(sink_path, &st.sink);
@@ -736,6 +756,7 @@ out:
 		close(ino_fd);
 	if (sig_fd >= 0)
 		close(sig_fd);
+	pvwatch_stop(st.watch);
 	health_stop(st.health);
 	discovery_free(st.disc);
 	sink_free(st.sink);

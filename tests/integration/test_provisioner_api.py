@@ -260,3 +260,55 @@ def test_5xx_bursts_and_slow_replies_create_each_pv_once(work, daemon, cluster):
     before = identity(cluster.pvs())
     once(work, cfg, cluster.kubeconfig)
     assert identity(cluster.pvs()) == before
+
+
+@pytest.mark.timeout_seconds(150)
+def test_watch_reacts_to_releases_across_dropped_and_expired_watches(work, daemon, cluster):
+    """With a 60 s period, only the PV watch can clean a released volume
+    within seconds; it must keep doing so after its stream is cut and after
+    the apiserver answers it with the in-stream 410."""
+    mp = daemon.create("watched", "64Mi")
+    cfg = write_config(work)
+    log_path = os.path.join(work.path, "provisioner.log")
+
+    def log():
+        with open(log_path) as f:
+            return f.read()[-4000:]
+
+    def current_pv():
+        found = by_path(cluster.pvs()).get(mp)
+        return found if found and found["status"].get("phase") == "Available" else None
+
+    def release_and_expect_recycled(claim):
+        pv = cluster.wait_for(current_pv, timeout=30, what=f"an Available PV for {mp}\n{log()}")
+        name, uid = pv["metadata"]["name"], pv["metadata"]["uid"]
+        cluster.create_pvc(claim, storage_class=CLASS, size="64Mi", volume_name=name)
+        cluster.select_node(claim, NODE)
+        cluster.wait_for_pvc_phase(claim, "Bound", timeout=30)
+        with open(os.path.join(mp, "data"), "w") as f:
+            f.write(f"{claim}\n")
+        cluster.delete(f"/api/v1/namespaces/default/persistentvolumeclaims/{claim}", wait=True)
+        # Wiped, deleted and registered afresh well within one 60 s period.
+        cluster.wait_for(lambda: (p := current_pv()) and p["metadata"]["uid"] != uid,
+                         timeout=20, what=f"the released PV recycled by the watch\n{log()}")
+        assert os.listdir(mp) == []
+
+    with faultproxy.FaultProxy(cluster.url, upstream_ca=cluster.ca_file) as proxy:
+        kubeconfig = proxy.kubeconfig(os.path.join(work.path, "proxy.kubeconfig"), cluster.token)
+        with open(log_path, "w") as logf:
+            prov = work.spawn(argv(work, cfg, kubeconfig, "--discovery-period", "60s"),
+                              stdout=logf, stderr=subprocess.STDOUT)
+        release_and_expect_recycled("first")
+
+        proxy.cut_watches()
+        release_and_expect_recycled("after-cut")
+
+        proxy.expire_next_watch()
+        proxy.cut_watches()  # the next watch it opens gets the 410
+        cluster.wait_for(lambda: "PV watch expired (410)" in log(), timeout=30,
+                         what=f"the provisioner seeing the 410\n{log()}")
+        release_and_expect_recycled("after-410")
+
+        prov.send_signal(signal.SIGTERM)
+        rc = prov.wait(timeout=30)
+        assert rc == 0, f"carve-provisioner exited {rc} on SIGTERM\n{log()}"
