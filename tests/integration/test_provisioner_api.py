@@ -194,14 +194,13 @@ def test_api_outage_during_periodic_run(work, daemon, cluster):
         cluster.wait_for(lambda: len(pvs_of_this_test()) == 1, timeout=30,
                          what=f"the first PV\n{log()}")
 
-        # The issue asks for a 30 s outage; 10 s covers several periods and
-        # retries while keeping the suite quick.
+        # A 30 s outage: many periods, each pass's retries given up.
         mark = os.path.getsize(log_path)
         proxy.refuse("close", drop_existing=True)
         try:
             time.sleep(2)
             daemon.create("during", "32Mi")
-            time.sleep(8)
+            time.sleep(28)
             assert prov.poll() is None, f"carve-provisioner exited during the outage\n{log()}"
             assert len(pvs_of_this_test()) == 1
         finally:
