@@ -68,7 +68,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return respond(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (strcmp(url, "/healthz") == 0)
 		return respond(c, MHD_HTTP_OK, "ok\n");
-	if (strcmp(url, "/readyz") == 0) {
+	if (strcmp(url, "/readyz") == 0 || strcmp(url, "/ready") == 0) {
 		if (atomic_load_explicit(&h->ready, memory_order_relaxed))
 			return respond(c, MHD_HTTP_OK, "ok\n");
 		return respond(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backoff.h"
 #include "cleaner.h"
 #include "discovery.h"
 #include "duration.h"
@@ -67,11 +68,72 @@ struct state {
 	struct health *health;
 	struct discovery *disc;
 	struct pvwatch *watch; /* api sink, periodic mode: passes on PV events */
+	struct clean_retry *retries; /* PVs whose cleaning failed, with their backoff */
 	int last_read_error; /* said once, not every period */
 	bool warned_owner_ref;
 };
 
 static uint64_t now_ns(void);
+
+#define CLEAN_RETRY_BASE_NS (5ull * DURATION_NS_PER_SEC)
+#define CLEAN_RETRY_CAP_NS (300ull * DURATION_NS_PER_SEC)
+
+/* A released PV whose cleaning failed: not tried again before next_ns. */
+struct clean_retry {
+	char *name;
+	struct backoff backoff;
+	uint64_t next_ns;
+	struct clean_retry *next;
+};
+
+static struct clean_retry **clean_retry_find(struct state *st, const char *name)
+{
+	struct clean_retry **pp = &st->retries;
+
+	while (*pp && strcmp((*pp)->name, name) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Whether cleaning @name may be tried now. */
+static bool clean_retry_due(struct state *st, const char *name)
+{
+	struct clean_retry *c = *clean_retry_find(st, name);
+
+	return !c || now_ns() >= c->next_ns;
+}
+
+/* Schedules the next attempt after a failure; returns the delay. */
+static uint64_t clean_retry_failed(struct state *st, const char *name)
+{
+	struct clean_retry **pp = clean_retry_find(st, name), *c = *pp;
+	uint64_t delay;
+
+	if (!c) {
+		c = calloc(1, sizeof(*c));
+		if (!c || !(c->name = strdup(name))) {
+			free(c);
+			return 0; /* without memory, plain per-pass retries */
+		}
+		backoff_init(&c->backoff, CLEAN_RETRY_BASE_NS, CLEAN_RETRY_CAP_NS,
+			     now_ns() ^ (uintptr_t)c);
+		*pp = c;
+	}
+	delay = backoff_next(&c->backoff);
+	c->next_ns = now_ns() + delay;
+	return delay;
+}
+
+static void clean_retry_forget(struct state *st, const char *name)
+{
+	struct clean_retry **pp = clean_retry_find(st, name), *c = *pp;
+
+	if (!c)
+		return;
+	*pp = c->next;
+	free(c->name);
+	free(c);
+}
 
 static void usage(FILE *f)
 {
@@ -285,6 +347,11 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 			log_debug("PV '%s' is released but its volume \"%s\" is not here", name, path);
 			continue;
 		}
+		if (!clean_retry_due(st, name)) {
+			log_debug("PV '%s': cleaning failed recently; waiting before the next try",
+				  name);
+			continue;
+		}
 		log_info("PV '%s' released: cleaning \"%s\"", name, v->mount_path);
 		start = now_ns();
 		metrics_delete_started();
@@ -297,9 +364,12 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 			.carvefs_socket = st->opt.carvefs_socket });
 		if (r < 0) {
 			metrics_delete_done(v->is_block, false, now_ns() - start);
+			log_warn("PV '%s': cleaning failed; trying again in %.0f s", name,
+				 (double)clean_retry_failed(st, name) / 1e9);
 			errors++;
 			continue;
 		}
+		clean_retry_forget(st, name);
 		r = sink_remove(st->sink, name);
 		metrics_delete_done(v->is_block, r >= 0 || r == -ENOENT, now_ns() - start);
 		if (r < 0 && r != -ENOENT) {
@@ -757,6 +827,8 @@ out:
 	if (sig_fd >= 0)
 		close(sig_fd);
 	pvwatch_stop(st.watch);
+	while (st.retries)
+		clean_retry_forget(&st, st.retries->name);
 	health_stop(st.health);
 	discovery_free(st.disc);
 	sink_free(st.sink);

@@ -311,3 +311,37 @@ def test_watch_reacts_to_releases_across_dropped_and_expired_watches(work, daemo
         prov.send_signal(signal.SIGTERM)
         rc = prov.wait(timeout=30)
         assert rc == 0, f"carve-provisioner exited {rc} on SIGTERM\n{log()}"
+
+
+@pytest.mark.timeout_seconds(120)
+def test_failed_clean_keeps_the_pv_and_backs_off(work, daemon, cluster):
+    mp = daemon.create("stubborn", "64Mi")
+    cfg = write_config(work)
+    once(work, cfg, cluster.kubeconfig)
+    name = by_path(kubectl_pvs(cluster))[mp]["metadata"]["name"]
+    cluster.create_pvc("held", storage_class=CLASS, size="64Mi", volume_name=name)
+    cluster.select_node("held", NODE)
+    cluster.wait_for_pvc_phase("held", "Bound", timeout=30)
+    with open(os.path.join(mp, "data"), "w") as f:
+        f.write("must survive a failed clean\n")
+    cluster.delete("/api/v1/namespaces/default/persistentvolumeclaims/held", wait=True)
+    cluster.wait_for_pv_phase(name, "Released", timeout=30)
+
+    # The daemon's socket is wrong: every wipe fails. Passes run every second.
+    log_path = os.path.join(work.path, "provisioner.log")
+    bad = argv(work, cfg, cluster.kubeconfig, "--discovery-period", "1s")
+    bad[bad.index("--carvefs-socket") + 1] = os.path.join(work.path, "no-such.sock")
+    with open(log_path, "w") as logf:
+        prov = work.spawn(bad, stdout=logf, stderr=subprocess.STDOUT)
+    time.sleep(8)
+    prov.send_signal(signal.SIGTERM)
+    assert prov.wait(timeout=30) == 0
+    with open(log_path) as f:
+        log = f.read()
+    attempts = log.count(f"PV '{name}' released: cleaning")
+    # Eight one-second passes, but retries wait 2.5-5 s, then 5-10 s.
+    assert 1 <= attempts <= 3, f"{attempts} cleaning attempts in 8 s\n{log}"
+    assert "cleaning failed; trying again in" in log, log
+    # Nothing lost: the PV and the data are still there.
+    assert cluster.kubectl("get", "pv", name)["status"]["phase"] == "Released"
+    assert os.path.exists(os.path.join(mp, "data"))
