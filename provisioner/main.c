@@ -258,6 +258,12 @@ static int register_volume(struct state *st, const struct disc_volume *v, const 
 		return 0;
 	}
 	r = sink_get_storage_class(st->sink, v->cls->name, &sc);
+	if (r == -ENOENT) {
+		log_error("StorageClass '%s' does not exist: create it; the volume at \"%s\" is "
+			  "registered at the first pass after that",
+			  v->cls->name, v->host_path);
+		return r;
+	}
 	if (r < 0)
 		return log_error_errno(r, "class '%s': cannot get the StorageClass", v->cls->name);
 	r = pv_build(&(struct pv_request){ .config = st->cfg,
