@@ -345,3 +345,23 @@ def test_failed_clean_keeps_the_pv_and_backs_off(work, daemon, cluster):
     # Nothing lost: the PV and the data are still there.
     assert cluster.kubectl("get", "pv", name)["status"]["phase"] == "Released"
     assert os.path.exists(os.path.join(mp, "data"))
+
+
+def test_missing_storage_class_is_a_clear_error_until_created(work, daemon, cluster):
+    mp = daemon.create("classless", "16Mi")
+    cfg = os.path.join(work.path, "config")
+    os.makedirs(cfg)
+    with open(os.path.join(cfg, "storageClassMap"), "w") as f:
+        f.write(f"late-class:\n  hostDir: {work.mnt}\n  mountDir: {work.mnt}\n")
+    p = subprocess.run(argv(work, cfg, cluster.kubeconfig, "--once"), capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode != 0
+    assert "StorageClass 'late-class' does not exist" in p.stderr, p.stderr
+    assert mp not in by_path(cluster.pvs())
+
+    cluster.create_storage_class("late-class", "kubernetes.io/no-provisioner", reclaim="Retain",
+                                 binding_mode="WaitForFirstConsumer")
+    once(work, cfg, cluster.kubeconfig)
+    pv = by_path(kubectl_pvs(cluster))[mp]
+    assert pv["spec"]["storageClassName"] == "late-class"
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
