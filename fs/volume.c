@@ -198,10 +198,17 @@ static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_reco
 	return 0;
 }
 
-/* Unmounts and records the final usage in the table (not saved). */
+/*
+ * Unmounts and records the final usage in the table (not saved). The usage
+ * recorded is recounted from the disk, which nothing can change any more:
+ * the running count settles from st_blocks as IO completes and can end a
+ * block away from what delayed allocation finally did, and a clean start
+ * trusts this number.
+ */
 static int volume_unmount(struct volmgr *m, struct volume *vol, bool lazy)
 {
 	struct volume_record *rec = table_find(m->table, vol->name);
+	struct walk_usage walked;
 	struct quota_usage u;
 	int r;
 
@@ -211,6 +218,16 @@ static int volume_unmount(struct volmgr *m, struct volume *vol, bool lazy)
 	if (r < 0)
 		return r;
 	quota_get(vol->vfs->quota, &u);
+	if (walk_usage(vol->vfs->root->fd, &walked) == 0) {
+		if (walked.bytes != u.used_bytes || walked.inodes != u.used_inodes)
+			log_info("volume '%s': running usage %llu bytes in %llu inodes, disk holds "
+				  "%llu in %llu; recording the disk's",
+				  vol->name, (unsigned long long)u.used_bytes,
+				  (unsigned long long)u.used_inodes, (unsigned long long)walked.bytes,
+				  (unsigned long long)walked.inodes);
+		u.used_bytes = walked.bytes;
+		u.used_inodes = walked.inodes;
+	}
 	if (rec) {
 		rec->used_bytes = u.used_bytes;
 		rec->used_inodes = u.used_inodes;
