@@ -1,9 +1,11 @@
 /*
  * fileio.c - bounded whole-file reads; see include/fileio.h.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,4 +82,65 @@ out:
 	free(buf);
 	close(fd);
 	return r;
+}
+
+void fileio_names_free(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+int fileio_list_names(int dirfd, size_t max_names, char ***ret_names, size_t *ret_n)
+{
+	char **names = NULL, **grown;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	int fd, r = 0;
+	DIR *d;
+
+	/* A fresh open: its own offset, and readable even when @dirfd is O_PATH. */
+	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	while ((errno = 0, de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (max_names && n == max_names) {
+			r = -E2BIG;
+			goto out;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			grown = realloc(names, cap * sizeof(*names));
+			if (!grown) {
+				r = -ENOMEM;
+				goto out;
+			}
+			names = grown;
+		}
+		names[n] = strdup(de->d_name);
+		if (!names[n]) {
+			r = -ENOMEM;
+			goto out;
+		}
+		n++;
+	}
+	if (errno)
+		r = -errno;
+out:
+	closedir(d);
+	if (r < 0) {
+		fileio_names_free(names, n);
+		return r;
+	}
+	*ret_names = names;
+	*ret_n = n;
+	return 0;
 }

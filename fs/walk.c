@@ -9,7 +9,6 @@
  * came from, so a tree moved underneath it stops the walk (-ESTALE) instead
  * of sending it elsewhere.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -19,6 +18,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "walk.h"
 
 /* Inode numbers of multiply-linked files already counted: open addressing. */
@@ -59,11 +59,6 @@ static int ino_set_add(struct ino_set *s, ino_t ino, bool *ret_added)
 	s->n++;
 	*ret_added = true;
 	return 0;
-}
-
-static bool is_dot(const char *name)
-{
-	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 }
 
 /*
@@ -114,56 +109,9 @@ struct frame {
 
 static void frame_release(struct frame *f)
 {
-	for (size_t i = 0; i < f->n; i++)
-		free(f->names[i]);
-	free(f->names);
+	fileio_names_free(f->names, f->n);
 	f->names = NULL;
 	f->n = f->next = 0;
-}
-
-/* Reads the names in @fd (a directory opened for reading), consuming a dup of it. */
-static int list_names(int fd, struct frame *f)
-{
-	size_t cap = 0;
-	struct dirent *de;
-	int dfd, r = 0;
-	DIR *d;
-
-	dfd = dup(fd);
-	if (dfd < 0)
-		return -errno;
-	d = fdopendir(dfd);
-	if (!d) {
-		r = -errno;
-		close(dfd);
-		return r;
-	}
-	while ((errno = 0, de = readdir(d))) {
-		if (is_dot(de->d_name))
-			continue;
-		if (f->n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			char **nn = realloc(f->names, ncap * sizeof(*nn));
-
-			if (!nn) {
-				r = -ENOMEM;
-				goto out;
-			}
-			f->names = nn;
-			cap = ncap;
-		}
-		f->names[f->n] = strdup(de->d_name);
-		if (!f->names[f->n]) {
-			r = -ENOMEM;
-			goto out;
-		}
-		f->n++;
-	}
-	if (errno)
-		r = -errno;
-out:
-	closedir(d);
-	return r;
 }
 
 static int enter(int fd, struct frame *f)
@@ -174,7 +122,7 @@ static int enter(int fd, struct frame *f)
 		return -errno;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
-	return list_names(fd, f);
+	return fileio_list_names(fd, 0, &f->names, &f->n);
 }
 
 enum walk_mode { WALK_USAGE, WALK_WIPE };

@@ -1,5 +1,6 @@
 /*
- * fileio.h - reading a small file whole, safely, relative to a directory fd.
+ * fileio.h - reading a small file whole, or a directory's names, safely,
+ * relative to a directory fd.
  *
  * For configuration, manifests and the volume table: files that someone
  * else may have replaced by a FIFO, a device or something huge. Never logs.
@@ -20,5 +21,16 @@
  */
 int fileio_read(int dirfd, const char *name, bool follow, size_t max_bytes, char **ret_buf,
 		size_t *ret_len);
+
+/*
+ * Reads the names in the directory @dirfd (any fd of it, O_PATH included;
+ * not consumed and its offset not moved), without "." and "..", into a
+ * malloc'd array of malloc'd strings owned by the caller (free it with
+ * fileio_names_free()). Order is the directory's. Returns 0, -E2BIG if there
+ * are more than @max_names (0 = no limit), or -errno.
+ */
+int fileio_list_names(int dirfd, size_t max_names, char ***ret_names, size_t *ret_n);
+/* Frees what fileio_list_names() returned; accepts NULL. */
+void fileio_names_free(char **names, size_t n);
 
 #endif

@@ -1,7 +1,6 @@
 /*
  * cleaner.c - emptying released local volumes; see include/cleaner.h.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -16,6 +15,7 @@
 #include <jansson.h>
 
 #include "cleaner.h"
+#include "fileio.h"
 #include "discovery.h"
 #include "log.h"
 #include "wire.h"
@@ -125,9 +125,7 @@ struct identity {
 
 static void frame_release(struct frame *f)
 {
-	for (size_t i = 0; i < f->n_names; i++)
-		free(f->names[i]);
-	free(f->names);
+	fileio_names_free(f->names, f->n_names);
 	free(f->name);
 }
 
@@ -135,58 +133,6 @@ static void keep_first(int *first, int r)
 {
 	if (r < 0 && *first == 0)
 		*first = r;
-}
-
-/* Reads the names in the directory @fd (not consumed). */
-static int list_names(int fd, char ***ret_names, size_t *ret_n)
-{
-	char **names = NULL, **grown;
-	size_t n = 0;
-	struct dirent *de;
-	DIR *d;
-	int dfd, r = 0;
-
-	dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	d = fdopendir(dfd);
-	if (!d) {
-		r = -errno;
-		close(dfd);
-		return r;
-	}
-	for (;;) {
-		errno = 0;
-		de = readdir(d);
-		if (!de) {
-			r = -errno;
-			break;
-		}
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		grown = realloc(names, (n + 1) * sizeof(*names));
-		if (!grown) {
-			r = -ENOMEM;
-			break;
-		}
-		names = grown;
-		names[n] = strdup(de->d_name);
-		if (!names[n]) {
-			r = -ENOMEM;
-			break;
-		}
-		n++;
-	}
-	closedir(d);
-	if (r < 0) {
-		while (n > 0)
-			free(names[--n]);
-		free(names);
-		return r;
-	}
-	*ret_names = names;
-	*ret_n = n;
-	return 0;
 }
 
 /*
@@ -248,7 +194,7 @@ int cleaner_delete_contents(const char *mount_path, uint64_t *ret_skipped)
 	root.mnt_id = stx.stx_mnt_id;
 	top.dev = root.dev;
 	top.ino = stx.stx_ino;
-	r = list_names(cur, &top.names, &top.n_names);
+	r = fileio_list_names(cur, 0, &top.names, &top.n_names);
 	if (r == 0)
 		r = frames_push(&frames, &n_frames, &cap, &top);
 	if (r < 0) {
@@ -297,7 +243,7 @@ int cleaner_delete_contents(const char *mount_path, uint64_t *ret_skipped)
 			child.dev = st.st_dev;
 			child.ino = st.st_ino;
 			child.name = strdup(name);
-			r = child.name ? list_names(fd, &child.names, &child.n_names) : -ENOMEM;
+			r = child.name ? fileio_list_names(fd, 0, &child.names, &child.n_names) : -ENOMEM;
 			if (r == 0)
 				r = frames_push(&frames, &n_frames, &cap, &child);
 			if (r < 0) {

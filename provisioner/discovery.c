@@ -19,6 +19,7 @@
 #include <libmount.h>
 
 #include "discovery.h"
+#include "fileio.h"
 #include "log.h"
 
 /* Bounds one class's scan: a mountDir is a handful of disks, not a tree. */
@@ -147,48 +148,17 @@ static int name_cmp(const void *a, const void *b)
 /* The entries of @path, sorted, so passes and logs are deterministic. */
 static int read_entries(const char *path, char ***ret_names, size_t *ret_n)
 {
-	char **names = NULL, **grown;
-	size_t n = 0;
-	struct dirent *de;
-	DIR *d;
-	int r = 0;
+	char **names;
+	size_t n;
+	int fd, r;
 
-	d = opendir(path);
-	if (!d)
+	fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
 		return -errno;
-	for (;;) {
-		errno = 0;
-		de = readdir(d);
-		if (!de) {
-			r = -errno;
-			break;
-		}
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (n == ENTRIES_MAX) {
-			r = -E2BIG;
-			break;
-		}
-		grown = realloc(names, (n + 1) * sizeof(*names));
-		if (!grown) {
-			r = -ENOMEM;
-			break;
-		}
-		names = grown;
-		names[n] = strdup(de->d_name);
-		if (!names[n]) {
-			r = -ENOMEM;
-			break;
-		}
-		n++;
-	}
-	closedir(d);
-	if (r < 0) {
-		while (n > 0)
-			free(names[--n]);
-		free(names);
+	r = fileio_list_names(fd, ENTRIES_MAX, &names, &n);
+	close(fd);
+	if (r < 0)
 		return r;
-	}
 	qsort(names, n, sizeof(*names), name_cmp);
 	*ret_names = names;
 	*ret_n = n;
