@@ -5,6 +5,7 @@
  * cleaner is not a pure module, so it is compiled into this test directly;
  * nothing here mounts anything.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
