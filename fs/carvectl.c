@@ -66,6 +66,7 @@ enum {
 	OPT_IOPS_SIZE,
 	OPT_STORAGE_CLASS,
 	OPT_FORCE,
+	OPT_OVERCOMMIT,
 };
 
 #define COMMON_LONG_OPTIONS                                                   \
@@ -825,7 +826,27 @@ static const char create_help[] =
 	"      --gid G               group of the volume's root directory (default 0)\n"
 	"      --mode M              octal mode of the volume's root directory\n"
 	"                            (default 0755)\n"
-	"      --storage-class NAME  the StorageClass the volume is carved for\n";
+	"      --storage-class NAME  the StorageClass the volume is carved for\n"
+	"      --overcommit RATIO    refuse unless what all volumes may still write fits\n"
+	"                            in the pool's free space x RATIO (default: the\n"
+	"                            volume only has to fit on the pool's filesystem)\n";
+
+/* --overcommit RATIO: a number above 0, sent as "overcommit". */
+static int opt_overcommit(json_t *req, const char *arg)
+{
+	char *end;
+	double ratio;
+
+	errno = 0;
+	ratio = strtod(arg, &end);
+	if (!*arg || *end || errno || !(ratio > 0) || ratio > 1000)
+		return fail_usage("--overcommit '%s' is not a ratio above 0 and at most 1000 "
+				  "(e.g. 1 or 1.5)",
+				  arg);
+	if (json_object_set_new(req, "overcommit", json_real(ratio)) < 0)
+		return fail_oom();
+	return 0;
+}
 
 static int cmd_create(struct ctl *ctl, int argc, char *argv[])
 {
@@ -838,6 +859,7 @@ static int cmd_create(struct ctl *ctl, int argc, char *argv[])
 		{ "gid", required_argument, NULL, OPT_GID },
 		{ "mode", required_argument, NULL, OPT_MODE },
 		{ "storage-class", required_argument, NULL, OPT_STORAGE_CLASS },
+		{ "overcommit", required_argument, NULL, OPT_OVERCOMMIT },
 		{}
 	};
 	static const char *const help[] = { create_help, limits_help, common_help, NULL };
@@ -895,6 +917,9 @@ static int cmd_create(struct ctl *ctl, int argc, char *argv[])
 		case OPT_STORAGE_CLASS:
 			if (json_object_set_new(req, "storage_class", json_string(optarg)) < 0)
 				r = -ENOMEM;
+			break;
+		case OPT_OVERCOMMIT:
+			r = opt_overcommit(req, optarg);
 			break;
 		default:
 			r = bad_option(c, "create", argv, argc);
@@ -960,6 +985,14 @@ static const char stats_help[] =
 	"\n"
 	"Options:\n";
 
+static const char pool_help[] =
+	"Usage: carvectl pool\n"
+	"\n"
+	"Show the pool's space: its filesystem's size and free space, the volumes'\n"
+	"capacities summed (allocated) and what they may still write (committed).\n"
+	"\n"
+	"Options:\n";
+
 static const char list_help[] =
 	"Usage: carvectl list\n"
 	"\n"
@@ -968,7 +1001,26 @@ static const char list_help[] =
 	"\n"
 	"Options:\n";
 
-/* delete, wipe, stats and list: a name or nothing, and at most --force. */
+static int print_pool(json_t *pool)
+{
+	static const char *const sizes[] = { "size_bytes", "free_bytes", "allocated_bytes",
+					     "committed_bytes", NULL };
+	char text[64];
+
+	if (!json_is_object(pool)) {
+		fprintf(stderr, "carvectl: the daemon's reply has no pool\n");
+		return EXIT_FAILURE;
+	}
+	printf("path: %s\n", get_str(pool, "path", "?"));
+	for (size_t i = 0; sizes[i]; i++) {
+		format_size(get_u64(pool, sizes[i]), text, sizeof(text));
+		printf("%.*s: %s\n", (int)(strlen(sizes[i]) - strlen("_bytes")), sizes[i], text);
+	}
+	printf("volumes: %" PRIu64 "\n", get_u64(pool, "volumes"));
+	return 0;
+}
+
+/* delete, wipe, stats, list and pool: a name or nothing, and at most --force. */
 static int cmd_simple(struct ctl *ctl, int argc, char *argv[])
 {
 	static const struct option opts[] = {
@@ -978,6 +1030,7 @@ static int cmd_simple(struct ctl *ctl, int argc, char *argv[])
 	};
 	const char *cmd = argv[0], *name = NULL;
 	bool is_delete = strcmp(cmd, "delete") == 0, is_list = strcmp(cmd, "list") == 0;
+	bool is_pool = strcmp(cmd, "pool") == 0;
 	const char *help[] = { stats_help, common_help, NULL };
 	json_t *req = NULL, *reply = NULL;
 	bool force = false;
@@ -987,6 +1040,8 @@ static int cmd_simple(struct ctl *ctl, int argc, char *argv[])
 		help[0] = delete_help;
 	else if (is_list)
 		help[0] = list_help;
+	else if (is_pool)
+		help[0] = pool_help;
 	else if (strcmp(cmd, "wipe") == 0)
 		help[0] = wipe_help;
 	while ((c = getopt_long(argc, argv, COMMON_SHORT_OPTIONS, opts, NULL)) != -1) {
@@ -1003,7 +1058,8 @@ static int cmd_simple(struct ctl *ctl, int argc, char *argv[])
 		r = bad_option(c == OPT_FORCE ? '?' : c, cmd, argv, argc);
 		goto out;
 	}
-	r = is_list ? no_operands(cmd, argc, argv) : get_name_operand(cmd, argc, argv, &name);
+	r = is_list || is_pool ? no_operands(cmd, argc, argv) :
+				 get_name_operand(cmd, argc, argv, &name);
 	if (r != 0)
 		goto out;
 	req = new_request(cmd, name);
@@ -1017,6 +1073,9 @@ static int cmd_simple(struct ctl *ctl, int argc, char *argv[])
 	if (is_list)
 		r = ctl->json ? (print_json(json_object_get(reply, "volumes")), 0) :
 				print_list(json_object_get(reply, "volumes"));
+	else if (is_pool)
+		r = ctl->json ? (print_reply_json(reply, "pool"), 0) :
+				print_pool(json_object_get(reply, "pool"));
 	else if (strcmp(cmd, "stats") == 0)
 		r = ctl->json ? (print_reply_json(reply, "volume"), 0) :
 				print_stats(json_object_get(reply, "volume"));
@@ -1037,7 +1096,9 @@ static const char resize_help[] =
 	"pool; shrinking below what the volume already uses is refused.\n"
 	"\n"
 	"Options:\n"
-	"      --size QTY            the new capacity, e.g. 20Gi (required)\n";
+	"      --size QTY            the new capacity, e.g. 20Gi (required)\n"
+	"      --overcommit RATIO    refuse to grow unless what all volumes may still\n"
+	"                            write fits in the pool's free space x RATIO\n";
 
 static const char set_limits_help[] =
 	"Usage: carvectl set-limits NAME LIMIT...\n"
@@ -1053,6 +1114,7 @@ static int cmd_change(struct ctl *ctl, int argc, char *argv[])
 	static const struct option resize_opts[] = {
 		COMMON_LONG_OPTIONS,
 		{ "size", required_argument, NULL, OPT_SIZE },
+		{ "overcommit", required_argument, NULL, OPT_OVERCOMMIT },
 		{}
 	};
 	static const struct option limits_opts[] = {
@@ -1092,6 +1154,12 @@ static int cmd_change(struct ctl *ctl, int argc, char *argv[])
 			if (r != 0)
 				goto out;
 			has_size = true;
+			continue;
+		}
+		if (c == OPT_OVERCOMMIT && is_resize) {
+			r = opt_overcommit(req, optarg);
+			if (r != 0)
+				goto out;
 			continue;
 		}
 		r = bad_option(c, cmd, argv, argc);
@@ -1149,6 +1217,7 @@ static const struct command {
 	{ "wipe", cmd_simple },
 	{ "list", cmd_simple },
 	{ "stats", cmd_simple },
+	{ "pool", cmd_simple },
 };
 
 static const char main_help[] =
@@ -1164,6 +1233,7 @@ static const char main_help[] =
 	"  wipe NAME                         empty a volume, keep the volume\n"
 	"  list                              list the volumes\n"
 	"  stats NAME                        show one volume in detail\n"
+	"  pool                              show the pool's size, free and committed space\n"
 	"\n"
 	"Options (also accepted after the command):\n";
 

@@ -210,6 +210,24 @@ static int get_required_uint(struct request *rq, const char *field, uint64_t min
 	return 0;
 }
 
+/* The optional "overcommit" ratio of create and resize: a number > 0; 0 when absent. */
+static int get_overcommit(struct request *rq, double *ret_ratio)
+{
+	json_t *v = json_object_get(rq->obj, "overcommit");
+
+	*ret_ratio = 0;
+	if (!v)
+		return 0;
+	if (!json_is_number(v))
+		return fail(rq, WIRE_E_BAD_REQUEST, -EINVAL, "field 'overcommit' must be a number");
+	if (!(json_number_value(v) > 0) || json_number_value(v) > 1000)
+		return fail(rq, WIRE_E_INVALID, -EINVAL,
+			    "field 'overcommit' must be a ratio above 0 and at most 1000, not %g",
+			    json_number_value(v));
+	*ret_ratio = json_number_value(v);
+	return 0;
+}
+
 static const char *const limit_fields[] = {
 	"riops", "wiops", "rbps", "wbps", "burst_ms", "iops_size_bytes", NULL,
 };
@@ -314,7 +332,8 @@ static int do_create(struct control *c, struct request *rq, json_t *reply)
 {
 	static const char *const fields[] = {
 		"name", "size_bytes", "inodes", "uid", "gid", "mode", "riops", "wiops", "rbps",
-		"wbps", "burst_ms", "iops_size_bytes", "storage_class", "labels", NULL,
+		"wbps", "burst_ms", "iops_size_bytes", "storage_class", "labels", "overcommit",
+		NULL,
 	};
 	char msg[WIRE_MSG_MAX] = "";
 	struct volume_spec *spec;
@@ -380,6 +399,9 @@ static int do_create(struct control *c, struct request *rq, json_t *reply)
 	r = get_labels(rq, spec->labels, sizeof(spec->labels));
 	if (r < 0)
 		goto out;
+	r = get_overcommit(rq, &spec->overcommit);
+	if (r < 0)
+		goto out;
 
 	r = volmgr_create(c->mgr, spec, msg);
 	if (r < 0) {
@@ -423,8 +445,9 @@ static int do_delete(struct control *c, struct request *rq, json_t *reply)
 
 static int do_resize(struct control *c, struct request *rq, json_t *reply)
 {
-	static const char *const fields[] = { "name", "size_bytes", NULL };
+	static const char *const fields[] = { "name", "size_bytes", "overcommit", NULL };
 	char msg[WIRE_MSG_MAX] = "";
+	double overcommit;
 	uint64_t size;
 	const char *name;
 	int r;
@@ -438,7 +461,10 @@ static int do_resize(struct control *c, struct request *rq, json_t *reply)
 	r = get_required_uint(rq, "size_bytes", 1, INT64_MAX, &size);
 	if (r < 0)
 		return r;
-	r = volmgr_resize(c->mgr, name, size, msg);
+	r = get_overcommit(rq, &overcommit);
+	if (r < 0)
+		return r;
+	r = volmgr_resize(c->mgr, name, size, overcommit, msg);
 	if (r < 0)
 		return fail_mgr(rq, r, name, msg);
 	return reply_with_volume(c, rq, name, true, reply);
@@ -562,6 +588,29 @@ static int do_stats(struct control *c, struct request *rq, json_t *reply)
 	return reply_with_volume(c, rq, name, false, reply);
 }
 
+static int do_pool(struct control *c, struct request *rq, json_t *reply)
+{
+	static const char *const fields[] = { NULL };
+	struct pool_info info;
+	json_t *o;
+	int r;
+
+	r = check_fields(rq, fields);
+	if (r < 0)
+		return r;
+	r = volmgr_pool_info(c->mgr, &info);
+	if (r < 0)
+		return fail(rq, WIRE_E_INTERNAL, r, "cannot measure the pool: %s", strerror(-r));
+	o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "path", volmgr_pool_dir(c->mgr),
+		      "size_bytes", (json_int_t)info.size_bytes, "free_bytes",
+		      (json_int_t)info.free_bytes, "allocated_bytes", (json_int_t)info.allocated_bytes,
+		      "committed_bytes", (json_int_t)info.committed_bytes, "volumes",
+		      (json_int_t)info.volumes);
+	if (!o || json_object_set_new(reply, "pool", o) < 0)
+		return fail(rq, WIRE_E_INTERNAL, -ENOMEM, "out of memory");
+	return 0;
+}
+
 static const struct verb {
 	const char *name;
 	int (*handle)(struct control *c, struct request *rq, json_t *reply);
@@ -573,6 +622,7 @@ static const struct verb {
 	{ "wipe", do_wipe },
 	{ "list", do_list },
 	{ "stats", do_stats },
+	{ "pool", do_pool },
 	{ "ping", do_ping },
 };
 

@@ -484,6 +484,48 @@ static uint64_t pool_size_bytes(struct volmgr *m)
 	return (uint64_t)sv.f_blocks * sv.f_frsize;
 }
 
+/* What the volume holds now: its quota's count while served, else the table's. */
+static uint64_t volume_used_bytes(struct volmgr *m, const struct volume_record *rec)
+{
+	struct volume *vol = volume_find(m, rec->name);
+	struct quota_usage u;
+
+	if (vol && vol->vfs) {
+		quota_get(vol->vfs->quota, &u);
+		return u.used_bytes + u.reserved_bytes;
+	}
+	return rec->used_bytes;
+}
+
+/*
+ * The pool's room, with the volume @except (may be NULL) left out of the
+ * sums. Called with m->lock held.
+ */
+static int pool_room(struct volmgr *m, const char *except, struct pool_info *ret_info)
+{
+	struct pool_info info = { 0 };
+	struct statvfs sv;
+
+	if (fstatvfs(m->pool_fd, &sv) < 0)
+		return -errno;
+	info.size_bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
+	info.free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+	for (size_t i = 0; i < table_count(m->table); i++) {
+		struct volume_record *rec = table_at(m->table, i);
+		uint64_t used;
+
+		if (except && strcmp(rec->name, except) == 0)
+			continue;
+		used = volume_used_bytes(m, rec);
+		info.allocated_bytes += rec->capacity_bytes;
+		if (rec->capacity_bytes > used)
+			info.committed_bytes += rec->capacity_bytes - used;
+		info.volumes++;
+	}
+	*ret_info = info;
+	return 0;
+}
+
 static int check_capacity(struct volmgr *m, const char *name, uint64_t capacity, char *ret_msg)
 {
 	uint64_t pool = pool_size_bytes(m), total = capacity;
@@ -510,6 +552,62 @@ static int check_capacity(struct volmgr *m, const char *name, uint64_t capacity,
 		log_warn("the pool '%s' is overcommitted: volumes total %.1f%% of its filesystem",
 			 m->pool_dir, 100.0 * (double)total / (double)pool);
 	return 0;
+}
+
+/*
+ * With @overcommit > 0, refuses (-ENOSPC) a volume of @capacity holding
+ * @used bytes if what every volume may still write would exceed the pool's
+ * free space times @overcommit. Each volume's unwritten capacity is counted
+ * as taken, so at 1.0 no volume can meet a full pool before its own limit;
+ * and the check runs under m->lock, so two requests racing for the last room
+ * cannot both pass.
+ */
+static int check_room(struct volmgr *m, const char *name, uint64_t capacity, uint64_t used,
+		      double overcommit, char *ret_msg)
+{
+	struct pool_info info;
+	char want[32], room[32], committed[32], free_b[32];
+	double limit, need;
+	int r;
+
+	if (overcommit <= 0)
+		return 0;
+	r = pool_room(m, name, &info);
+	if (r < 0) {
+		set_msg(ret_msg, "cannot measure the pool's free space: %s", strerror(-r));
+		return r;
+	}
+	limit = (double)info.free_bytes * overcommit;
+	need = (double)info.committed_bytes + (double)(capacity > used ? capacity - used : 0);
+	if (need <= limit)
+		return 0;
+	quantity_format_human(capacity > used ? capacity - used : 0, want, sizeof(want));
+	quantity_format_human(limit > (double)info.committed_bytes
+				      ? (uint64_t)(limit - (double)info.committed_bytes)
+				      : 0,
+			      room, sizeof(room));
+	quantity_format_human(info.committed_bytes, committed, sizeof(committed));
+	quantity_format_human(info.free_bytes, free_b, sizeof(free_b));
+	set_msg(ret_msg,
+		"not enough room in the pool for volume '%s': it needs %s, %s are left (free space "
+		"%s x overcommit %.2f, minus %s the other volumes may still write)",
+		name, want, room, free_b, overcommit, committed);
+	return -ENOSPC;
+}
+
+int volmgr_pool_info(struct volmgr *m, struct pool_info *ret_info)
+{
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	r = pool_room(m, NULL, ret_info);
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+const char *volmgr_pool_dir(const struct volmgr *m)
+{
+	return m->pool_dir;
 }
 
 static int validate_name(const char *name, char *ret_msg)
@@ -540,6 +638,9 @@ int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_ms
 		goto out;
 	}
 	r = check_capacity(m, spec->name, spec->capacity_bytes, ret_msg);
+	if (r < 0)
+		goto out;
+	r = check_room(m, spec->name, spec->capacity_bytes, 0, spec->overcommit, ret_msg);
 	if (r < 0)
 		goto out;
 
@@ -667,7 +768,8 @@ out:
 	return r;
 }
 
-int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, char *ret_msg)
+int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, double overcommit,
+		  char *ret_msg)
 {
 	struct volume_record *rec;
 	struct volume *vol;
@@ -699,6 +801,13 @@ int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, c
 		set_msg(ret_msg, "cannot shrink volume '%s' to %s: %s are in use", name, want, used);
 		r = -EINVAL;
 		goto out;
+	}
+	/* Growing commits more of the pool; shrinking or staying never needs room. */
+	if (capacity_bytes > rec->capacity_bytes) {
+		r = check_room(m, name, capacity_bytes, u.used_bytes + u.reserved_bytes, overcommit,
+			       ret_msg);
+		if (r < 0)
+			goto out;
 	}
 	old = rec->capacity_bytes;
 	rec->capacity_bytes = capacity_bytes;

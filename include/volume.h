@@ -39,6 +39,21 @@ struct volume_spec {
 	struct io_limits limits;
 	char storage_class[254];
 	char labels[TABLE_LABELS_MAX]; /* a JSON object as text or "" */
+	/*
+	 * > 0: refuse (-ENOSPC) unless what every volume may still write, this
+	 * one included, fits in the pool's free space times this ratio. 0: no
+	 * such check (the volume must still fit on the pool's filesystem).
+	 */
+	double overcommit;
+};
+
+/* The pool's space, as the room checks see it. */
+struct pool_info {
+	uint64_t size_bytes;	  /* the pool filesystem's size */
+	uint64_t free_bytes;	  /* its space available to unprivileged writers */
+	uint64_t allocated_bytes; /* the volumes' capacities, summed */
+	uint64_t committed_bytes; /* what the volumes may still write: capacity - used, summed */
+	uint64_t volumes;
 };
 
 /*
@@ -57,10 +72,15 @@ struct volmgr *volmgr_stop(struct volmgr *m);
 
 int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_msg);
 int volmgr_delete(struct volmgr *m, const char *name, bool force, char *ret_msg);
-int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, char *ret_msg);
+/* @overcommit as in struct volume_spec; only growth is checked against it. */
+int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, double overcommit,
+		  char *ret_msg);
 int volmgr_set_limits(struct volmgr *m, const char *name, const struct io_limits *limits,
 		      char *ret_msg);
 int volmgr_wipe(struct volmgr *m, const char *name, char *ret_msg);
+
+int volmgr_pool_info(struct volmgr *m, struct pool_info *ret_info);
+const char *volmgr_pool_dir(const struct volmgr *m);
 
 /* *ret_json is a new reference owned by the caller: an array of V objects (wire.h). */
 int volmgr_list(struct volmgr *m, json_t **ret_json);

@@ -10,18 +10,20 @@
  * Requests: {"verb": "<verb>", ...arguments}
  *   create     name, size_bytes, [inodes], [uid, gid, mode], [riops, wiops,
  *              rbps, wbps, burst_ms, iops_size_bytes], [storage_class],
- *              [labels (object)]
+ *              [labels (object)], [overcommit (number > 0)]
  *   delete     name, [force (bool)]
- *   resize     name, size_bytes
+ *   resize     name, size_bytes, [overcommit]
  *   set-limits name, any of riops, wiops, rbps, wbps, burst_ms, iops_size_bytes
  *   wipe       name
  *   list
  *   stats      name
+ *   pool
  *   ping
  *
  * Replies:
  *   success: {"ok": true, ...}  create/resize/set-limits/stats add "volume": V;
- *            list adds "volumes": [V...]; delete/wipe/ping add nothing else.
+ *            list adds "volumes": [V...]; pool adds "pool": P; delete/wipe/ping
+ *            add nothing else.
  *   failure: {"error": {"code": "<code>", "message": "<one sentence>"}}
  *
  * V, a volume: {"name", "mountpoint", "state" ("mounted"|"unmounted"|"error"),
@@ -30,6 +32,15 @@
  *   "limits": {"riops","wiops","rbps","wbps","burst_ms","iops_size_bytes"},
  *   "io": {"read_ops","write_ops","read_bytes","write_bytes","throttled_ns",
  *          "queue_depth"}}
+ *
+ * P, the pool: {"path", "size_bytes", "free_bytes" (available to unprivileged
+ *   writers), "allocated_bytes" (capacities summed), "committed_bytes" (what
+ *   volumes may still write: capacity - used, summed), "volumes"}.
+ *
+ * overcommit: with it, create and a growing resize fail with "no_space" when
+ * committed_bytes plus what the volume may still write would exceed
+ * free_bytes * overcommit. Without it, a volume only has to fit on the
+ * pool's filesystem.
  *
  * Error codes are stable; scripts may rely on them.
  */
