@@ -451,10 +451,25 @@ struct volmgr *volmgr_stop(struct volmgr *m)
 		if (vol->vfs) {
 			int r = volume_unmount(m, vol, true);
 
-			if (r < 0)
+			if (r < 0) {
 				log_error_errno(r, "volume '%s': unmount failed", vol->name);
-			else if (rec)
-				rec->clean = true;
+			} else {
+				if (rec)
+					rec->clean = true;
+				/*
+				 * An empty directory left at the mountpoint would be taken
+				 * for the volume by whoever comes first after a restart
+				 * (the kubelet bind-mounting a local PV), and their writes
+				 * would land on the host's disk. Without it, they wait
+				 * for the next start to mount the volume.
+				 */
+				if (unlinkat(m->discovery_fd, vol->name, AT_REMOVEDIR) < 0 &&
+				    errno != ENOENT)
+					log_warn_errno(-errno,
+						       "volume '%s': cannot remove its mountpoint "
+						       "'%s'",
+						       vol->name, vol->mountpoint);
+			}
 		}
 		volume_remove(m, vol);
 	}

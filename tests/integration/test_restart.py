@@ -71,6 +71,19 @@ def test_clean_restart_keeps_everything(daemon):
         "usage was recounted after a clean stop"
 
 
+def test_clean_stop_leaves_no_mountpoint_to_write_into(daemon):
+    """A stopped daemon's mountpoints are gone, not empty directories on the
+    host's disk that a kubelet could bind-mount and fill in its place."""
+    d = daemon
+    populate(d)
+    d.stop()
+    assert sorted(os.listdir(d.discovery)) == []
+    d.start()
+    assert sorted(os.listdir(d.discovery)) == sorted(VOLUMES)
+    for name in VOLUMES:
+        assert os.path.ismount(d.mountpoint(name)), name
+
+
 def read_table(path):
     with open(path, "rb") as f:
         data = f.read()
