@@ -6,19 +6,20 @@
 #   make unit       unit tests only;  make integration  integration tests only
 #   make demo       a pool under ./demo-run, three volumes mounted, df, ENOSPC
 #   make bench      the fio benchmark suite (bench/)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR=  (binaries, man pages, systemd units)
 #   V=1             show full commands;  WERROR=0  warnings are not errors
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 BUILD ?= build
 SANBUILD ?= build/san
 SANITIZE ?=
 
 CFLAGS ?= -O2 -g
 WERROR ?= 1
-FS_PKGS := fuse3 liburing mount libxxhash jansson
+FS_PKGS := fuse3 liburing mount libxxhash jansson libmicrohttpd
 PROV_PKGS := libcurl yaml-0.1 jansson mount libmicrohttpd
 PKGS := $(sort $(FS_PKGS) $(PROV_PKGS))
 override CFLAGS += -std=gnu11 -Wall -Wextra -Wstrict-prototypes \
@@ -33,6 +34,8 @@ override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-
 override LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 FS_LIBS = $(shell pkg-config --libs $(FS_PKGS) 2>/dev/null) -pthread -lm
+# carvectl links the pure modules only: no FUSE, ring or HTTP server.
+CTL_LIBS = $(shell pkg-config --libs libxxhash jansson 2>/dev/null) -pthread -lm
 PROV_LIBS = $(shell pkg-config --libs $(PROV_PKGS) 2>/dev/null) -pthread
 UNIT_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm -lcmocka
 
@@ -53,15 +56,17 @@ DEB_BENCH := $(DEB_TEST) gnuplot-nox
 
 # Modules with no FUSE, ring, network or clock: unit tests link them all.
 PURE_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/table.c fs/quota.c fs/wire.c \
-	fs/walk.c fs/throttle.c fs/fileio.c
+	fs/walk.c fs/throttle.c fs/fileio.c fs/histogram.c fs/promtext.c fs/volmetrics.c
 DAEMON_SRCS := $(filter-out fs/carvectl.c $(PURE_SRCS),$(wildcard fs/*.c))
 CTL_SRCS := fs/carvectl.c
 # The provisioner links the shared pure modules too; its own pure modules
 # (no network, no mounts, no clock) are unit-tested like the daemon's.
 PROV_PURE_SRCS := $(wildcard provisioner/config.c provisioner/pv.c \
 	provisioner/kubeconfig.c provisioner/backoff.c provisioner/reconcile.c \
-	provisioner/duration.c provisioner/metrics.c)
-PROV_SHARED_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/wire.c fs/fileio.c
+	provisioner/duration.c provisioner/metrics.c provisioner/sizing.c \
+	provisioner/dynspec.c)
+PROV_SHARED_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/wire.c fs/fileio.c \
+	fs/histogram.c fs/promtext.c fs/httpd.c
 PROV_SRCS := $(filter-out $(PROV_PURE_SRCS),$(wildcard provisioner/*.c))
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
@@ -92,7 +97,7 @@ $(BUILD)/carvefs: $(call obj,$(BUILD),$(DAEMON_SRCS) $(PURE_SRCS))
 
 $(BUILD)/carvectl: $(call obj,$(BUILD),$(CTL_SRCS) $(PURE_SRCS))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
 
 $(BUILD)/carve-provisioner: $(call obj,$(BUILD),$(PROV_SRCS) $(PROV_PURE_SRCS) $(PROV_SHARED_SRCS))
 	@$(if $(Q),echo "  LD      $@")
@@ -130,9 +135,13 @@ bench: deps-bench
 	$(Q)bash bench/run.sh $(abspath $(BUILD))
 
 install: binaries
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0644 doc/*.8 $(DESTDIR)$(MANDIR)/man8/
+	set -e; for u in deploy/systemd/*.service; do \
+		sed 's|/usr/local/bin/|$(BINDIR)/|g' $$u >$(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/}; \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/}; \
+	done
 
 clean:
 	rm -rf build

@@ -693,6 +693,13 @@ static void annotate(const char *key, json_t *v, json_t *vol, char *buf, size_t 
 		}
 	} else if (strcmp(key, "io.throttled_ns") == 0) {
 		snprintf(buf, len, " (%.3fs)", (double)n / 1e9);
+	} else if (strncmp(key, "io.", 3) == 0 && strstr(key, "_latency.")) {
+		const char *k = strstr(key, "_latency.") + 9;
+
+		if (strcmp(k, "sum_ns") == 0)
+			snprintf(buf, len, " (%.3fs)", (double)n / 1e9);
+		else if (strcmp(k, "p50_ns") == 0 || strcmp(k, "p99_ns") == 0)
+			snprintf(buf, len, " (%.3fms, estimated)", (double)n / 1e6);
 	}
 }
 
@@ -981,7 +988,9 @@ static const char stats_help[] =
 	"Usage: carvectl stats NAME\n"
 	"\n"
 	"Show everything the daemon knows about volume NAME: capacity, usage,\n"
-	"owner, IO limits and IO counters, one \"key: value\" line each.\n"
+	"owner, IO limits, IO counters and request latency (count, sum, and the\n"
+	"median and 99th percentile estimated from the histogram's buckets), one\n"
+	"\"key: value\" line each.\n"
 	"\n"
 	"Options:\n";
 

@@ -43,6 +43,7 @@ struct file_io {
 	int fd;
 	enum throttle_dir dir;
 	uint64_t queued_ns;
+	uint64_t arrival_ns; /* reads and writes: when the request came in */
 	struct file_io *qnext;
 };
 
@@ -457,6 +458,8 @@ static void read_complete(struct uring_op *op, int res, uint32_t cqe_flags)
 	struct file_io *io = (struct file_io *)op;
 
 	(void)cqe_flags;
+	histogram_observe(&io->vfs->stats.read_latency, &histogram_io_bounds,
+			  uring_now_ns() - io->arrival_ns);
 	if (res < 0) {
 		fuse_reply_err(io->req, -res);
 	} else {
@@ -473,6 +476,7 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 {
 	struct vfs *v = fuse_req_userdata(req);
 	struct handle *h = handle_of(fi);
+	uint64_t arrival_ns = uring_now_ns();
 	struct file_io *io;
 	int fd;
 
@@ -491,6 +495,7 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 		return;
 	}
 	io->op.complete = read_complete;
+	io->arrival_ns = arrival_ns;
 	io->req = req;
 	io->vfs = v;
 	io->fd = fd;
@@ -588,6 +593,8 @@ static void write_complete(struct uring_op *op, int res, uint32_t cqe_flags)
 		(void)inode_settle_fd(v, io->h->inode, io->fd);
 	quota_release_bytes(v->quota, io->reserved);
 	uring_rxbuf_put(io->buf);
+	histogram_observe(&v->stats.write_latency, &histogram_io_bounds,
+			  uring_now_ns() - io->arrival_ns);
 	if (res < 0) {
 		fuse_reply_err(io->req, -res);
 	} else {
@@ -603,6 +610,7 @@ void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, of
 {
 	struct vfs *v = fuse_req_userdata(req);
 	struct handle *h = handle_of(fi);
+	uint64_t arrival_ns = uring_now_ns();
 	struct file_io *io;
 	uint64_t reserved = 0;
 	size_t len = fuse_buf_size(bufv);
@@ -635,6 +643,7 @@ void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, of
 		return;
 	}
 	io->op.complete = write_complete;
+	io->arrival_ns = arrival_ns;
 	io->req = req;
 	io->vfs = v;
 	io->h = h;

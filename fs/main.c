@@ -1,12 +1,16 @@
 /*
  * main.c - the carvefs daemon: flags, start-up, signals, shutdown.
  *
- * Start-up order: event loops, then the volume manager (which mounts the
- * table's volumes on those loops), then the control socket, so that by the
- * time a client can ask for anything, everything it could ask about exists.
- * Shutdown runs the other way round. Without --foreground the daemon forks
- * and the parent exits only once the child is serving (or with the child's
- * error), so a script that starts it can rely on the volumes being mounted.
+ * Start-up order: the monitoring port (first, so that a bad --listen fails
+ * before anything is mounted, and so that probes hear "starting" while a
+ * crashed pool is recounted), event loops, then the volume manager (which
+ * mounts the table's volumes on those loops), then the control socket, so
+ * that by the time a client can ask for anything, everything it could ask
+ * about exists. Shutdown runs the other way round, except that the
+ * monitoring port goes last, answering "stopping" meanwhile. Without
+ * --foreground the daemon forks and the parent exits only once the child is
+ * serving (or with the child's error), so a script that starts it can rely
+ * on the volumes being mounted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +26,9 @@
 #include <fuse_lowlevel.h>
 
 #include "control.h"
+#include "httpd.h"
 #include "log.h"
+#include "monitor.h"
 #include "uring.h"
 #include "volume.h"
 #include "wire.h"
@@ -33,6 +39,7 @@ struct options {
 	const char *pool_dir;
 	const char *discovery_dir;
 	const char *socket_path;
+	const char *listen; /* NULL: no HTTP endpoints */
 	bool foreground;
 	unsigned threads;
 	enum log_level level;
@@ -50,6 +57,8 @@ static void usage(FILE *f)
 		"                        (created if missing)\n"
 		"  --discovery-dir DIR   where volumes are mounted (created if missing)\n"
 		"  --socket PATH         control socket (default %s)\n"
+		"  --listen ADDR         serve /metrics (Prometheus) and /healthz over HTTP on\n"
+		"                        ADDR: HOST:PORT, [IPV6]:PORT or :PORT (default: off)\n"
 		"  --foreground          do not fork; log to stderr (for systemd and pods)\n"
 		"  --threads N           event-loop threads (default: one per CPU)\n"
 		"  --log-level LEVEL     error, warn, info (default) or debug\n"
@@ -67,6 +76,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "pool", required_argument, NULL, 'p' },
 		{ "discovery-dir", required_argument, NULL, 'd' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "listen", required_argument, NULL, 'L' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "log-level", required_argument, NULL, 'l' },
@@ -91,6 +101,14 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 's':
 			o->socket_path = optarg;
+			break;
+		case 'L':
+			if (httpd_check_addr(optarg) < 0) {
+				log_error("--listen takes HOST:PORT, [IPV6]:PORT or :PORT, not '%s'",
+					  optarg);
+				return -EINVAL;
+			}
+			o->listen = optarg;
 			break;
 		case 'f':
 			o->foreground = true;
@@ -201,6 +219,7 @@ int main(int argc, char **argv)
 	struct uring_pool *loops = NULL;
 	struct volmgr *mgr = NULL;
 	struct control *ctl = NULL;
+	struct monitor *mon = NULL;
 	sigset_t sigs;
 	int ready_fd = -1, sig = 0, r;
 
@@ -230,6 +249,18 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	if (o.listen) {
+		r = monitor_start(o.listen, CARVEFS_VERSION, &mon);
+		if (r < 0) {
+			if (r == -EINVAL)
+				log_error("--listen '%s': no such address", o.listen);
+			else
+				log_error_errno(r, "cannot listen on '%s' (--listen)", o.listen);
+			goto out;
+		}
+		log_info("serving /metrics and /healthz on '%s' (port %u)", o.listen,
+			 monitor_port(mon));
+	}
 	r = uring_pool_start(o.threads, &loops);
 	if (r < 0) {
 		log_error_errno(r, "cannot start the io_uring event loops");
@@ -248,6 +279,7 @@ int main(int argc, char **argv)
 	}
 	log_info("carvefs %s ready: %u event loop(s), control socket '%s'", CARVEFS_VERSION,
 		 uring_pool_threads(loops), o.socket_path);
+	monitor_serving(mon, mgr);
 	report_ready(&ready_fd, 0);
 
 	for (;;) {
@@ -260,9 +292,11 @@ int main(int argc, char **argv)
 	log_info("received %s: unmounting and recording usage", strsignal(sig));
 	r = 0;
 out:
+	monitor_stopping(mon);
 	ctl = control_stop(ctl);
 	mgr = volmgr_stop(mgr);
 	loops = uring_pool_stop(loops);
+	mon = monitor_stop(mon);
 	report_ready(&ready_fd, 1);
 	return r < 0 ? 1 : 0;
 }

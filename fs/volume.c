@@ -906,6 +906,54 @@ out:
 	return r;
 }
 
+/* Called with m->lock held: the record and the vfs stay put meanwhile. */
+static void volume_fill_stats(struct volmgr *m, struct volume *vol, struct volume_stats *s)
+{
+	struct volume_record *rec = table_find(m->table, vol->name);
+	struct quota_usage u = { 0 };
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->name, sizeof(s->name), "%s", vol->name);
+	snprintf(s->mountpoint, sizeof(s->mountpoint), "%s", vol->mountpoint);
+	s->state = state_name(vol);
+	if (vol->vfs) {
+		quota_get(vol->vfs->quota, &u);
+	} else if (rec) {
+		u.used_bytes = rec->used_bytes;
+		u.used_inodes = rec->used_inodes;
+	}
+	s->used_bytes = u.used_bytes;
+	s->used_inodes = u.used_inodes;
+	if (rec) {
+		snprintf(s->storage_class, sizeof(s->storage_class), "%s", rec->storage_class);
+		s->capacity_bytes = rec->capacity_bytes;
+		s->inode_limit = rec->inode_limit;
+		s->limits = rec->limits;
+	}
+	if (vol->vfs) {
+		struct vfs_stats *io = &vol->vfs->stats;
+
+		s->served = true;
+		s->read_ops = atomic_load_explicit(&io->read_ops, memory_order_relaxed);
+		s->write_ops = atomic_load_explicit(&io->write_ops, memory_order_relaxed);
+		s->read_bytes = atomic_load_explicit(&io->read_bytes, memory_order_relaxed);
+		s->write_bytes = atomic_load_explicit(&io->write_bytes, memory_order_relaxed);
+		s->throttled_ns = atomic_load_explicit(&io->throttled_ns, memory_order_relaxed);
+		s->queue_depth = atomic_load_explicit(&io->queue_depth, memory_order_relaxed);
+		histogram_read(&io->read_latency, &histogram_io_bounds, &s->read_latency);
+		histogram_read(&io->write_latency, &histogram_io_bounds, &s->write_latency);
+	}
+}
+
+/* count, sum and the median and 99th percentile estimated from the buckets. */
+static json_t *latency_json(const struct histogram_snapshot *h)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "count", (json_int_t)h->count, "sum_ns",
+			 (json_int_t)h->sum_ns, "p50_ns",
+			 (json_int_t)histogram_quantile_ns(h, &histogram_io_bounds, 0.5), "p99_ns",
+			 (json_int_t)histogram_quantile_ns(h, &histogram_io_bounds, 0.99));
+}
+
 static json_t *volume_json(struct volmgr *m, struct volume *vol)
 {
 	struct volume_record *rec = table_find(m->table, vol->name);
@@ -946,17 +994,20 @@ static json_t *volume_json(struct volmgr *m, struct volume *vol)
 					      "burst_ms", (json_int_t)rec->limits.burst_ms,
 					      "iops_size_bytes", (json_int_t)rec->limits.iops_size_bytes));
 	if (vol->vfs) {
-		struct vfs_stats *s = &vol->vfs->stats;
+		struct volume_stats s;
 
+		volume_fill_stats(m, vol, &s);
 		json_object_set_new(
 			o, "io",
-			json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
-				  "read_ops", (json_int_t)atomic_load(&s->read_ops),
-				  "write_ops", (json_int_t)atomic_load(&s->write_ops),
-				  "read_bytes", (json_int_t)atomic_load(&s->read_bytes),
-				  "write_bytes", (json_int_t)atomic_load(&s->write_bytes),
-				  "throttled_ns", (json_int_t)atomic_load(&s->throttled_ns),
-				  "queue_depth", (json_int_t)atomic_load(&s->queue_depth)));
+			json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+				  "read_ops", (json_int_t)s.read_ops,
+				  "write_ops", (json_int_t)s.write_ops,
+				  "read_bytes", (json_int_t)s.read_bytes,
+				  "write_bytes", (json_int_t)s.write_bytes,
+				  "throttled_ns", (json_int_t)s.throttled_ns,
+				  "queue_depth", (json_int_t)s.queue_depth,
+				  "read_latency", latency_json(&s.read_latency),
+				  "write_latency", latency_json(&s.write_latency)));
 	}
 	return o;
 }
@@ -1003,5 +1054,46 @@ int volmgr_stats(struct volmgr *m, const char *name, json_t **ret_json, char *re
 	pthread_mutex_unlock(&m->lock);
 	if (r == 0)
 		*ret_json = o;
+	return r;
+}
+
+int volmgr_snapshot(struct volmgr *m, uint64_t wait_ns, struct volume_stats **ret_stats,
+		    size_t *ret_n)
+{
+	struct volume_stats *stats = NULL;
+	struct timespec deadline;
+	size_t n = 0, count;
+	int r;
+
+	/* The monotonic clock: a step of the wall clock must not stretch the wait. */
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += (time_t)(wait_ns / 1000000000u);
+	deadline.tv_nsec += (long)(wait_ns % 1000000000u);
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	r = pthread_mutex_clocklock(&m->lock, CLOCK_MONOTONIC, &deadline);
+	if (r != 0)
+		return -r;
+	count = table_count(m->table);
+	stats = calloc(count ? count : 1, sizeof(*stats));
+	if (!stats) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* In table order, as list gives them. */
+	for (size_t i = 0; i < count; i++) {
+		struct volume *vol = volume_find(m, table_at(m->table, i)->name);
+
+		if (vol)
+			volume_fill_stats(m, vol, &stats[n++]);
+	}
+	*ret_stats = stats;
+	*ret_n = n;
+	stats = NULL;
+out:
+	pthread_mutex_unlock(&m->lock);
+	free(stats);
 	return r;
 }

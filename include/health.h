@@ -7,8 +7,8 @@
  *                 an error, 503 "not ready" before and after a failed one
  *   GET /metrics  200, the metrics of metrics.h in the text format 0.0.4
  *
- * Served by libmicrohttpd on its own thread; the only state shared with the
- * caller is the ready flag, an atomic (and the metrics, atomics too).
+ * Served by httpd.h's server, on its threads; the only state shared with
+ * the caller is the ready flag, an atomic (and the metrics, atomics too).
  */
 #ifndef CARVEFS_HEALTH_H
 #define CARVEFS_HEALTH_H

@@ -14,6 +14,10 @@
  *   local_volume_provisioner_proctable_running
  *   local_volume_provisioner_proctable_succeeded
  *   local_volume_provisioner_proctable_failed
+ *   carvefs_dynamic_provisioned_total
+ *   carvefs_dynamic_provisioning_failed_total
+ *   carvefs_dynamic_deleted_total
+ *   carvefs_dynamic_orphaned_volumes
  *
  * mode is Filesystem or Block; type is process (volumes are cleaned by the
  * provisioner itself, never by a Job); method is GET, POST, PUT, DELETE,
@@ -32,8 +36,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
-
 /* A PV created for a volume (block or filesystem). */
 void metrics_discovered(bool is_block);
 
@@ -49,14 +51,19 @@ void metrics_delete_done(bool is_block, bool ok, uint64_t ns);
 /* An API request @method ("GET", ...) that took @ns; @ok false if it failed. */
 void metrics_api_request(const char *method, bool ok, uint64_t ns);
 
+/* A claim provisioned (@ok), or an attempt at one that failed. */
+void metrics_provisioned(bool ok);
+
+/* A released claim's volume and PV deleted. */
+void metrics_dynamic_deleted(void);
+
+/* How many volumes of claims are left without claim and PV, as last counted. */
+void metrics_orphaned_volumes(uint64_t n);
+
 /* Sets every value back to zero. */
 void metrics_reset(void);
 
-/*
- * Writes @value escaped for a label value (\\, \" and \n) to @buf, always
- * NUL-terminated when @size > 0. Returns the length of the whole escaped
- * text, as snprintf() does: a result >= @size means it was cut short.
- */
+/* Label escaping as the text format wants it: promtext_escape_label(). */
 size_t metrics_escape_label(const char *value, char *buf, size_t size);
 
 /*

@@ -14,7 +14,7 @@
  * is attached to, and work from other threads (wipe) is run there through
  * uring_session_call(). So the inode table needs no lock. The quota has its
  * own (a leaf), and the counters in struct vfs_stats are atomics read by the
- * control thread.
+ * control and HTTP threads.
  */
 #ifndef CARVEFS_VFS_H
 #define CARVEFS_VFS_H
@@ -27,6 +27,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "histogram.h"
 #include "quota.h"
 #include "table.h"
 #include "uring.h"
@@ -58,6 +59,11 @@ struct handle {
 struct vfs_stats {
 	_Atomic uint64_t read_ops, write_ops, read_bytes, write_bytes;
 	_Atomic uint64_t throttled_ns, queue_depth;
+	/*
+	 * Reads and writes that reached the backing file, from the request's
+	 * arrival to its reply (throttling included), with histogram_io_bounds.
+	 */
+	struct histogram read_latency, write_latency;
 };
 
 struct vfs {

@@ -14,11 +14,13 @@
 #ifndef CARVEFS_VOLUME_H
 #define CARVEFS_VOLUME_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
 
+#include "histogram.h"
 #include "table.h"
 
 struct volmgr;
@@ -86,5 +88,27 @@ const char *volmgr_pool_dir(const struct volmgr *m);
 int volmgr_list(struct volmgr *m, json_t **ret_json);
 /* *ret_json is a new reference owned by the caller: one V object. */
 int volmgr_stats(struct volmgr *m, const char *name, json_t **ret_json, char *ret_msg);
+
+/* One volume's numbers at one moment, for monitoring. */
+struct volume_stats {
+	char name[VOLNAME_MAX + 1];
+	char mountpoint[PATH_MAX];
+	char storage_class[254]; /* "" when none */
+	const char *state;	 /* "mounted", "unmounted" or "error": a static string */
+	uint64_t capacity_bytes, used_bytes, inode_limit, used_inodes;
+	struct io_limits limits;
+	bool served; /* the volume has a filesystem since the daemon started: io below is set */
+	uint64_t read_ops, write_ops, read_bytes, write_bytes, throttled_ns, queue_depth;
+	struct histogram_snapshot read_latency, write_latency; /* histogram_io_bounds */
+};
+
+/*
+ * Every volume's numbers, in table order, into a malloc'd array *ret_stats
+ * of *ret_n (owned by the caller, free()). Waits at most @wait_ns for the
+ * manager, which a long verb (wipe, delete) holds throughout: returns
+ * -ETIMEDOUT then, 0 or -ENOMEM otherwise. Never called with the lock held.
+ */
+int volmgr_snapshot(struct volmgr *m, uint64_t wait_ns, struct volume_stats **ret_stats,
+		    size_t *ret_n);
 
 #endif

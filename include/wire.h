@@ -31,7 +31,12 @@
  *   "uid", "gid", "mode", "created_unix", "storage_class", "labels",
  *   "limits": {"riops","wiops","rbps","wbps","burst_ms","iops_size_bytes"},
  *   "io": {"read_ops","write_ops","read_bytes","write_bytes","throttled_ns",
- *          "queue_depth"}}
+ *          "queue_depth", "read_latency": L, "write_latency": L}}
+ *   "io" is there while the volume is served. L summarises the latency
+ *   histogram of one direction (reads or writes that reached the backing
+ *   file, from the request's arrival to its reply): {"count", "sum_ns",
+ *   "p50_ns", "p99_ns"}, the percentiles estimated from the buckets as
+ *   Prometheus' histogram_quantile() does (0 while count is 0).
  *
  * P, the pool: {"path", "size_bytes", "free_bytes" (available to unprivileged
  *   writers), "allocated_bytes" (capacities summed), "committed_bytes" (what

@@ -225,8 +225,10 @@ static void test_empty(void **state)
 	expect_line(text, "local_volume_provisioner_proctable_running 0");
 	expect_line(text, "# TYPE local_volume_provisioner_proctable_failed gauge");
 	expect_no(text, "method=\"other\"");
-	/* 2 + 2*14 + 2 + 2 + 2*14 + 5 + 5 + 5*14 + 3 */
-	assert_int_equal(check_format(text), 145);
+	expect_line(text, "# TYPE carvefs_dynamic_orphaned_volumes gauge");
+	expect_line(text, "carvefs_dynamic_provisioned_total 0");
+	/* 2 + 2*14 + 2 + 2 + 2*14 + 5 + 5 + 5*14 + 3 + 4 */
+	assert_int_equal(check_format(text), 149);
 	free(text);
 }
 
@@ -288,6 +290,31 @@ static void test_deletes(void **state)
 	free(text);
 }
 
+static void test_dynamic(void **state)
+{
+	char *text;
+
+	(void)state;
+	metrics_provisioned(true);
+	metrics_provisioned(true);
+	metrics_provisioned(false);
+	metrics_dynamic_deleted();
+	metrics_orphaned_volumes(3);
+	metrics_orphaned_volumes(2); /* a gauge: the latest count, not a sum */
+	text = format();
+	expect_line(text, "# TYPE carvefs_dynamic_provisioned_total counter");
+	expect_line(text, "carvefs_dynamic_provisioned_total 2");
+	expect_line(text, "carvefs_dynamic_provisioning_failed_total 1");
+	expect_line(text, "carvefs_dynamic_deleted_total 1");
+	expect_line(text, "carvefs_dynamic_orphaned_volumes 2");
+	free(text);
+	metrics_reset();
+	text = format();
+	expect_line(text, "carvefs_dynamic_orphaned_volumes 0");
+	expect_line(text, "carvefs_dynamic_provisioned_total 0");
+	free(text);
+}
+
 static void test_other_method(void **state)
 {
 	char *text;
@@ -299,7 +326,7 @@ static void test_other_method(void **state)
 	expect_line(text, API "total{method=\"other\"} 2");
 	expect_line(text, API "failed_total{method=\"other\"} 1");
 	expect_line(text, API "duration_seconds_bucket{method=\"other\",le=\"0.005\"} 2");
-	assert_int_equal(check_format(text), 145 + 2 + 14);
+	assert_int_equal(check_format(text), 149 + 2 + 14);
 	free(text);
 }
 
@@ -338,6 +365,7 @@ int main(void)
 		cmocka_unit_test_setup(test_empty, reset),
 		cmocka_unit_test_setup(test_counts_and_buckets, reset),
 		cmocka_unit_test_setup(test_deletes, reset),
+		cmocka_unit_test_setup(test_dynamic, reset),
 		cmocka_unit_test_setup(test_other_method, reset),
 		cmocka_unit_test_setup(test_escape, reset),
 		cmocka_unit_test_setup(test_parser_catches_escapes, reset),
