@@ -72,8 +72,21 @@ int kube_config_in_cluster(struct kubeconfig **ret_kc);
 int kube_request(struct kube *k, const char *method, const char *path, const json_t *body,
 		 long *ret_status, json_t **ret_json);
 
-/* Every PV (following continue tokens), and the list's resourceVersion (malloc'd, may be NULL). */
+/*
+ * Every object of the collection at @collection ("/api/v1/persistentvolumes",
+ * may carry a query), following continue tokens, and the list's
+ * resourceVersion (malloc'd, may be NULL).
+ */
+int kube_list(struct kube *k, const char *collection, json_t **ret_items,
+	      char **ret_resource_version);
+/* Every PV, as kube_list(). */
 int kube_list_pvs(struct kube *k, json_t **ret_items, char **ret_resource_version);
+/* Every claim of every namespace, as kube_list(). */
+int kube_list_pvcs(struct kube *k, json_t **ret_items, char **ret_resource_version);
+int kube_get_pvc(struct kube *k, const char *ns, const char *name, json_t **ret_pvc);
+/* Applies the JSON merge patch @patch to the claim @ns/@name. */
+int kube_patch_pvc(struct kube *k, const char *ns, const char *name, const json_t *patch,
+		   json_t **ret_pvc);
 int kube_get_pv(struct kube *k, const char *name, json_t **ret_pv);
 int kube_get_node(struct kube *k, const char *name, json_t **ret_node);
 int kube_get_storage_class(struct kube *k, const char *name, json_t **ret_class);

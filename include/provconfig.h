@@ -17,6 +17,14 @@
  *   minResyncPeriod   a duration, e.g. "5m"
  *   setPVOwnerRef     true|false: PVs are owned by their Node
  *   useJobForCleaning false only: cleaning always runs on the node
+ *   dynamicProvisioning  carvefs' own settings for the volumes it carves
+ *                     for claims (StorageClasses of carvefs.io/local), a
+ *                     mapping with
+ *                       overcommit  a ratio > 0, at most
+ *                                   PROVCONFIG_OVERCOMMIT_MAX (default 1.0):
+ *                                   what all volumes may still write must
+ *                                   fit in the pool's free space times it,
+ *                                   so at 1.0 every volume can be filled
  *
  * The module is split in two steps so that a reload can be detected cheaply
  * and a bad one does not disturb the running configuration: a snapshot holds
@@ -44,6 +52,9 @@
 /* Limits on what a config directory may hold. */
 #define PROVCONFIG_FILE_MAX (1024 * 1024)
 #define PROVCONFIG_FILES_MAX 64
+#define PROVCONFIG_DEFAULT_OVERCOMMIT 1.0
+/* The daemon refuses larger ratios: catch a typo (150 for 1.5) here. */
+#define PROVCONFIG_OVERCOMMIT_MAX 1000.0
 /* Room for any message provconfig_parse() writes. */
 #define PROVCONFIG_ERR_MAX 512
 
@@ -87,6 +98,7 @@ struct prov_config {
 	bool use_node_name_only;
 	bool set_pv_owner_ref;
 	uint64_t min_resync_period_ns;
+	double overcommit; /* dynamicProvisioning.overcommit, > 0 */
 	/* things ignored while parsing, one sentence each, for the caller to log */
 	char **warnings;
 	size_t n_warnings;
@@ -136,6 +148,13 @@ struct prov_config *provconfig_free(struct prov_config *c);
 
 /* The class named @name, or NULL. */
 const struct prov_class *provconfig_class(const struct prov_config *c, const char *name);
+
+/*
+ * The overcommit ratio dynamically provisioned volumes (and their growth)
+ * are checked against: dynamicProvisioning.overcommit, or
+ * PROVCONFIG_DEFAULT_OVERCOMMIT for @c NULL or without the key.
+ */
+double provconfig_overcommit(const struct prov_config *c);
 
 /* "Filesystem" or "Block": the names the PV API uses. */
 const char *provconfig_volume_mode_name(enum prov_volume_mode mode);

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,6 +236,11 @@ const struct prov_class *provconfig_class(const struct prov_config *c, const cha
 		if (strcmp(c->classes[i].name, name) == 0)
 			return &c->classes[i];
 	return NULL;
+}
+
+double provconfig_overcommit(const struct prov_config *c)
+{
+	return c ? c->overcommit : PROVCONFIG_DEFAULT_OVERCOMMIT;
 }
 
 const char *provconfig_volume_mode_name(enum prov_volume_mode mode)
@@ -1245,9 +1251,62 @@ static int parse_min_resync(struct parser *p, const yaml_node_t *root)
 	return r;
 }
 
+/*
+ * dynamicProvisioning: a mapping of carvefs' own settings for claims it
+ * carves volumes for. A ratio of 0, a negative one or a string would make
+ * every claim fail (or none be refused), so they are errors, not warnings.
+ */
+static int parse_dynamic(struct parser *p, const yaml_node_t *root)
+{
+	size_t count;
+
+	if (node_is_null(root))
+		return 0;
+	if (root->type != YAML_MAPPING_NODE)
+		return perr(p, root, p->file, "must be a mapping (e.g. \"overcommit: 1.5\"), not %s",
+			    node_what(root));
+	count = (size_t)(root->data.mapping.pairs.top - root->data.mapping.pairs.start);
+	for (size_t i = 0; i < count; i++) {
+		yaml_node_pair_t *pr = &root->data.mapping.pairs.start[i];
+		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+		char fkey[KEY_MAX];
+		enum scalar_kind kind;
+		double ratio;
+		char *end;
+
+		if (!k || !v)
+			return budget_error(p, root, p->file);
+		if (k->type != YAML_SCALAR_NODE)
+			return perr(p, k, p->file, "field names must be strings");
+		keyf(fkey, sizeof(fkey), "%s.%s", p->file, scalar_text(k));
+		if (strcmp(scalar_text(k), "overcommit") != 0) {
+			int r = pwarn(p, k, fkey, "unknown field, ignored");
+
+			if (r < 0)
+				return r;
+			continue;
+		}
+		kind = v->type == YAML_SCALAR_NODE ? scalar_kind(v, NULL) : SCALAR_NULL;
+		if (v->type == YAML_SCALAR_NODE && kind == SCALAR_STR)
+			return perr(p, v, fkey, "must be a number (a ratio such as 1.5), not \"%s\"",
+				    scalar_text(v));
+		if (kind != SCALAR_INT && kind != SCALAR_FLOAT)
+			return perr(p, v, fkey, "must be a number (a ratio such as 1.5), not %s",
+				    node_what(v));
+		errno = 0;
+		ratio = strtod(scalar_text(v), &end);
+		if (*end != '\0' || errno != 0 || !isfinite(ratio) || ratio <= 0 ||
+		    ratio > PROVCONFIG_OVERCOMMIT_MAX)
+			return perr(p, v, fkey, "must be a ratio above 0 and at most %g, not %s",
+				    PROVCONFIG_OVERCOMMIT_MAX, scalar_text(v));
+		p->cfg->overcommit = ratio;
+	}
+	return 0;
+}
+
 static const char *const known_keys[] = { "storageClassMap", "nodeLabelsForPV", "labelsForPV",
 					  "useNodeNameOnly", "setPVOwnerRef", "minResyncPeriod",
-					  "useJobForCleaning", NULL };
+					  "useJobForCleaning", "dynamicProvisioning", NULL };
 
 /* Keys of the upstream format that carve-provisioner accepts but has no use for. */
 static const char *const ignored_keys[] = { "useAlphaAPI", "jobTolerations",
@@ -1272,6 +1331,8 @@ static int parse_key(struct parser *p, const yaml_node_t *root)
 		return want_bool(p, root, key, &p->cfg->set_pv_owner_ref);
 	if (strcmp(key, "minResyncPeriod") == 0)
 		return parse_min_resync(p, root);
+	if (strcmp(key, "dynamicProvisioning") == 0)
+		return parse_dynamic(p, root);
 	if (strcmp(key, "useJobForCleaning") == 0) {
 		r = want_bool(p, root, key, &b);
 		if (r == 0 && b)
@@ -1357,6 +1418,7 @@ int provconfig_parse(const struct provconfig_snapshot *snap, struct prov_config 
 	if (!p.cfg)
 		return -ENOMEM;
 	p.cfg->min_resync_period_ns = PROVCONFIG_DEFAULT_MIN_RESYNC_NS;
+	p.cfg->overcommit = PROVCONFIG_DEFAULT_OVERCOMMIT;
 	for (size_t i = 0; i < snap->n_files; i++) {
 		r = parse_file(&p, &snap->files[i]);
 		if (r < 0)
@@ -1366,7 +1428,8 @@ int provconfig_parse(const struct provconfig_snapshot *snap, struct prov_config 
 	}
 	if (!have_classes) {
 		p.file = "storageClassMap";
-		r = pwarn(&p, NULL, "storageClassMap", "missing: no volume will be discovered");
+		r = pwarn(&p, NULL, "storageClassMap", "missing: no volume will be discovered "
+			  "(claims of carvefs.io/local StorageClasses are still served)");
 		if (r < 0)
 			goto fail;
 	}

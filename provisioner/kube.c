@@ -633,7 +633,8 @@ int kube_patch_pv(struct kube *k, const char *name, const json_t *patch, json_t 
 	return r;
 }
 
-int kube_list_pvs(struct kube *k, json_t **ret_items, char **ret_resource_version)
+int kube_list(struct kube *k, const char *collection, json_t **ret_items,
+	      char **ret_resource_version)
 {
 	json_t *all = NULL, *page = NULL;
 	char *path = NULL, *rv = NULL, *cont = NULL;
@@ -647,7 +648,8 @@ int kube_list_pvs(struct kube *k, json_t **ret_items, char **ret_resource_versio
 		json_t *items;
 
 		free(path);
-		if (asprintf(&path, "/api/v1/persistentvolumes?limit=%d%s%s", KUBE_LIST_LIMIT,
+		if (asprintf(&path, "%s%slimit=%d%s%s", collection,
+			     strchr(collection, '?') ? "&" : "?", KUBE_LIST_LIMIT,
 			     cont ? "&continue=" : "", cont ? cont : "") < 0) {
 			path = NULL;
 			r = -ENOMEM;
@@ -703,6 +705,65 @@ cleanup:
 	curl_free(cont);
 	free(path);
 	free(rv);
+	return r;
+}
+
+int kube_list_pvs(struct kube *k, json_t **ret_items, char **ret_resource_version)
+{
+	return kube_list(k, "/api/v1/persistentvolumes", ret_items, ret_resource_version);
+}
+
+int kube_list_pvcs(struct kube *k, json_t **ret_items, char **ret_resource_version)
+{
+	return kube_list(k, "/api/v1/persistentvolumeclaims", ret_items, ret_resource_version);
+}
+
+/* "/api/v1/namespaces/<ns>/persistentvolumeclaims/<name>" into *ret_path. */
+static int pvc_path(struct kube *k, const char *ns, const char *name, char **ret_path)
+{
+	char *esc = curl_easy_escape(k->curl, ns, 0), *prefix = NULL;
+	int r;
+
+	if (!esc)
+		return -ENOMEM;
+	if (asprintf(&prefix, "/api/v1/namespaces/%s/persistentvolumeclaims", esc) < 0) {
+		curl_free(esc);
+		return -ENOMEM;
+	}
+	curl_free(esc);
+	r = object_path(k, prefix, name, ret_path);
+	free(prefix);
+	return r;
+}
+
+int kube_get_pvc(struct kube *k, const char *ns, const char *name, json_t **ret_pvc)
+{
+	char *path = NULL;
+	int r;
+
+	r = pvc_path(k, ns, name, &path);
+	if (r == 0)
+		r = kube_request(k, "GET", path, NULL, NULL, ret_pvc);
+	free(path);
+	return r;
+}
+
+int kube_patch_pvc(struct kube *k, const char *ns, const char *name, const json_t *patch,
+		   json_t **ret_pvc)
+{
+	json_t *answer = NULL;
+	char *path = NULL;
+	int r;
+
+	r = pvc_path(k, ns, name, &path);
+	if (r == 0)
+		r = kube_request(k, "PATCH", path, patch, NULL, &answer);
+	if (r == 0 && ret_pvc) {
+		*ret_pvc = answer;
+		answer = NULL;
+	}
+	json_decref(answer);
+	free(path);
 	return r;
 }
 

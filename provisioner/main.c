@@ -1,6 +1,7 @@
 /*
  * main.c - carve-provisioner: registers a node's local volumes as
- * Kubernetes local PersistentVolumes.
+ * Kubernetes local PersistentVolumes, and with the api sink carves carvefs
+ * volumes for claims of carvefs.io/local StorageClasses (dynamic.h).
  *
  * Every pass discovers the volumes of every configured class, matches them
  * with the PVs the sink already holds (by node and path, so a restart never
@@ -28,12 +29,17 @@
 #include "cleaner.h"
 #include "discovery.h"
 #include "duration.h"
+#include "dynamic.h"
+#include "events.h"
+#include "expand.h"
 #include "health.h"
 #include "kube.h"
 #include "kubeconfig.h"
 #include "log.h"
 #include "metrics.h"
+#include "nodecap.h"
 #include "provconfig.h"
+#include "pvcwatch.h"
 #include "pvwatch.h"
 #include "pv.h"
 #include "quantity.h"
@@ -68,6 +74,12 @@ struct state {
 	struct health *health;
 	struct discovery *disc;
 	struct pvwatch *watch; /* api sink, periodic mode: passes on PV events */
+	/* api sink: a client of its own for claims, Nodes and Events */
+	struct kube *kube;
+	struct expand *expand;	 /* grows volumes whose claims ask for more */
+	struct nodecap *nodecap; /* the node's free capacity on its Node */
+	struct dynamic *dyn;	 /* carves volumes for claims of carvefs.io/local */
+	struct pvcwatch *claim_watch; /* periodic mode: passes on claims for this node */
 	struct clean_retry *retries; /* PVs whose cleaning failed, with their backoff */
 	int last_read_error; /* said once, not every period */
 	bool warned_owner_ref;
@@ -140,7 +152,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: carve-provisioner [OPTION]...\n"
 		"Registers this node's local volumes (carvefs volumes and other mounted disks)\n"
-		"as Kubernetes local PersistentVolumes.\n"
+		"as Kubernetes local PersistentVolumes. With the api sink, also carves carvefs\n"
+		"volumes for claims of StorageClasses whose provisioner is carvefs.io/local.\n"
 		"\n"
 		"  --config DIR            configuration directory, one file per key as a\n"
 		"                          mounted ConfigMap gives it (default %s)\n"
@@ -156,7 +169,8 @@ static void usage(FILE *f)
 		"  --listen ADDR           serve /healthz, /readyz and /metrics on ADDR\n"
 		"                          (HOST:PORT, [IPV6]:PORT or :PORT); off by default\n"
 		"  --carvefs-socket PATH   the carvefs daemon's control socket, used to wipe\n"
-		"                          released carvefs volumes (default %s)\n"
+		"                          released carvefs volumes, grow them, measure the\n"
+		"                          pool, and carve volumes for claims (default %s)\n"
 		"  --once                  run one pass and exit: 0 if it had no error, 1 if\n"
 		"                          it had\n"
 		"  --log-level LEVEL       error, warn, info or debug (default info)\n"
@@ -252,6 +266,13 @@ static int register_volume(struct state *st, const struct disc_volume *v, const 
 	char size[32];
 	int r;
 
+	/* A volume carved for a claim gets its PV from dynamic provisioning, never here. */
+	if (st->dyn && !v->is_block && v->fstype &&
+	    strcmp(v->fstype, DISCOVERY_FSTYPE_CARVEFS) == 0 &&
+	    dynamic_owns_volume(st->dyn, cleaner_carvefs_name(v->source, v->mount_path))) {
+		log_debug("volume at \"%s\" belongs to a claim", v->host_path);
+		return 0;
+	}
 	existing = pv_find(pvs, hostname, v->host_path);
 	if (existing) {
 		log_debug("volume at \"%s\" has PV '%s'", v->host_path, pv_get_name(existing));
@@ -446,12 +467,40 @@ static int run_pass(struct state *st)
 		goto out;
 	}
 	errors += release_volumes(st, res, hostname, prov, pvs);
+	/* Before registration: it learns which volumes belong to claims. */
+	if (st->dyn) {
+		errors += dynamic_pass(st->dyn, hostname, provconfig_overcommit(st->cfg));
+		if (st->claim_watch && dynamic_in_use(st->dyn))
+			pvcwatch_enable(st->claim_watch);
+	}
 	for (i = 0; i < res->n_volumes; i++) {
 		r = register_volume(st, &res->volumes[i], node, hostname, pvs);
 		if (r == -ENOMEM)
 			goto out;
 		if (r < 0)
 			errors++;
+	}
+	if (st->expand) {
+		r = expand_pass(st->expand,
+				&(struct expand_input){ .pvs = pvs,
+							.hostname = hostname,
+							.provisioner = prov,
+							.res = res,
+							.overcommit = provconfig_overcommit(st->cfg) });
+		if (r == -ENOMEM)
+			goto out;
+		if (r != 0)
+			errors++;
+	}
+	/*
+	 * After everything that carves or grows volumes. Not a pass error when
+	 * it fails: a node may serve plain disks without a carvefs daemon.
+	 */
+	if (st->nodecap && node) {
+		r = nodecap_update(st->nodecap, st->node_name, node,
+				   provconfig_overcommit(st->cfg));
+		if (r == -ENOMEM)
+			goto out;
 	}
 
 	/*
@@ -620,9 +669,15 @@ static int parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
-/* Opens the api sink with --kubeconfig or the in-cluster credentials. Logs. */
+/*
+ * Opens the api sink with --kubeconfig or the in-cluster credentials, and
+ * a second client on them into *ret_kube. With @ret_watch, also the PV
+ * watch, and the watch of claims selected for @node into *ret_claim_watch.
+ * Logs.
+ */
 static int open_api_sink(const struct options *o, struct sink **ret_sink,
-			 struct pvwatch **ret_watch)
+			 struct pvwatch **ret_watch, struct kube **ret_kube, const char *node,
+			 struct pvcwatch **ret_claim_watch)
 {
 	struct kubeconfig *kc = NULL;
 	int r;
@@ -644,12 +699,23 @@ static int open_api_sink(const struct options *o, struct sink **ret_sink,
 	}
 	log_info("registering PVs with the Kubernetes API at %s%s", kc->server,
 		 o->kubeconfig ? "" : " (in-cluster)");
+	r = kube_new(kc, ret_kube);
+	if (r < 0) {
+		log_error_errno(r, "cannot set up the Kubernetes API client");
+		goto cleanup;
+	}
 	if (ret_watch) {
 		r = pvwatch_start(kc, ret_watch);
 		if (r < 0) {
 			/* Not fatal: the period still finds every change, only later. */
 			log_warn_errno(r, "cannot watch PVs; changes are seen at the next pass");
 			*ret_watch = NULL;
+			r = 0;
+		}
+		r = pvcwatch_start(kc, node, ret_claim_watch);
+		if (r < 0) {
+			log_warn_errno(r, "cannot watch claims; they are served at the next pass");
+			*ret_claim_watch = NULL;
 			r = 0;
 		}
 	}
@@ -700,10 +766,12 @@ static int watch_config(const char *dir)
 static int wait_next(struct state *st, int sig_fd, int *ino_fd, uint64_t deadline_ns)
 {
 	for (;;) {
-		/* An fd of -1 is ignored by poll(): no config watch, or no PV watch. */
-		struct pollfd fds[3] = { { .fd = sig_fd, .events = POLLIN },
+		/* An fd of -1 is ignored by poll(): no config watch, or no PV or claim watch. */
+		struct pollfd fds[4] = { { .fd = sig_fd, .events = POLLIN },
 					 { .fd = *ino_fd, .events = POLLIN },
 					 { .fd = st->watch ? pvwatch_fd(st->watch) : -1,
+					   .events = POLLIN },
+					 { .fd = st->claim_watch ? pvcwatch_fd(st->claim_watch) : -1,
 					   .events = POLLIN } };
 		uint64_t now = now_ns();
 		int timeout_ms, n;
@@ -714,7 +782,7 @@ static int wait_next(struct state *st, int sig_fd, int *ino_fd, uint64_t deadlin
 			return 1;
 		}
 		timeout_ms = (int)((deadline_ns - now + 999999) / 1000000);
-		n = poll(fds, 3, timeout_ms);
+		n = poll(fds, 4, timeout_ms);
 		if (n < 0 && errno != EINTR) {
 			log_error_errno(-errno, "poll");
 			return 0;
@@ -737,6 +805,11 @@ static int wait_next(struct state *st, int sig_fd, int *ino_fd, uint64_t deadlin
 		if (fds[2].fd >= 0 && (fds[2].revents & POLLIN)) {
 			drain(fds[2].fd);
 			log_debug("a PV was released or deleted: discovering now");
+			return 1;
+		}
+		if (fds[3].fd >= 0 && (fds[3].revents & POLLIN)) {
+			drain(fds[3].fd);
+			log_debug("a claim was handed to this node: provisioning now");
 			return 1;
 		}
 		if (*ino_fd >= 0 && (fds[1].revents & POLLIN)) {
@@ -780,8 +853,19 @@ int main(int argc, char **argv)
 	if (config_reload(&st) < 0)
 		goto out;
 	if (use_api) {
-		if (open_api_sink(&st.opt, &st.sink, st.opt.once ? NULL : &st.watch) < 0)
+		if (open_api_sink(&st.opt, &st.sink, st.opt.once ? NULL : &st.watch, &st.kube,
+				  st.node_name, &st.claim_watch) < 0)
 			goto out;
+		if (dynamic_new(st.kube, st.node_name, st.opt.carvefs_socket, &st.dyn) < 0) {
+			log_error("out of memory");
+			goto out;
+		}
+		if (expand_new(st.kube, st.opt.carvefs_socket, &st.expand) < 0 ||
+		    nodecap_new(st.kube, st.opt.carvefs_socket, &st.nodecap) < 0 ||
+		    event_set_host(st.node_name) < 0) {
+			log_error("out of memory");
+			goto out;
+		}
 	} else {
 		r = dirsink_open(sink_path, &st.sink);
 		if (r < 0) {
@@ -832,7 +916,12 @@ out:
 		close(ino_fd);
 	if (sig_fd >= 0)
 		close(sig_fd);
+	pvcwatch_stop(st.claim_watch);
 	pvwatch_stop(st.watch);
+	dynamic_free(st.dyn);
+	expand_free(st.expand);
+	nodecap_free(st.nodecap);
+	kube_free(st.kube);
 	while (st.retries)
 		clean_retry_forget(&st, st.retries->name);
 	health_stop(st.health);
@@ -841,5 +930,6 @@ out:
 	provconfig_free(st.cfg);
 	provconfig_snapshot_free(st.seen);
 	free(st.node_name);
+	event_set_host(NULL);
 	return ret;
 }

@@ -531,6 +531,44 @@ static void test_read_configmap_dir(void **state)
 	assert_int_equal(rmdir(tmpl), 0);
 }
 
+static void test_dynamic_provisioning(void **state)
+{
+	struct prov_config *c;
+
+	(void)state;
+	c = parse_ok("storageClassMap", "a:\n  hostDir: /a\n  mountDir: /a\n");
+	assert_true(provconfig_overcommit(c) == 1.0);
+	provconfig_free(c);
+	assert_true(provconfig_overcommit(NULL) == PROVCONFIG_DEFAULT_OVERCOMMIT);
+
+	c = parse_ok("dynamicProvisioning", "overcommit: 1.5\n");
+	assert_true(provconfig_overcommit(c) == 1.5);
+	assert_false(has_warning(c, "dynamicProvisioning.overcommit"));
+	provconfig_free(c);
+	c = parse_ok("dynamicProvisioning", "overcommit: 3\n");
+	assert_true(provconfig_overcommit(c) == 3.0);
+	provconfig_free(c);
+	c = parse_ok("dynamicProvisioning", "overcommit: 0.25\nfuture: 1\n");
+	assert_true(provconfig_overcommit(c) == 0.25);
+	assert_true(has_warning(c, "dynamicProvisioning:2: dynamicProvisioning.future: unknown field"));
+	provconfig_free(c);
+	c = parse_ok("dynamicProvisioning", "~\n");
+	assert_true(provconfig_overcommit(c) == 1.0);
+	provconfig_free(c);
+
+	expect_error("dynamicProvisioning", "overcommit: 0\n",
+		     "dynamicProvisioning:1: dynamicProvisioning.overcommit: must be a ratio above 0 and at most 1000, not 0");
+	expect_error("dynamicProvisioning", "overcommit: -1.5\n", "above 0 and at most 1000, not -1.5");
+	expect_error("dynamicProvisioning", "overcommit: 1001\n", "not 1001");
+	expect_error("dynamicProvisioning", "overcommit: .nan\n", "not .nan");
+	expect_error("dynamicProvisioning", "overcommit: .inf\n", "not .inf");
+	expect_error("dynamicProvisioning", "overcommit: lots\n",
+		     "dynamicProvisioning.overcommit: must be a number (a ratio such as 1.5), not \"lots\"");
+	expect_error("dynamicProvisioning", "overcommit: \"1.5\"\n", "must be a number (a ratio such as 1.5), not \"1.5\"");
+	expect_error("dynamicProvisioning", "overcommit: [1]\n", "must be a number");
+	expect_error("dynamicProvisioning", "- overcommit\n", "must be a mapping");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -546,6 +584,7 @@ int main(void)
 		cmocka_unit_test(test_alias_bomb),
 		cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_read_configmap_dir),
+		cmocka_unit_test(test_dynamic_provisioning),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
