@@ -665,7 +665,47 @@ static bool volume_has_pv(const json_t *pvs, const char *volume)
 	return false;
 }
 
-/* Says once about each volume of a claim left without PV and claim. Returns how many there are. */
+/*
+ * A volume left by a claim deleted before its PV was made (the provisioner
+ * stopped in between, or the PV create kept failing) may go when nothing
+ * could have been lost with it: its class reclaims with Delete, as the
+ * claim's owner asked, and it holds no file. Anything else is only said.
+ */
+static bool orphan_reclaimable(const struct dynamic *d, const json_t *vol)
+{
+	const char *cls = json_string_value(json_object_get(vol, "storage_class"));
+	const json_t *sc = cls ? json_object_get(d->classes, cls) : NULL;
+	const char *policy = json_string_value(json_object_get(sc, "reclaimPolicy"));
+	const json_t *inodes = json_object_get(vol, "used_inodes");
+
+	/* A class without reclaimPolicy has Delete, the API's default. */
+	if (!sc || (policy && strcmp(policy, "Delete") != 0))
+		return false;
+	return json_is_integer(inodes) && json_integer_value(inodes) == 0;
+}
+
+static int reclaim_orphan(struct dynamic *d, const json_t *vol, const char *name)
+{
+	const json_t *labels = json_object_get(vol, "labels");
+	char msg[WIRE_MSG_MAX] = "";
+	int r;
+
+	/* Not forced: a volume someone has started to use is left alone. */
+	r = volclient_delete(d->socket, name, false, msg);
+	if (r < 0)
+		return log_warn_errno(r, "volume '%s': cannot delete it: %s", name, msg);
+	log_info("volume '%s' deleted: its claim '%s/%s' went away before it had a PV, and it "
+		 "held nothing",
+		 name,
+		 json_string_value(json_object_get(labels, DYNSPEC_LABEL_CLAIM_NAMESPACE)) ?: "?",
+		 json_string_value(json_object_get(labels, DYNSPEC_LABEL_CLAIM_NAME)) ?: "?");
+	return 0;
+}
+
+/*
+ * Deals with each volume of a claim left without PV and claim: deletes it
+ * if that loses nothing, else says so once. Returns how many are kept.
+ */
 static unsigned report_orphans(struct dynamic *d, const json_t *claims, const json_t *pvs)
 {
 	unsigned count = 0;
@@ -680,6 +720,8 @@ static unsigned report_orphans(struct dynamic *d, const json_t *claims, const js
 		struct orphan *o;
 
 		if (!name || !claim_uid || volume_has_pv(pvs, name) || uid_in(claims, claim_uid))
+			continue;
+		if (orphan_reclaimable(d, v) && reclaim_orphan(d, v, name) == 0)
 			continue;
 		count++;
 		for (o = d->orphans; o && strcmp(o->name, name) != 0; o = o->next)

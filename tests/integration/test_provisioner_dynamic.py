@@ -368,6 +368,43 @@ def test_killed_between_volume_and_pv_converges_on_restart(work, daemon, cluster
     prov.stop()
 
 
+@pytest.mark.timeout_seconds(150)
+def test_claim_deleted_before_its_pv_leaves_no_empty_volume(work, daemon, cluster):
+    """A claim deleted while its PV could not be made leaves a volume no pod
+    ever saw: with reclaim Delete and nothing in it, it goes; a volume
+    someone wrote into (by hand, on the node) is only reported."""
+    make_class(cluster, "gone")
+    with faultproxy.FaultProxy(cluster.url, upstream_ca=cluster.ca_file) as proxy:
+        kubeconfig = proxy.kubeconfig(os.path.join(work.path, "proxy.kubeconfig"), cluster.token)
+        proxy.fail_next(1000, status=503, method="POST", path="/api/v1/persistentvolumes")
+        prov = Provisioner(work, cluster.kubeconfig, period="1s").start(kubeconfig)
+        empty_uid = claim(cluster, "empty", "gone", "16Mi")
+        used_uid = claim(cluster, "used", "gone", "16Mi")
+        for uid in (empty_uid, used_uid):
+            cluster.wait_for(lambda: claim_volumes(daemon, uid), timeout=30,
+                             what=f"the volume carved\n{prov.tail()}")
+        prov.kill9()
+    used = f"pvc-{used_uid}"
+    with open(os.path.join(daemon.mountpoint(used), "precious"), "wb") as f:
+        f.write(b"data")
+    assert {v["name"]: v["used_inodes"] for v in claim_volumes(daemon)} == {
+        f"pvc-{empty_uid}": 0, used: 1}
+    cluster.delete(f"{CLAIMS}/empty", wait=True)
+    cluster.delete(f"{CLAIMS}/used", wait=True)
+
+    prov.start()
+    cluster.wait_for(lambda: not claim_volumes(daemon, empty_uid), timeout=30,
+                     what=f"the empty volume deleted\n{prov.tail()}")
+    cluster.wait_for(lambda: f"volume '{used}' was carved for claim 'default/used'" in prov.log(),
+                     timeout=15, what=f"the used volume reported\n{prov.tail()}")
+    assert f"volume 'pvc-{empty_uid}' deleted: its claim 'default/empty' went away" in prov.log()
+    assert [v["name"] for v in claim_volumes(daemon)] == [used]
+    with open(os.path.join(daemon.mountpoint(used), "precious"), "rb") as f:
+        assert f.read() == b"data"
+    assert cluster.pvs() == []
+    prov.stop()
+
+
 def test_bad_overcommit_is_a_configuration_error(work, cluster):
     prov = Provisioner(work, cluster.kubeconfig, overcommit="-1")
     p = subprocess.run(prov.argv() + ["--once"], capture_output=True, text=True, timeout=60)
