@@ -89,6 +89,12 @@ int dynspec_params_resolve(const json_t *parameters, const json_t *annotations,
 bool dynspec_claim_wanted(const json_t *claim, const char *node_name);
 
 /*
+ * True if @claim is a bound claim of carvefs.io/local on @node_name whose
+ * request is above the capacity its status gives: it asks to grow.
+ */
+bool dynspec_claim_grows(const json_t *claim, const char *node_name);
+
+/*
  * The volume size for @claim: spec.resources.requests.storage rounded up to
  * DYNSPEC_BLOCK_BYTES. -EINVAL (with @ret_err) when missing, zero,
  * malformed or too large.

@@ -5,8 +5,9 @@
  * namespace, then watches them from the list's resourceVersion, resuming a
  * dropped watch where it was, listing again after a 410 (in either form),
  * backing off after other failures. When a claim is selected for this node
- * (volume.kubernetes.io/selected-node) while still Pending, the fd below
- * becomes readable and the main loop runs a pass at once. Passes list the
+ * (volume.kubernetes.io/selected-node) while still Pending, or a claim of
+ * this node asks to grow, the fd below becomes readable and the main loop
+ * runs a pass at once. Passes list the
  * claims themselves, so a missed event costs at most one period.
  *
  * The thread waits idle until pvcwatch_enable(): a node in a cluster

@@ -233,6 +233,11 @@ static const char *str_at(const json_t *o, const char *a, const char *b)
 	return json_string_value(json_object_get(json_object_get(o, a), b));
 }
 
+static const json_t *str_at_obj(const json_t *o, const char *a, const char *b)
+{
+	return json_object_get(json_object_get(o, a), b);
+}
+
 static const char *annotation(const json_t *o, const char *key)
 {
 	return json_string_value(
@@ -260,6 +265,28 @@ bool dynspec_claim_wanted(const json_t *claim, const char *node_name)
 		return false;
 	return str_eq(annotation(claim, DYNSPEC_ANN_PROVISIONER), DYNSPEC_PROVISIONER) ||
 	       str_eq(annotation(claim, DYNSPEC_ANN_PROVISIONER_BETA), DYNSPEC_PROVISIONER);
+}
+
+bool dynspec_claim_grows(const json_t *claim, const char *node_name)
+{
+	const char *request = json_string_value(json_object_get(
+		json_object_get(json_object_get(json_object_get(claim, "spec"), "resources"),
+				"requests"),
+		"storage"));
+	const char *capacity =
+		json_string_value(json_object_get(str_at_obj(claim, "status", "capacity"), "storage"));
+	uint64_t want, have;
+
+	if (!str_eq(str_at(claim, "status", "phase"), "Bound") ||
+	    !str_eq(annotation(claim, DYNSPEC_ANN_SELECTED_NODE), node_name))
+		return false;
+	if (!str_eq(annotation(claim, DYNSPEC_ANN_PROVISIONER), DYNSPEC_PROVISIONER) &&
+	    !str_eq(annotation(claim, DYNSPEC_ANN_PROVISIONER_BETA), DYNSPEC_PROVISIONER))
+		return false;
+	if (!request || !capacity || quantity_parse(request, &want) < 0 ||
+	    quantity_parse(capacity, &have) < 0)
+		return false;
+	return want > have;
 }
 
 int dynspec_claim_size(const json_t *claim, uint64_t *ret_bytes, char *ret_err, size_t err_len)

@@ -62,7 +62,8 @@ static int on_event(const char *type, json_t *object, void *userdata)
 	 * cluster would turn the period into a busy loop.
 	 */
 	if (strcmp(type, "DELETED") != 0 && strcmp(type, "BOOKMARK") != 0 &&
-	    dynspec_claim_wanted(object, w->node_name))
+	    (dynspec_claim_wanted(object, w->node_name) ||
+	     dynspec_claim_grows(object, w->node_name)))
 		wake_main(w);
 	return 0;
 }

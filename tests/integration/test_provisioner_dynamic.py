@@ -116,10 +116,11 @@ class Provisioner:
         self.proc.wait(timeout=30)
 
 
-def make_class(cp, name, reclaim="Delete", parameters=None, mount_options=None):
+def make_class(cp, name, reclaim="Delete", parameters=None, mount_options=None,
+               allow_expansion=None):
     cp.create_storage_class(name, CARVEFS, reclaim=reclaim,
                             binding_mode="WaitForFirstConsumer", parameters=parameters,
-                            mount_options=mount_options)
+                            mount_options=mount_options, allow_expansion=allow_expansion)
 
 
 def claim(cp, name, cls, size, annotations=None):
@@ -176,7 +177,7 @@ def test_claim_gets_a_volume_of_its_size_and_limits(work, daemon, cluster):
     make_class(cluster, "fast", parameters={
         "inodes": "1000", "readIOPS": "500", "writeIOPS": "200",
         "readBytesPerSecond": "50Mi", "writeBytesPerSecond": "20Mi", "burstSeconds": "2",
-        "maxWriteIOPS": "1k"}, mount_options=["noatime"])
+        "maxWriteIOPS": "1k"}, mount_options=["noatime"], allow_expansion=True)
     # A 60 s period: only the claim watch can make this quick.
     prov = Provisioner(work, cluster.kubeconfig).start()
     uid = claim(cluster, "data", "fast", "100Mi", annotations={"carvefs.io/writeIOPS": "800"})
@@ -219,6 +220,22 @@ def test_claim_gets_a_volume_of_its_size_and_limits(work, daemon, cluster):
     assert ok[0]["involvedObject"]["kind"] == "PersistentVolumeClaim"
     assert ok[0]["source"].get("host") == NODE
     assert not events(cluster, "data", "ProvisioningFailed")
+
+    # Grown: still within the 60 s period, the claim watch wakes the pass that
+    # resizes the mounted volume, then the PV and the claim's status follow.
+    fd = os.open(os.path.join(mp, "held"), os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        cluster.merge_patch(f"{CLAIMS}/data",
+                            {"spec": {"resources": {"requests": {"storage": "200Mi"}}}})
+        cluster.wait_for(lambda: os.statvfs(mp).f_blocks * os.statvfs(mp).f_frsize == 200 * MiB,
+                         timeout=20, what=f"df showing 200Mi\n{prov.tail()}")
+        cluster.wait_for(lambda: cluster.pvc("data").get("status", {}).get("capacity", {})
+                         .get("storage") == "200Mi", timeout=20,
+                         what=f"the claim's status at 200Mi\n{prov.tail()}")
+        assert cluster.pv(name)["spec"]["capacity"]["storage"] == "200Mi"
+        assert daemon.stats(name)["capacity_bytes"] == 200 * MiB
+    finally:
+        os.close(fd)
 
     # The claim goes: the PV watch sees the release, the volume goes, then the PV.
     with open(os.path.join(mp, "f"), "w") as f:

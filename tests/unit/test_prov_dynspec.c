@@ -179,6 +179,38 @@ static void test_claim_wanted(void **state)
 	json_decref(c);
 }
 
+static void test_claim_grows(void **state)
+{
+	json_t *c = claim_with("status", "phase", json_string("Bound")), *status;
+
+	(void)state;
+	status = json_object_get(c, "status");
+	/* No capacity in the status yet: nothing to compare with. */
+	assert_false(dynspec_claim_grows(c, "node-1"));
+	json_object_set_new(status, "capacity", json_pack("{s:s}", "storage", "16Mi"));
+	json_object_set_new(json_object_get(json_object_get(json_object_get(c, "spec"), "resources"),
+					    "requests"),
+			    "storage", json_string("32Mi"));
+	assert_true(dynspec_claim_grows(c, "node-1"));
+	assert_false(dynspec_claim_grows(c, "node-2"));
+	/* Asking for what it has, or less, is no growth. */
+	json_object_set_new(status, "capacity", json_pack("{s:s}", "storage", "32Mi"));
+	assert_false(dynspec_claim_grows(c, "node-1"));
+	json_object_set_new(status, "capacity", json_pack("{s:s}", "storage", "1Gi"));
+	assert_false(dynspec_claim_grows(c, "node-1"));
+	json_object_set_new(status, "capacity", json_pack("{s:s}", "storage", "bad"));
+	assert_false(dynspec_claim_grows(c, "node-1"));
+	/* Pending claims and other provisioners' claims are not ours to grow. */
+	json_object_set_new(status, "capacity", json_pack("{s:s}", "storage", "16Mi"));
+	json_object_set_new(status, "phase", json_string("Pending"));
+	assert_false(dynspec_claim_grows(c, "node-1"));
+	json_object_set_new(status, "phase", json_string("Bound"));
+	json_object_del(json_object_get(json_object_get(c, "metadata"), "annotations"),
+			DYNSPEC_ANN_PROVISIONER_BETA);
+	assert_false(dynspec_claim_grows(c, "node-1"));
+	json_decref(c);
+}
+
 static void expect_size(const char *storage, uint64_t want, const char *want_err)
 {
 	json_t *c = json(claim_text);
@@ -390,6 +422,7 @@ int main(void)
 		cmocka_unit_test(test_params_from_class_and_claim),
 		cmocka_unit_test(test_params_refused),
 		cmocka_unit_test(test_claim_wanted),
+		cmocka_unit_test(test_claim_grows),
 		cmocka_unit_test(test_claim_size),
 		cmocka_unit_test(test_claim_supported),
 		cmocka_unit_test(test_volume_name_and_request),
