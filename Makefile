@@ -51,7 +51,7 @@ DEB_BUILD := gcc make pkg-config libfuse3-dev fuse3 liburing-dev libmount-dev \
 	libmicrohttpd-dev
 DEB_TEST := $(DEB_BUILD) libcmocka-dev python3 python3-pytest python3-yaml \
 	python3-jsonschema stress-ng dbench \
-	fio util-linux e2fsprogs
+	fio util-linux e2fsprogs systemd
 DEB_BENCH := $(DEB_TEST) gnuplot-nox
 
 # Modules with no FUSE, ring, network or clock: unit tests link them all.

@@ -45,14 +45,10 @@ def cp():
     if not ok:
         pytest.fail(f"the Kubernetes control plane is not built: {why} "
                     "(make integration builds it with tests/k8s/build-control-plane.sh)")
-    # The expand controller too: it must see these claims and keep out of the way.
-    saved = control_plane.PV_CONTROLLERS
-    control_plane.PV_CONTROLLERS = saved + ",persistentvolume-expander"
+    # The control plane runs the expand controller: it must see these claims
+    # and keep out of the way.
     plane = control_plane.ControlPlane(node=NODE)
-    try:
-        plane.start()
-    finally:
-        control_plane.PV_CONTROLLERS = saved
+    plane.start()
     try:
         plane.create_storage_class(CLASS, PROVISIONED_BY, reclaim="Delete",
                                    binding_mode="Immediate", allow_expansion=True)

@@ -66,7 +66,10 @@ CACHE_DIR = os.environ.get("CARVEFS_K8S_CACHE", "/var/cache/carvefs/k8s")
 BIN_DIR = os.path.join(CACHE_DIR, "bin")
 ETCD = os.environ.get("CARVEFS_ETCD", "/usr/bin/etcd")
 KUBECTL = os.environ.get("CARVEFS_KUBECTL", shutil.which("kubectl") or "/usr/bin/kubectl")
-PV_CONTROLLERS = "persistentvolume-binder,pv-protection,pvc-protection"
+# What a cluster runs for volumes: binding, protection, and the expand
+# controller (it posts ExternalExpanding for local PVs and must not get in
+# the way of an external resizer).
+PV_CONTROLLERS = "persistentvolume-binder,pv-protection,pvc-protection,persistentvolume-expander"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 START_TIMEOUT_S = 60
@@ -458,6 +461,9 @@ class ControlPlane:
             f"--cert-dir={self.cert_dir}",
             "--authorization-mode=AlwaysAllow",
             "--anonymous-auth=false",
+            # As on every cluster that runs node agents (a DaemonSet of
+            # deploy/ has a privileged container).
+            "--allow-privileged=true",
             f"--token-auth-file={self.token_file}",
             f"--service-account-issuer={SA_ISSUER}",
             f"--service-account-key-file={self.sa_key}",
