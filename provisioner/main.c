@@ -30,17 +30,17 @@
 #include "discovery.h"
 #include "duration.h"
 #include "dynamic.h"
+#include "dynspec.h"
 #include "events.h"
 #include "expand.h"
 #include "health.h"
 #include "kube.h"
 #include "kubeconfig.h"
+#include "kwatch.h"
 #include "log.h"
 #include "metrics.h"
 #include "nodecap.h"
 #include "provconfig.h"
-#include "pvcwatch.h"
-#include "pvwatch.h"
 #include "pv.h"
 #include "quantity.h"
 #include "sink.h"
@@ -73,13 +73,13 @@ struct state {
 	struct provconfig_snapshot *seen; /* the files last read, good or bad */
 	struct health *health;
 	struct discovery *disc;
-	struct pvwatch *watch; /* api sink, periodic mode: passes on PV events */
+	struct kwatch *watch; /* api sink, periodic mode: passes on PV events */
 	/* api sink: a client of its own for claims, Nodes and Events */
 	struct kube *kube;
 	struct expand *expand;	 /* grows volumes whose claims ask for more */
 	struct nodecap *nodecap; /* the node's free capacity on its Node */
 	struct dynamic *dyn;	 /* carves volumes for claims of carvefs.io/local */
-	struct pvcwatch *claim_watch; /* periodic mode: passes on claims for this node */
+	struct kwatch *claim_watch; /* periodic mode: passes on claims for this node */
 	struct clean_retry *retries; /* PVs whose cleaning failed, with their backoff */
 	int last_read_error; /* said once, not every period */
 	bool warned_owner_ref;
@@ -471,7 +471,7 @@ static int run_pass(struct state *st)
 	if (st->dyn) {
 		errors += dynamic_pass(st->dyn, hostname, provconfig_overcommit(st->cfg));
 		if (st->claim_watch && dynamic_in_use(st->dyn))
-			pvcwatch_enable(st->claim_watch);
+			kwatch_enable(st->claim_watch);
 	}
 	for (i = 0; i < res->n_volumes; i++) {
 		r = register_volume(st, &res->volumes[i], node, hostname, pvs);
@@ -675,10 +675,48 @@ static int parse_options(int argc, char **argv, struct options *o)
  * watch, and the watch of claims selected for @node into *ret_claim_watch.
  * Logs.
  */
-static int open_api_sink(const struct options *o, struct sink **ret_sink,
-			 struct pvwatch **ret_watch, struct kube **ret_kube, const char *node,
-			 struct pvcwatch **ret_claim_watch)
+/* A PV turned Released (to clean) or gone (to register its volume afresh). */
+static bool pv_event_wanted(const char *type, const json_t *pv, void *userdata)
 {
+	const char *phase = json_string_value(json_object_get(json_object_get(pv, "status"),
+							      "phase"));
+
+	(void)userdata;
+	return strcmp(type, "DELETED") == 0 ||
+	       (strcmp(type, "MODIFIED") == 0 && phase && strcmp(phase, "Released") == 0);
+}
+
+/*
+ * A claim this node is to provision or grow. Only those: waking for every
+ * claim of a large cluster would turn the period into a busy loop.
+ */
+static bool claim_event_wanted(const char *type, const json_t *claim, void *node_name)
+{
+	if (strcmp(type, "DELETED") == 0 || strcmp(type, "BOOKMARK") == 0)
+		return false;
+	return dynspec_claim_wanted(claim, node_name) || dynspec_claim_grows(claim, node_name);
+}
+
+static int open_api_sink(const struct options *o, struct sink **ret_sink,
+			 struct kwatch **ret_watch, struct kube **ret_kube, const char *node,
+			 struct kwatch **ret_claim_watch)
+{
+	const struct kwatch_spec pv_watch = {
+		.what = "PV",
+		.collection = "/api/v1/persistentvolumes",
+		.wanted = pv_event_wanted,
+	};
+	/*
+	 * Paused until a StorageClass of carvefs.io/local exists: a node in a
+	 * cluster without one keeps no watch on every claim.
+	 */
+	const struct kwatch_spec claim_watch = {
+		.what = "claim",
+		.collection = "/api/v1/persistentvolumeclaims",
+		.wanted = claim_event_wanted,
+		.userdata = (void *)node,
+		.start_paused = true,
+	};
 	struct kubeconfig *kc = NULL;
 	int r;
 
@@ -705,14 +743,14 @@ static int open_api_sink(const struct options *o, struct sink **ret_sink,
 		goto cleanup;
 	}
 	if (ret_watch) {
-		r = pvwatch_start(kc, ret_watch);
+		r = kwatch_start(kc, &pv_watch, ret_watch);
 		if (r < 0) {
 			/* Not fatal: the period still finds every change, only later. */
 			log_warn_errno(r, "cannot watch PVs; changes are seen at the next pass");
 			*ret_watch = NULL;
 			r = 0;
 		}
-		r = pvcwatch_start(kc, node, ret_claim_watch);
+		r = kwatch_start(kc, &claim_watch, ret_claim_watch);
 		if (r < 0) {
 			log_warn_errno(r, "cannot watch claims; they are served at the next pass");
 			*ret_claim_watch = NULL;
@@ -769,9 +807,9 @@ static int wait_next(struct state *st, int sig_fd, int *ino_fd, uint64_t deadlin
 		/* An fd of -1 is ignored by poll(): no config watch, or no PV or claim watch. */
 		struct pollfd fds[4] = { { .fd = sig_fd, .events = POLLIN },
 					 { .fd = *ino_fd, .events = POLLIN },
-					 { .fd = st->watch ? pvwatch_fd(st->watch) : -1,
+					 { .fd = st->watch ? kwatch_fd(st->watch) : -1,
 					   .events = POLLIN },
-					 { .fd = st->claim_watch ? pvcwatch_fd(st->claim_watch) : -1,
+					 { .fd = st->claim_watch ? kwatch_fd(st->claim_watch) : -1,
 					   .events = POLLIN } };
 		uint64_t now = now_ns();
 		int timeout_ms, n;
@@ -916,8 +954,8 @@ out:
 		close(ino_fd);
 	if (sig_fd >= 0)
 		close(sig_fd);
-	pvcwatch_stop(st.claim_watch);
-	pvwatch_stop(st.watch);
+	kwatch_stop(st.claim_watch);
+	kwatch_stop(st.watch);
 	dynamic_free(st.dyn);
 	expand_free(st.expand);
 	nodecap_free(st.nodecap);

@@ -1,5 +1,5 @@
 /*
- * pvwatch.c - list-then-watch of PersistentVolumes; see include/pvwatch.h.
+ * kwatch.c - list-then-watch of an API collection; see include/kwatch.h.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,29 +14,32 @@
 
 #include "backoff.h"
 #include "kube.h"
+#include "kwatch.h"
 #include "log.h"
-#include "pvwatch.h"
 
 #define WATCH_TIMEOUT_S 300
 #define BACKOFF_BASE_NS (500ull * 1000000)
 #define BACKOFF_CAP_NS (30ull * 1000000000)
+#define SLEEP_STEP_NS 100000000ull
 
-struct pvwatch {
-	struct kube *kube; /* used by the thread only */
+struct kwatch {
+	struct kwatch_spec spec; /* what and collection owned */
+	struct kube *kube;	 /* used by the thread only */
 	pthread_t thread;
 	int event_fd;
 	atomic_bool stop;
+	atomic_bool enabled;
 	char *resource_version; /* thread only: where to resume */
 };
 
-static void wake_main(struct pvwatch *w)
+static void wake_main(struct kwatch *w)
 {
 	uint64_t one = 1;
 
 	(void)!write(w->event_fd, &one, sizeof(one));
 }
 
-static void remember_version(struct pvwatch *w, json_t *object)
+static void remember_version(struct kwatch *w, const json_t *object)
 {
 	const char *rv = json_string_value(
 		json_object_get(json_object_get(object, "metadata"), "resourceVersion"));
@@ -50,28 +53,22 @@ static void remember_version(struct pvwatch *w, json_t *object)
 
 static int on_event(const char *type, json_t *object, void *userdata)
 {
-	struct pvwatch *w = userdata;
-	const char *phase;
+	struct kwatch *w = userdata;
 
 	remember_version(w, object);
-	if (strcmp(type, "DELETED") == 0) {
-		wake_main(w);
-		return 0;
-	}
-	phase = json_string_value(json_object_get(json_object_get(object, "status"), "phase"));
-	if (strcmp(type, "MODIFIED") == 0 && phase && strcmp(phase, "Released") == 0)
+	if (w->spec.wanted(type, object, w->spec.userdata))
 		wake_main(w);
 	return 0;
 }
 
 /* Lists to learn where to start watching from. */
-static int relist(struct pvwatch *w)
+static int relist(struct kwatch *w)
 {
 	json_t *items = NULL;
 	char *rv = NULL;
 	int r;
 
-	r = kube_list_pvs(w->kube, &items, &rv);
+	r = kube_list(w->kube, w->spec.collection, &items, &rv);
 	json_decref(items);
 	if (r < 0)
 		return r;
@@ -82,11 +79,16 @@ static int relist(struct pvwatch *w)
 	return 0;
 }
 
-static void sleep_ns(struct pvwatch *w, uint64_t ns)
+static bool stopping(struct kwatch *w)
+{
+	return atomic_load_explicit(&w->stop, memory_order_relaxed);
+}
+
+static void sleep_ns(struct kwatch *w, uint64_t ns)
 {
 	/* In short steps, so that a stop is noticed at once. */
-	while (ns > 0 && !atomic_load_explicit(&w->stop, memory_order_relaxed)) {
-		uint64_t step = ns < 100000000 ? ns : 100000000;
+	while (ns > 0 && !stopping(w)) {
+		uint64_t step = ns < SLEEP_STEP_NS ? ns : SLEEP_STEP_NS;
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step };
 
 		nanosleep(&ts, NULL);
@@ -96,25 +98,28 @@ static void sleep_ns(struct pvwatch *w, uint64_t ns)
 
 static void *watch_main(void *arg)
 {
-	struct pvwatch *w = arg;
+	struct kwatch *w = arg;
 	struct backoff b;
 	bool listed = false;
 
 	backoff_init(&b, BACKOFF_BASE_NS, BACKOFF_CAP_NS, (uint64_t)time(NULL) ^ (uintptr_t)w);
-	while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
+	while (!stopping(w) && !atomic_load_explicit(&w->enabled, memory_order_relaxed))
+		sleep_ns(w, SLEEP_STEP_NS);
+	while (!stopping(w)) {
 		int r;
 
 		if (!listed) {
 			r = relist(w);
 			if (r < 0) {
-				log_debug("PV list for the watch failed (%s); retrying", strerror(-r));
+				log_debug("%s list for the watch failed (%s); retrying", w->spec.what,
+					  strerror(-r));
 				sleep_ns(w, backoff_next(&b));
 				continue;
 			}
 			listed = true;
 		}
-		r = kube_watch(w->kube, "/api/v1/persistentvolumes", w->resource_version,
-			       WATCH_TIMEOUT_S, on_event, w);
+		r = kube_watch(w->kube, w->spec.collection, w->resource_version, WATCH_TIMEOUT_S,
+			       on_event, w);
 		if (r == -ECANCELED)
 			break;
 		if (r == 0) {
@@ -123,29 +128,48 @@ static void *watch_main(void *arg)
 			continue;
 		}
 		if (r == -ESTALE) {
-			log_info("PV watch expired (410): listing again");
+			log_info("%s watch expired (410): listing again", w->spec.what);
 			listed = false;
 			continue;
 		}
-		log_debug("PV watch dropped (%s); resuming", strerror(-r));
+		log_debug("%s watch dropped (%s); resuming", w->spec.what, strerror(-r));
 		sleep_ns(w, backoff_next(&b));
 	}
 	return NULL;
 }
 
-int pvwatch_start(const struct kubeconfig *kc, struct pvwatch **ret_watch)
+static void kwatch_free(struct kwatch *w)
 {
-	struct pvwatch *w = calloc(1, sizeof(*w));
+	kube_free(w->kube);
+	if (w->event_fd >= 0)
+		close(w->event_fd);
+	free((char *)w->spec.what);
+	free((char *)w->spec.collection);
+	free(w->resource_version);
+	free(w);
+}
+
+int kwatch_start(const struct kubeconfig *kc, const struct kwatch_spec *spec,
+		 struct kwatch **ret_watch)
+{
+	struct kwatch *w = calloc(1, sizeof(*w));
 	sigset_t all, old;
 	int r;
 
 	if (!w)
 		return -ENOMEM;
+	w->spec = *spec;
+	w->spec.what = strdup(spec->what);
+	w->spec.collection = strdup(spec->collection);
+	atomic_store_explicit(&w->enabled, !spec->start_paused, memory_order_relaxed);
 	w->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->event_fd < 0) {
 		r = -errno;
-		free(w);
-		return r;
+		goto err;
+	}
+	if (!w->spec.what || !w->spec.collection) {
+		r = -ENOMEM;
+		goto err;
 	}
 	r = kube_new(kc, &w->kube);
 	if (r < 0)
@@ -165,26 +189,26 @@ int pvwatch_start(const struct kubeconfig *kc, struct pvwatch **ret_watch)
 	*ret_watch = w;
 	return 0;
 err:
-	kube_free(w->kube);
-	close(w->event_fd);
-	free(w);
+	kwatch_free(w);
 	return r;
 }
 
-int pvwatch_fd(const struct pvwatch *w)
+void kwatch_enable(struct kwatch *w)
+{
+	atomic_store_explicit(&w->enabled, true, memory_order_relaxed);
+}
+
+int kwatch_fd(const struct kwatch *w)
 {
 	return w->event_fd;
 }
 
-struct pvwatch *pvwatch_stop(struct pvwatch *w)
+struct kwatch *kwatch_stop(struct kwatch *w)
 {
 	if (!w)
 		return NULL;
 	atomic_store_explicit(&w->stop, true, memory_order_relaxed);
 	pthread_join(w->thread, NULL);
-	kube_free(w->kube);
-	close(w->event_fd);
-	free(w->resource_version);
-	free(w);
+	kwatch_free(w);
 	return NULL;
 }
