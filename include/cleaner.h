@@ -37,10 +37,8 @@ int cleaner_clean(const struct cleaner_target *t);
 
 /*
  * Asks the carvefs daemon at @socket_path to wipe its volume @name, waiting
- * at most @timeout_ms. Returns 0, or the daemon's refusal as -errno
- * (not_found -ENOENT, busy -EBUSY, invalid_argument -EINVAL,
- * permission_denied -EACCES, anything else -EIO), or the socket's error
- * (-ENOENT / -ECONNREFUSED when the daemon is not running, -ETIMEDOUT).
+ * at most @timeout_ms, and logs the outcome. Returns 0 or -errno as
+ * volclient.h says (-ECONNREFUSED when the daemon is not running).
  */
 int cleaner_wipe_carvefs(const char *socket_path, const char *name, int timeout_ms);
 

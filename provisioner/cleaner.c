@@ -18,7 +18,7 @@
 #include "fileio.h"
 #include "discovery.h"
 #include "log.h"
-#include "wire.h"
+#include "volclient.h"
 
 extern char **environ;
 
@@ -34,73 +34,16 @@ const char *cleaner_carvefs_name(const char *source, const char *mount_path)
 	return slash ? slash + 1 : mount_path;
 }
 
-static int errno_for_code(const char *code)
-{
-	if (!code)
-		return -EIO;
-	if (strcmp(code, WIRE_E_NOT_FOUND) == 0)
-		return -ENOENT;
-	if (strcmp(code, WIRE_E_BUSY) == 0)
-		return -EBUSY;
-	if (strcmp(code, WIRE_E_INVALID) == 0)
-		return -EINVAL;
-	if (strcmp(code, WIRE_E_PERMISSION) == 0)
-		return -EACCES;
-	return -EIO;
-}
-
 int cleaner_wipe_carvefs(const char *socket_path, const char *name, int timeout_ms)
 {
-	json_t *req = NULL, *reply = NULL, *err;
-	char *line = NULL, *text = NULL;
-	int fd = -1, r;
+	char msg[WIRE_MSG_MAX];
+	int r;
 
-	if (!socket_path)
-		socket_path = WIRE_DEFAULT_SOCKET;
-	req = json_pack("{s:s, s:s}", "verb", "wipe", "name", name);
-	if (!req) {
-		r = -EINVAL; /* a name that is not UTF-8 */
-		goto out;
-	}
-	text = json_dumps(req, JSON_COMPACT);
-	if (!text) {
-		r = -ENOMEM;
-		goto out;
-	}
-	fd = wire_connect(socket_path);
-	if (fd < 0) {
-		r = log_error_errno(fd, "cannot reach the carvefs daemon at %s", socket_path);
-		goto out;
-	}
-	r = wire_call(fd, text, timeout_ms, &line);
-	if (r < 0) {
-		log_error_errno(r, "carvefs volume '%s': the wipe request failed", name);
-		goto out;
-	}
-	reply = json_loads(line, 0, NULL);
-	if (!json_is_object(reply)) {
-		log_error("carvefs volume '%s': the daemon's reply is not a JSON object", name);
-		r = -EPROTO;
-		goto out;
-	}
-	if (json_is_true(json_object_get(reply, "ok"))) {
-		log_info("carvefs volume '%s' wiped", name);
-		r = 0;
-		goto out;
-	}
-	err = json_object_get(reply, "error");
-	r = errno_for_code(json_string_value(json_object_get(err, "code")));
-	log_error("carvefs volume '%s' not wiped: %s (%s)", name,
-		  json_string_value(json_object_get(err, "message")) ?: "no reason given",
-		  json_string_value(json_object_get(err, "code")) ?: "no code");
-out:
-	if (fd >= 0)
-		close(fd);
-	json_decref(req);
-	json_decref(reply);
-	free(text);
-	free(line);
-	return r;
+	r = volclient_wipe(socket_path, name, timeout_ms, msg);
+	if (r < 0)
+		return log_error_errno(r, "carvefs volume '%s' not wiped: %s", name, msg);
+	log_info("carvefs volume '%s' wiped", name);
+	return 0;
 }
 
 /* ---- other filesystems -------------------------------------------------- */

@@ -406,7 +406,7 @@ static int carve(struct dynamic *d, const json_t *claim, const json_t *sc, const
 	if (r < 0)
 		return claim_failed(d, claim, r, "cannot build the volume request: %s",
 				    strerror(-r));
-	r = volclient_call(d->socket, req, &reply, msg);
+	r = volclient_call(d->socket, req, VOLCLIENT_TIMEOUT_MS, &reply, msg);
 	json_decref(req);
 	if (r == -ENOSPC) {
 		claim_failed(d, claim, r, "not enough room on node '%s': %s", d->node_name, msg);

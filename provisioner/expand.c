@@ -10,7 +10,6 @@
 
 #include "backoff.h"
 #include "cleaner.h"
-#include "daemonctl.h"
 #include "duration.h"
 #include "events.h"
 #include "expand.h"
@@ -18,6 +17,7 @@
 #include "pv.h"
 #include "quantity.h"
 #include "sizing.h"
+#include "volclient.h"
 
 #define EXPAND_RETRY_BASE_NS (10 * DURATION_NS_PER_SEC)
 #define EXPAND_RETRY_CAP_NS (300 * DURATION_NS_PER_SEC)
@@ -227,25 +227,19 @@ static int class_allows(struct expand *e, json_t *cache, const char *name, bool 
 }
 
 /* The volume's capacity according to the daemon. */
-static int volume_capacity(struct expand *e, const char *volume, uint64_t *ret_bytes, char *msg,
-			   size_t msg_len)
+static int volume_capacity(struct expand *e, const char *volume, uint64_t *ret_bytes, char *msg)
 {
-	json_t *req, *reply = NULL;
+	json_t *vol = NULL;
 	json_int_t cap;
 	int r;
 
-	req = json_pack("{s:s, s:s}", "verb", "stats", "name", volume);
-	if (!req)
-		return -ENOMEM;
-	r = daemonctl_call(e->socket, req, DAEMONCTL_TIMEOUT_MS, &reply, msg, msg_len);
-	json_decref(req);
+	r = volclient_stats(e->socket, volume, &vol, msg);
 	if (r < 0)
 		return r;
-	cap = json_integer_value(
-		json_object_get(json_object_get(reply, "volume"), "capacity_bytes"));
-	json_decref(reply);
+	cap = json_integer_value(json_object_get(vol, "capacity_bytes"));
+	json_decref(vol);
 	if (cap <= 0) {
-		snprintf(msg, msg_len, "the carvefs daemon did not say the volume's capacity");
+		snprintf(msg, WIRE_MSG_MAX, "the carvefs daemon did not say the volume's capacity");
 		return -EPROTO;
 	}
 	*ret_bytes = (uint64_t)cap;
@@ -254,28 +248,17 @@ static int volume_capacity(struct expand *e, const char *volume, uint64_t *ret_b
 
 /* Grows the volume to @target_bytes; its new capacity into *ret_bytes. */
 static int volume_resize(struct expand *e, const char *volume, uint64_t target_bytes,
-			 double overcommit, uint64_t *ret_bytes, char *msg, size_t msg_len)
+			 double overcommit, uint64_t *ret_bytes, char *msg)
 {
-	json_t *req, *reply = NULL;
+	json_t *vol = NULL;
 	json_int_t cap;
 	int r;
 
-	req = json_pack("{s:s, s:s, s:I}", "verb", "resize", "name", volume, "size_bytes",
-			(json_int_t)target_bytes);
-	if (req && overcommit > 0 &&
-	    json_object_set_new(req, "overcommit", json_real(overcommit)) < 0) {
-		json_decref(req);
-		req = NULL;
-	}
-	if (!req)
-		return -ENOMEM;
-	r = daemonctl_call(e->socket, req, DAEMONCTL_TIMEOUT_MS, &reply, msg, msg_len);
-	json_decref(req);
+	r = volclient_resize(e->socket, volume, target_bytes, overcommit, &vol, msg);
 	if (r < 0)
 		return r;
-	cap = json_integer_value(
-		json_object_get(json_object_get(reply, "volume"), "capacity_bytes"));
-	json_decref(reply);
+	cap = json_integer_value(json_object_get(vol, "capacity_bytes"));
+	json_decref(vol);
 	*ret_bytes = cap > 0 ? (uint64_t)cap : target_bytes;
 	return 0;
 }
@@ -470,7 +453,7 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 	if (quantity_format(target, sz, sizeof(sz)) < 0)
 		snprintf(sz, sizeof(sz), "?");
 
-	r = volume_capacity(e, cand->volume, &have, why, sizeof(why));
+	r = volume_capacity(e, cand->volume, &have, why);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0) {
@@ -485,7 +468,7 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 	} else {
 		log_info("claim '%s/%s' asks for %s: expanding carvefs volume '%s'", ns, name, sz,
 			 cand->volume);
-		r = volume_resize(e, cand->volume, target, in->overcommit, &size, why, sizeof(why));
+		r = volume_resize(e, cand->volume, target, in->overcommit, &size, why);
 		if (r == -ENOMEM)
 			return r;
 		if (r < 0) {

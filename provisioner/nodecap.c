@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemonctl.h"
 #include "log.h"
 #include "nodecap.h"
 #include "sizing.h"
+#include "volclient.h"
 
 struct nodecap {
 	struct kube *kube; /* borrowed */
@@ -54,27 +54,21 @@ static int pool_field(const json_t *pool, const char *key, uint64_t *ret)
 }
 
 /* The pool's free and committed bytes from the daemon. */
-static int measure(struct nodecap *n, uint64_t *ret_free, uint64_t *ret_committed, char *msg,
-		   size_t msg_len)
+static int measure(struct nodecap *n, uint64_t *ret_free, uint64_t *ret_committed, char *msg)
 {
-	json_t *req, *reply = NULL, *pool;
+	json_t *pool = NULL;
 	int r;
 
-	req = json_pack("{s:s}", "verb", "pool");
-	if (!req)
-		return -ENOMEM;
-	r = daemonctl_call(n->socket, req, DAEMONCTL_TIMEOUT_MS, &reply, msg, msg_len);
-	json_decref(req);
+	r = volclient_pool(n->socket, &pool, msg);
 	if (r < 0)
 		return r;
-	pool = json_object_get(reply, "pool");
 	r = pool_field(pool, "free_bytes", ret_free);
 	if (r == 0)
 		r = pool_field(pool, "committed_bytes", ret_committed);
 	if (r < 0)
-		snprintf(msg, msg_len, "the carvefs daemon's pool answer lacks free_bytes or "
-				       "committed_bytes");
-	json_decref(reply);
+		snprintf(msg, WIRE_MSG_MAX, "the carvefs daemon's pool answer lacks free_bytes or "
+					    "committed_bytes");
+	json_decref(pool);
 	return r;
 }
 
@@ -100,7 +94,7 @@ int nodecap_update(struct nodecap *n, const char *node_name, const json_t *node,
 	json_t *patch;
 	int r;
 
-	r = measure(n, &free_b, &committed, msg, sizeof(msg));
+	r = measure(n, &free_b, &committed, msg);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0)

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "../../provisioner/cleaner.c"
+#include "../../provisioner/volclient.c"
 
 static char base[64];
 
@@ -298,7 +299,7 @@ static void test_wipe_carvefs(void **state)
 	unlink(sock);
 
 	/* no daemon */
-	assert_int_equal(cleaner_wipe_carvefs(sock, "v", 1000), -ENOENT);
+	assert_int_equal(cleaner_wipe_carvefs(sock, "v", 1000), -ECONNREFUSED);
 }
 
 static void test_carvefs_name(void **state)
@@ -333,7 +334,7 @@ static void test_dispatch(void **state)
 					 .mount_path = vol,
 					 .fstype = DISCOVERY_FSTYPE_CARVEFS,
 					 .carvefs_socket = sock }),
-				 -ENOENT);
+				 -ECONNREFUSED);
 	}
 	assert_int_equal(count_entries("plain"), 1);
 	assert_int_equal(cleaner_clean(&(struct cleaner_target){
