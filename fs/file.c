@@ -14,6 +14,12 @@
  * A write that does not fit whole is shortened to what fits (as on a full
  * disk: the caller sees a short write, then ENOSPC).
  *
+ * Several writes to one file may be in flight at once (asynchronous direct
+ * IO, and parallel direct writes, see vfs.c); everything here runs on the
+ * volume's loop thread, so the estimate above holds for each of them, and
+ * the reservations of a file's writes are given back as a pool, see
+ * write_settle(). The kernel keeps extending writes exclusive.
+ *
  * O_DIRECT: the backing file is opened O_DIRECT when the client asked for it;
  * requests that are not aligned for the backing device go through a second,
  * buffered fd instead of failing, and a backing filesystem that refuses
@@ -23,19 +29,32 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <linux/fuse.h>
 
 #include "throttle.h"
 #include "vfs.h"
 
 #define DIO_ALIGN 512u
+#define PAGE_BYTES 4096u
+/*
+ * Up to this size a write's payload is copied out of the receive buffer
+ * instead of holding on to the buffer until the IO completes. A receive
+ * buffer is over 1 MiB: with many writes in flight the loop runs out of
+ * cached ones, and a new one costs an mmap, page faults and an munmap,
+ * far more than copying a few pages.
+ */
+#define WRITE_COPY_MAX_BYTES (64u * 1024)
 
 struct file_io {
 	struct uring_op op;
 	fuse_req_t req;
 	struct vfs *vfs;
 	struct handle *h;
-	void *buf;	    /* read: our buffer; write: the receive buffer we hold */
+	void *buf;	    /* read: our buffer; write: ours, or the receive buffer we hold */
+	bool rxbuf;	    /* buf is a receive buffer, given back with uring_rxbuf_put() */
 	void *data;	    /* where the write payload starts in buf */
 	uint64_t reserved;  /* quota bytes held until completion */
 	off_t off;
@@ -172,6 +191,13 @@ static void reply_open(fuse_req_t req, struct vfs *v, struct handle *h,
 	int r;
 
 	fi->fh = (uintptr_t)h;
+	/*
+	 * The client asked for no caching: FOPEN_DIRECT_IO says the same to
+	 * the kernel and is what lets vfs.c grant parallel direct writes.
+	 * Writes through it skip the kernel's clearing of setuid bits, which
+	 * file_write_buf() does instead.
+	 */
+	fi->direct_io = h->client_direct;
 	/* Only this daemon changes the backing files, so cached pages stay valid. */
 	fi->keep_cache = !(h->flags & O_DIRECT);
 	/* Nothing is ever cached here to flush: spare every close() a round trip. */
@@ -230,7 +256,13 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 	struct fuse_entry_param e;
 	struct handle *h = NULL;
 	bool created = true;
-	int fd = -1, flags, r;
+	/*
+	 * A file this request makes is opened with the client's flags at once:
+	 * the open that creates a file is not subject to its permission bits,
+	 * and it spares a reopen. O_DIRECT is left to open_backing(), which
+	 * copes with a backing filesystem that refuses it.
+	 */
+	int cflags = backing_flags(fi->flags) & ~O_DIRECT, fd = -1, flags = cflags, r;
 
 	r = quota_reserve_inode(v->quota);
 	if (r < 0)
@@ -243,7 +275,7 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 	 * inode); O_NOFOLLOW keeps a symlink planted at the name from being
 	 * followed out of the volume.
 	 */
-	fd = openat(parent->fd, name, O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_RDWR,
+	fd = openat(parent->fd, name, O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | cflags,
 		    mode & ~S_IFMT);
 	if (fd < 0 && errno == EEXIST && !(fi->flags & O_EXCL)) {
 		created = false;
@@ -254,38 +286,40 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 	creds_leave();
 	if (r < 0)
 		goto out_inode;
-	/* The create above used O_RDWR for the owner's sake; now the client's mode. */
-	close(fd);
-	fd = -1;
+	if (!created || (fi->flags & O_DIRECT)) {
+		close(fd);
+		fd = -1;
+	}
 	r = inode_lookup(v, parent, name, created, &e);
 	if (r < 0)
-		goto out_inode;
+		goto out_fd;
 	in = inode_of(v, e.ino);
 	(void)inode_settle_fd(v, parent, parent->fd);
 	if (in->type != S_IFREG) {
 		inode_forget(v, in, 1);
 		r = -EISDIR;
-		goto out_inode;
-	}
-	fd = open_backing(in, fi->flags, &flags);
-	if (fd >= 0 && !created && (fi->flags & O_TRUNC)) {
-		r = file_truncate(v, in, fd, 0);
-		if (r < 0) {
-			close(fd);
-			fd = r;
-		}
+		goto out_fd;
 	}
 	if (fd < 0) {
-		inode_forget(v, in, 1);
-		r = fd;
-		goto out_inode;
+		fd = open_backing(in, fi->flags, &flags);
+		if (fd < 0) {
+			r = fd;
+			inode_forget(v, in, 1);
+			goto out_inode;
+		}
 	}
-	r = handle_new(v, in, fd, flags, fi->flags, &h);
+	if (!created && (fi->flags & O_TRUNC))
+		r = file_truncate(v, in, fd, 0);
+	if (r >= 0)
+		r = handle_new(v, in, fd, flags, fi->flags, &h);
 	if (r < 0) {
-		close(fd);
 		inode_forget(v, in, 1);
-		goto out_inode;
+		goto out_fd;
 	}
+	fd = -1; /* the handle owns it */
+out_fd:
+	if (fd >= 0)
+		close(fd);
 out_inode:
 	quota_release_inode(v->quota);
 out:
@@ -583,16 +617,69 @@ static int64_t write_reserve(struct vfs *v, struct handle *h, uint64_t off, uint
 	return (int64_t)(start + granted - off < len ? start + granted - off : len);
 }
 
+/*
+ * A direct-IO file's writes bypass the kernel's file_remove_privs(): the
+ * kernel asks with FUSE_WRITE_KILL_SUIDGID when the writer lacks
+ * CAP_FSETID, and our own write to the backing file, made as root, would
+ * keep the bits. The kernel's rule: setuid always, setgid only with group
+ * execute (without it the bit means mandatory locking, not privilege).
+ */
+static int write_kill_suidgid(int fd)
+{
+	struct stat st;
+	mode_t kill = 0;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_mode & S_ISUID)
+		kill |= S_ISUID;
+	if ((st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		kill |= S_ISGID;
+	if (kill && fchmod(fd, st.st_mode & 07777 & ~kill) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Settles the file after a write and gives back the reservation it no
+ * longer needs. Writes to one file may be in flight together (direct IO
+ * takes parallel writes), and the file's st_blocks after one of them
+ * already holds the blocks the others allocated so far: those are charged
+ * now, so as much of the reservation held for the file's writes is spent.
+ * What stays held never exceeds what the writes still in flight reserved,
+ * which bounds what they can still allocate.
+ */
+static void write_settle(struct vfs *v, struct file_io *io)
+{
+	struct inode *in = io->h->inode;
+	uint64_t before = in->charged_bytes, spent = 0, excess = 0;
+
+	if (io->reserved || (uint64_t)io->off + io->len > in->size) {
+		(void)inode_settle_fd(v, in, io->fd);
+		if (in->charged_bytes > before)
+			spent = in->charged_bytes - before;
+	}
+	if (spent > in->write_held_bytes)
+		spent = in->write_held_bytes;
+	in->write_held_bytes -= spent;
+	in->write_claimed_bytes -= io->reserved;
+	if (in->write_held_bytes > in->write_claimed_bytes)
+		excess = in->write_held_bytes - in->write_claimed_bytes;
+	in->write_held_bytes -= excess;
+	quota_release_bytes(v->quota, spent + excess);
+}
+
 static void write_complete(struct uring_op *op, int res, uint32_t cqe_flags)
 {
 	struct file_io *io = (struct file_io *)op;
 	struct vfs *v = io->vfs;
 
 	(void)cqe_flags;
-	if (io->reserved || (uint64_t)io->off + io->len > io->h->inode->size)
-		(void)inode_settle_fd(v, io->h->inode, io->fd);
-	quota_release_bytes(v->quota, io->reserved);
-	uring_rxbuf_put(io->buf);
+	write_settle(v, io);
+	if (io->rxbuf)
+		uring_rxbuf_put(io->buf);
+	else
+		free(io->buf);
 	histogram_observe(&v->stats.write_latency, &histogram_io_bounds,
 			  uring_now_ns() - io->arrival_ns);
 	if (res < 0) {
@@ -616,7 +703,7 @@ void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, of
 	size_t len = fuse_buf_size(bufv);
 	int64_t n;
 	void *data;
-	int fd;
+	int fd, r;
 
 	(void)ino;
 	/* Our receive buffers are memory, never pipes: the payload is one piece. */
@@ -629,19 +716,41 @@ void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, of
 		fuse_reply_write(req, 0);
 		return;
 	}
+	if (h->client_direct && (v->rq_write_flags & FUSE_WRITE_KILL_SUIDGID)) {
+		r = write_kill_suidgid(h->fd);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+	}
 	n = write_reserve(v, h, (uint64_t)off, len, &reserved);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 		return;
 	}
-	fd = handle_fd_for(h, (uintptr_t)data, (uint64_t)off, (uint64_t)n);
 	io = calloc(1, sizeof(*io));
-	if (fd < 0 || !io) {
-		quota_release_bytes(v->quota, reserved);
-		free(io);
-		fuse_reply_err(req, fd < 0 ? -fd : ENOMEM);
-		return;
+	if (!io) {
+		r = -ENOMEM;
+		goto err;
 	}
+	if ((size_t)n > WRITE_COPY_MAX_BYTES) {
+		io->buf = uring_rxbuf_take();
+		io->rxbuf = true;
+	} else if (posix_memalign(&io->buf, PAGE_BYTES, round_up((uint64_t)n, PAGE_BYTES)) == 0) {
+		memcpy(io->buf, data, (size_t)n);
+		data = io->buf;
+	} else {
+		r = -ENOMEM;
+		goto err;
+	}
+	fd = handle_fd_for(h, (uintptr_t)data, (uint64_t)off, (uint64_t)n);
+	if (fd < 0) {
+		r = fd;
+		goto err;
+	}
+	h->wrote = true;
+	h->inode->write_claimed_bytes += reserved;
+	h->inode->write_held_bytes += reserved;
 	io->op.complete = write_complete;
 	io->arrival_ns = arrival_ns;
 	io->req = req;
@@ -651,10 +760,18 @@ void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, of
 	io->off = off;
 	io->len = (size_t)n;
 	io->fd = fd;
-	io->buf = uring_rxbuf_take();
 	io->data = data;
 	io->dir = THROTTLE_WRITE;
 	io_start(io);
+	return;
+err:
+	quota_release_bytes(v->quota, reserved);
+	if (io && io->rxbuf)
+		uring_rxbuf_put(io->buf);
+	else if (io)
+		free(io->buf);
+	free(io);
+	fuse_reply_err(req, -r);
 }
 
 void file_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -675,7 +792,7 @@ void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * Delayed allocation may have settled differently from what st_blocks
 	 * said right after each write: take the final word at close.
 	 */
-	if (h->flags & O_ACCMODE)
+	if (h->wrote)
 		(void)inode_settle_fd(v, h->inode, h->fd);
 	handle_free(v, h);
 	fuse_reply_err(req, 0);
@@ -762,6 +879,7 @@ void file_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	h->wrote = true;
 	io->op.complete = fallocate_complete;
 	io->req = req;
 	io->vfs = v;

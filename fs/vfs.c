@@ -6,22 +6,118 @@
  * nodev, allow_other, default_permissions, the fsname "carvefs:<name>" and
  * the type "fuse.carvefs", so findmnt and df show each volume as a
  * filesystem of its own) and keeps libfuse from ever unmounting a path
- * behind our back. libfuse adopts the fd through its "/dev/fd/N" convention.
+ * behind our back.
+ *
+ * The session reads and writes /dev/fuse through our own functions
+ * (fuse_session_custom_io), for what libfuse 3.14 cannot express. A file
+ * the client opened with O_DIRECT is answered FOPEN_DIRECT_IO (file.c), and
+ * we add FOPEN_PARALLEL_DIRECT_WRITES (only libfuse 3.15 can ask for it).
+ * Without that flag the kernel takes the inode lock exclusively for every
+ * direct write to a file, while it hands the write to us and, for a
+ * synchronous one, until we answer. With it, writes inside the file's size
+ * share the lock; extending and O_APPEND writes, and any while the inode is
+ * in cached mode (another open without O_DIRECT, a shared mmap), stay
+ * exclusive (fuse_dio_wr_exclusive_lock in the kernel's fs/fuse/file.c).
+ * The daemon already serves a volume's requests on one thread, and the
+ * quota's reserve-then-settle does not assume one write per file at a time
+ * (file.c). Splicing stays off: requests land in our offset buffers
+ * (uring.c).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include <linux/fuse.h>
 
 #include "vfs.h"
 #include "walk.h"
 
 #define MAX_READ_BYTES (1024 * 1024)
 #define CACHE_TIMEOUT_S 1.0
+/* Protocol 7.39; older <linux/fuse.h> lack it. A flags2 bit once shifted. */
+#ifndef FUSE_DIRECT_IO_ALLOW_MMAP
+#define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36)
+#endif
+
+/*
+ * libfuse calls this on the loop thread, just before it processes what it
+ * read, so the header noted here is the request whose handler runs next.
+ */
+static ssize_t vfs_io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	struct vfs *v = userdata;
+	const struct fuse_in_header *ih = buf;
+	ssize_t n = read(fd, buf, len);
+
+	if (n < (ssize_t)sizeof(*ih))
+		return n;
+	v->rq_unique = ih->unique;
+	v->rq_opcode = ih->opcode;
+	v->rq_write_flags = 0;
+	if (ih->opcode == FUSE_WRITE && (size_t)n >= sizeof(*ih) + sizeof(struct fuse_write_in)) {
+		const struct fuse_write_in *wi = (const void *)(ih + 1);
+
+		v->rq_write_flags = wi->write_flags;
+	} else if (ih->opcode == FUSE_INIT &&
+		   (size_t)n >= sizeof(*ih) + sizeof(struct fuse_init_in)) {
+		const struct fuse_init_in *ii = (const void *)(ih + 1);
+
+		v->kernel_dio_mmap = (ii->flags & FUSE_INIT_EXT) &&
+				     (ii->flags2 & (uint32_t)(FUSE_DIRECT_IO_ALLOW_MMAP >> 32));
+	}
+	return n;
+}
+
+/*
+ * Amends the successful answer to the request being processed, in the
+ * buffer libfuse is about to send:
+ *  - OPEN and CREATE (fuse_open_out last in the answer): a direct-IO file
+ *    gets parallel direct writes;
+ *  - INIT: shared mmaps of direct-IO files stay allowed, as they were for
+ *    O_DIRECT files before those were answered FOPEN_DIRECT_IO; the kernel
+ *    then keeps them coherent by switching the inode to cached mode.
+ */
+static void vfs_amend_reply(struct vfs *v, struct iovec *arg)
+{
+	if ((v->rq_opcode == FUSE_OPEN || v->rq_opcode == FUSE_CREATE) &&
+	    arg->iov_len >= sizeof(struct fuse_open_out)) {
+		struct fuse_open_out *oo = (void *)((char *)arg->iov_base + arg->iov_len -
+						    sizeof(struct fuse_open_out));
+
+		if (oo->open_flags & FOPEN_DIRECT_IO)
+			oo->open_flags |= FOPEN_PARALLEL_DIRECT_WRITES;
+	} else if (v->rq_opcode == FUSE_INIT && v->kernel_dio_mmap &&
+		   arg->iov_len >= offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t)) {
+		struct fuse_init_out *io = arg->iov_base;
+
+		io->flags |= FUSE_INIT_EXT;
+		io->flags2 |= (uint32_t)(FUSE_DIRECT_IO_ALLOW_MMAP >> 32);
+	}
+}
+
+static ssize_t vfs_io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	struct vfs *v = userdata;
+	const struct fuse_out_header *oh = iov[0].iov_base;
+
+	/* Notifications have unique 0; errors carry no argument to amend. */
+	if (count >= 2 && iov[0].iov_len == sizeof(*oh) && oh->error == 0 && oh->unique != 0 &&
+	    oh->unique == v->rq_unique)
+		vfs_amend_reply(v, &iov[1]);
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io vfs_custom_io = {
+	.read = vfs_io_read,
+	.writev = vfs_io_writev,
+};
 
 static void vfs_session_ending(void *arg)
 {
@@ -119,7 +215,6 @@ int vfs_mount(const struct vfs_params *p, struct uring_pool *loops, struct vfs *
 {
 	char *argv[] = { (char *)"carvefs", NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(1, argv);
-	char devpath[32];
 	struct vfs *v = NULL;
 	int fd = -1, r;
 
@@ -136,11 +231,9 @@ int vfs_mount(const struct vfs_params *p, struct uring_pool *loops, struct vfs *
 		r = -ENOMEM;
 		goto err_umount;
 	}
-	snprintf(devpath, sizeof(devpath), "/dev/fd/%d", fd);
-	if (fuse_session_mount(v->se, devpath) != 0) {
-		r = -EIO;
+	r = fuse_session_custom_io(v->se, &vfs_custom_io, fd);
+	if (r < 0)
 		goto err_umount;
-	}
 	fd = -1; /* the session owns it now */
 	v->ended = false;
 	r = uring_session_attach(loops, v->se, vfs_session_ending, vfs_session_ended, v,

@@ -42,6 +42,16 @@ struct inode {
 	/* This object's share of quota's used bytes (st_blocks * 512 when last seen). */
 	uint64_t charged_bytes;
 	uint64_t size; /* st_size when last seen */
+	/*
+	 * Writes in flight to this object (file.c): the quota bytes each
+	 * reserved when it started, summed, and how much of that reservation
+	 * is still held for them. Once one completes, its settle also charges
+	 * the blocks that writes still in flight allocated; their reservation
+	 * is spent by that, so it is given back then rather than at their own
+	 * completion, or the same blocks would count twice meanwhile.
+	 */
+	uint64_t write_claimed_bytes;
+	uint64_t write_held_bytes;
 	bool uncounted; /* unlinked before a recount: not part of the quota's usage */
 	struct inode *hnext;
 };
@@ -52,6 +62,7 @@ struct handle {
 	int fd_buffered; /* without O_DIRECT, opened on first unaligned IO; -1 until then */
 	int flags;	 /* the flags fd was opened with */
 	bool client_direct; /* the client opened with O_DIRECT: its writes are all or nothing */
+	bool wrote;	    /* a write or fallocate went through it: settle at release */
 	struct inode *inode;
 	struct handle *prev, *next; /* in vfs->files */
 };
@@ -86,6 +97,14 @@ struct vfs {
 	struct handle *files;
 	struct dir_handle *dirs;
 	struct vfs_stats stats;
+	/*
+	 * Belong to the loop thread: the request being processed as the
+	 * session's read saw it (vfs.c), for what libfuse 3.14 does not pass on.
+	 */
+	uint64_t rq_unique;
+	uint32_t rq_opcode;
+	uint32_t rq_write_flags; /* fuse_write_in.write_flags of a WRITE, else 0 */
+	bool kernel_dio_mmap;	 /* the kernel offered FUSE_DIRECT_IO_ALLOW_MMAP */
 	/* protected by end_lock: set once the session ended */
 	pthread_mutex_t end_lock;
 	pthread_cond_t end_cond;
