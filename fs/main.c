@@ -26,6 +26,7 @@
 #include <fuse_lowlevel.h>
 
 #include "control.h"
+#include "fileio.h"
 #include "httpd.h"
 #include "log.h"
 #include "monitor.h"
@@ -165,15 +166,42 @@ static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list
 	log_msg(l, 0, "libfuse: %s", msg);
 }
 
-/* Every inode holds an fd: the default limit of 1024 would cap a volume's tree. */
+/*
+ * Every inode the kernel knows holds an fd here, for all volumes together:
+ * a limit of a few thousand would cap how many files the volumes can have
+ * in use, and past it even unlink fails (EMFILE). As root the hard limit
+ * may go up to the kernel's fs.nr_open; otherwise take what the hard limit
+ * allows.
+ */
+#define FD_LIMIT_WANTED 65536
+
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
+	char *text = NULL;
+	size_t len;
+	unsigned long long nr_open = 0;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (fileio_read(AT_FDCWD, "/proc/sys/fs/nr_open", true, 64, &text, &len) == 0)
+		nr_open = strtoull(text, NULL, 10);
+	free(text);
+	if (nr_open > rl.rlim_max) {
+		struct rlimit want = { .rlim_cur = nr_open, .rlim_max = nr_open };
+
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < FD_LIMIT_WANTED)
+		log_warn("the open file limit is %llu (no CAP_SYS_RESOURCE to raise it): the "
+			 "volumes together can have about that many files in use; raise it with "
+			 "LimitNOFILE= or ulimit -Hn",
+			 (unsigned long long)rl.rlim_cur);
 }
 
 /*

@@ -8,6 +8,7 @@ without touching the pool; a pool is served by one daemon at a time.
 import errno
 import json
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -277,3 +278,23 @@ def test_restart_time_after_sigkill_with_many_files(daemon, record_property):
     assert "usage recounted" in d.log_since_start()
     print(f"\nrestart after SIGKILL with {files} files in a volume: {elapsed:.3f} s")
     record_property("restart_after_sigkill_10000_files_seconds", round(elapsed, 3))
+
+
+def test_daemon_raises_its_open_file_limit(daemon):
+    """Each inode the kernel knows holds an fd in the daemon: its limit is
+    the kernel's fs.nr_open, not the few thousand a shell gives it, or a
+    volume with that many files in use could not even unlink."""
+    with open("/proc/sys/fs/nr_open") as f:
+        nr_open = int(f.read())
+    with open(f"/proc/{daemon.proc.pid}/limits") as f:
+        line = next(l for l in f if l.startswith("Max open files"))
+    soft, hard = (int(x) for x in line.split()[3:5])
+    with open(f"/proc/{daemon.proc.pid}/status") as f:
+        caps = int(next(l for l in f if l.startswith("CapEff")).split()[1], 16)
+    if caps & (1 << 24):  # CAP_SYS_RESOURCE: it may go up to nr_open
+        assert soft == hard == nr_open, line
+    else:
+        # Without it, as in some containers, the hard limit it was given, and a warning.
+        assert soft == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[1], line
+        if soft < 65536:
+            assert "the open file limit is" in daemon.log(), daemon.log_tail()
