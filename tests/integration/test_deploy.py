@@ -532,14 +532,18 @@ def used_by_source():
     paths written in it or in the helpers it calls; when it has none (a
     generic helper such as get_object), on the paths its callers pass it.
     kube_watch is a watch; a GET through object_path() is a get, a GET of
-    a collection a list. Functions are told apart by file and name (static
-    functions of the same name live in several files)."""
+    a collection a list. The generic watch (kwatch.c) lists and watches the
+    collections its callers name in a kwatch_spec (`.collection = "..."`).
+    Functions are told apart by file and name (static functions of the same
+    name live in several files)."""
     funcs, macros = {}, {}
+    watched = []
     for path in sorted(glob.glob(os.path.join(REPO, "provisioner", "*.c"))):
         fname = os.path.basename(path)
         with open(path) as f:
             text = f.read()
         file_macros = dict(re.findall(r'^#define\s+(\w+)\s+"(/apis?/[^"]*)"', text, re.M))
+        watched += re.findall(r'\.collection\s*=\s*"(/apis?/[^"]*)"', text)
         for name, body in c_functions(text).items():
             funcs[(fname, name)] = (body, file_macros)
     by_name = {}
@@ -569,6 +573,8 @@ def used_by_source():
         body, file_macros = funcs[key]
         found = re.findall(r'"(/apis?/[^"]*)"', body)
         found += [v for n, v in file_macros.items() if re.search(rf"\b{n}\b", body)]
+        if key[0] == "kwatch.c":
+            found += watched
         return found
 
     def helper_paths(key, seen):
