@@ -20,6 +20,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +33,8 @@ BUILD = os.path.abspath(os.environ.get("CARVEFS_BUILD", os.path.join(REPO, "buil
 CARVEFS = os.path.join(BUILD, "carvefs")
 CARVECTL = os.path.join(BUILD, "carvectl")
 PYTHON = "/usr/bin/python3"
+# The Kubernetes test tooling: control_plane, faultproxy, schema.
+sys.path.insert(0, os.path.join(REPO, "tests", "k8s"))
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -633,3 +636,41 @@ def pytest_runtest_makereport(item, call):
                     0, -signal.SIGKILL):
                 rep.sections.append(("carvefs exit", f"exit {d.proc.returncode}\n"
                                      f"{d.log_tail()}"))
+
+
+# --------------------------------------------------------------------------
+# The Kubernetes control plane (tests/k8s/README.md)
+# --------------------------------------------------------------------------
+
+CLAIMS_PATH = "/api/v1/namespaces/default/persistentvolumeclaims"
+
+
+@contextlib.contextmanager
+def running_control_plane(node):
+    """A started control plane for a test module's fixture; fails (never
+    skips) when it is not built, since `make integration` builds it."""
+    import control_plane
+
+    ok, why = control_plane.available()
+    if not ok:
+        pytest.fail(f"the Kubernetes control plane is not built: {why} "
+                    "(make integration builds it with tests/k8s/build-control-plane.sh)")
+    plane = control_plane.ControlPlane(node=node)
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+def empty_cluster(cp, classes=False):
+    """Deletes what a test left: claims, then PVs, and with classes the
+    StorageClasses. Run it once the provisioner of the test is gone, or it
+    registers its volumes again."""
+    for pvc in cp.api("GET", CLAIMS_PATH)["items"]:
+        cp.delete(f"{CLAIMS_PATH}/{pvc['metadata']['name']}", wait=True)
+    for pv in cp.pvs():
+        cp.delete(f"/api/v1/persistentvolumes/{pv['metadata']['name']}", wait=True)
+    if classes:
+        for sc in cp.api("GET", "/apis/storage.k8s.io/v1/storageclasses")["items"]:
+            cp.delete(f"/apis/storage.k8s.io/v1/storageclasses/{sc['metadata']['name']}")

@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -536,7 +535,7 @@ def used_by_source():
     collections its callers name in a kwatch_spec (`.collection = "..."`).
     Functions are told apart by file and name (static functions of the same
     name live in several files)."""
-    funcs, macros = {}, {}
+    funcs = {}
     watched = []
     for path in sorted(glob.glob(os.path.join(REPO, "provisioner", "*.c"))):
         fname = os.path.basename(path)

@@ -13,15 +13,12 @@ they are missing this file fails rather than skipping.
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import BUILD, run
+from conftest import BUILD, empty_cluster, run, running_control_plane
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "k8s"))
-import control_plane  # noqa: E402  tests/k8s/control_plane.py
 import faultproxy  # noqa: E402  tests/k8s/faultproxy.py
 import schema  # noqa: E402  tests/k8s/schema.py
 
@@ -32,29 +29,17 @@ CLASS = "carvefs-local"
 
 @pytest.fixture(scope="module")
 def cp():
-    ok, why = control_plane.available()
-    if not ok:
-        pytest.fail(f"the Kubernetes control plane is not built: {why} "
-                    "(make integration builds it with tests/k8s/build-control-plane.sh)")
-    plane = control_plane.ControlPlane(node=NODE)
-    plane.start()
-    try:
+    with running_control_plane(NODE) as plane:
         plane.create_storage_class(CLASS, "kubernetes.io/no-provisioner", reclaim="Delete",
                                    binding_mode="WaitForFirstConsumer")
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture
 def cluster(cp):
     """The shared control plane, emptied of claims and PVs after each test."""
     yield cp
-    pvcs = "/api/v1/namespaces/default/persistentvolumeclaims"
-    for pvc in cp.api("GET", pvcs)["items"]:
-        cp.delete(f"{pvcs}/{pvc['metadata']['name']}", wait=True)
-    for pv in cp.pvs():
-        cp.delete(f"/api/v1/persistentvolumes/{pv['metadata']['name']}", wait=True)
+    empty_cluster(cp)
 
 
 def write_config(work):

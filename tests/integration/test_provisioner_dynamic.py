@@ -18,15 +18,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
-from conftest import BUILD, MiB, wait_until
+from conftest import BUILD, empty_cluster, MiB, running_control_plane, wait_until
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "k8s"))
 import control_plane  # noqa: E402  tests/k8s/control_plane.py
 import faultproxy  # noqa: E402  tests/k8s/faultproxy.py
 import schema  # noqa: E402  tests/k8s/schema.py
@@ -40,28 +38,15 @@ CLAIMS = "/api/v1/namespaces/default/persistentvolumeclaims"
 
 @pytest.fixture(scope="module")
 def cp():
-    ok, why = control_plane.available()
-    if not ok:
-        pytest.fail(f"the Kubernetes control plane is not built: {why} "
-                    "(make integration builds it with tests/k8s/build-control-plane.sh)")
-    plane = control_plane.ControlPlane(node=NODE)
-    plane.start()
-    try:
+    with running_control_plane(NODE) as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture
 def cluster(cp):
     """The shared control plane, emptied of claims, PVs and classes after each test."""
     yield cp
-    for pvc in cp.api("GET", CLAIMS)["items"]:
-        cp.delete(f"{CLAIMS}/{pvc['metadata']['name']}", wait=True)
-    for pv in cp.pvs():
-        cp.delete(f"/api/v1/persistentvolumes/{pv['metadata']['name']}", wait=True)
-    for sc in cp.api("GET", "/apis/storage.k8s.io/v1/storageclasses")["items"]:
-        cp.delete(f"/apis/storage.k8s.io/v1/storageclasses/{sc['metadata']['name']}")
+    empty_cluster(cp, classes=True)
 
 
 class Provisioner:

@@ -17,15 +17,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import BUILD, GiB, MiB
+from conftest import BUILD, empty_cluster, GiB, MiB, running_control_plane
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "k8s"))
-import control_plane  # noqa: E402  tests/k8s/control_plane.py
 import schema  # noqa: E402  tests/k8s/schema.py
 
 PROVISIONER = os.path.join(BUILD, "carve-provisioner")
@@ -41,20 +38,12 @@ PERIOD = 1
 
 @pytest.fixture(scope="module")
 def cp():
-    ok, why = control_plane.available()
-    if not ok:
-        pytest.fail(f"the Kubernetes control plane is not built: {why} "
-                    "(make integration builds it with tests/k8s/build-control-plane.sh)")
     # The control plane runs the expand controller: it must see these claims
     # and keep out of the way.
-    plane = control_plane.ControlPlane(node=NODE)
-    plane.start()
-    try:
+    with running_control_plane(NODE) as plane:
         plane.create_storage_class(CLASS, PROVISIONED_BY, reclaim="Delete",
                                    binding_mode="Immediate", allow_expansion=True)
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture
@@ -63,10 +52,7 @@ def cluster(cp):
     Tests ask for it before `work`, so that the provisioner `work` started
     is gone before the emptying: it would register its volumes again."""
     yield cp
-    for pvc in cp.api("GET", CLAIMS)["items"]:
-        cp.delete(f"{CLAIMS}/{pvc['metadata']['name']}", wait=True)
-    for pv in cp.pvs():
-        cp.delete(f"/api/v1/persistentvolumes/{pv['metadata']['name']}", wait=True)
+    empty_cluster(cp)
 
 
 def write_config(work, overcommit=None):
