@@ -88,6 +88,7 @@ struct control {
 struct request {
 	json_t *obj;
 	const char *verb;
+	const char *name; /* the volume, for verbs that take one; checked */
 	const char *code;
 	char msg[WIRE_MSG_MAX];
 };
@@ -321,25 +322,23 @@ static int reply_with_volume(struct control *c, struct request *rq, const char *
 
 static int do_ping(struct control *c, struct request *rq, json_t *reply)
 {
-	static const char *const fields[] = { NULL };
-
 	(void)c;
+	(void)rq;
 	(void)reply;
-	return check_fields(rq, fields);
+	return 0;
 }
+
+static const char *const create_fields[] = {
+	"name", "size_bytes", "inodes", "uid", "gid", "mode", "riops", "wiops", "rbps", "wbps",
+	"burst_ms", "iops_size_bytes", "storage_class", "labels", "overcommit", NULL,
+};
 
 static int do_create(struct control *c, struct request *rq, json_t *reply)
 {
-	static const char *const fields[] = {
-		"name", "size_bytes", "inodes", "uid", "gid", "mode", "riops", "wiops", "rbps",
-		"wbps", "burst_ms", "iops_size_bytes", "storage_class", "labels", "overcommit",
-		NULL,
-	};
 	char msg[WIRE_MSG_MAX] = "";
 	struct volume_spec *spec;
 	bool has_uid, has_gid, has_mode;
 	uint64_t uid = 0, gid = 0, mode = 0755;
-	const char *name;
 	json_t *sc;
 	int r;
 
@@ -348,13 +347,7 @@ static int do_create(struct control *c, struct request *rq, json_t *reply)
 	if (!spec)
 		return fail(rq, WIRE_E_INTERNAL, -ENOMEM, "out of memory");
 
-	r = check_fields(rq, fields);
-	if (r < 0)
-		goto out;
-	r = get_name(rq, &name);
-	if (r < 0)
-		goto out;
-	snprintf(spec->name, sizeof(spec->name), "%s", name);
+	snprintf(spec->name, sizeof(spec->name), "%s", rq->name);
 	r = get_required_uint(rq, "size_bytes", 1, INT64_MAX, &spec->capacity_bytes);
 	if (r < 0)
 		goto out;
@@ -414,22 +407,17 @@ out:
 	return r;
 }
 
+static const char *const delete_fields[] = { "name", "force", NULL };
+
 static int do_delete(struct control *c, struct request *rq, json_t *reply)
 {
-	static const char *const fields[] = { "name", "force", NULL };
 	char msg[WIRE_MSG_MAX] = "";
-	const char *name;
+	const char *name = rq->name;
 	bool force = false;
 	json_t *f;
 	int r;
 
 	(void)reply;
-	r = check_fields(rq, fields);
-	if (r < 0)
-		return r;
-	r = get_name(rq, &name);
-	if (r < 0)
-		return r;
 	f = json_object_get(rq->obj, "force");
 	if (f) {
 		if (!json_is_boolean(f))
@@ -443,21 +431,16 @@ static int do_delete(struct control *c, struct request *rq, json_t *reply)
 	return 0;
 }
 
+static const char *const resize_fields[] = { "name", "size_bytes", "overcommit", NULL };
+
 static int do_resize(struct control *c, struct request *rq, json_t *reply)
 {
-	static const char *const fields[] = { "name", "size_bytes", "overcommit", NULL };
 	char msg[WIRE_MSG_MAX] = "";
+	const char *name = rq->name;
 	double overcommit;
 	uint64_t size;
-	const char *name;
 	int r;
 
-	r = check_fields(rq, fields);
-	if (r < 0)
-		return r;
-	r = get_name(rq, &name);
-	if (r < 0)
-		return r;
 	r = get_required_uint(rq, "size_bytes", 1, INT64_MAX, &size);
 	if (r < 0)
 		return r;
@@ -499,23 +482,18 @@ static int current_limits(struct control *c, struct request *rq, const char *nam
  * whole set: merge with the current ones. Reading and writing cannot race
  * with another client, since every verb runs on this one thread.
  */
+static const char *const set_limits_fields[] = {
+	"name", "riops", "wiops", "rbps", "wbps", "burst_ms", "iops_size_bytes", NULL,
+};
+
 static int do_set_limits(struct control *c, struct request *rq, json_t *reply)
 {
-	static const char *const fields[] = {
-		"name", "riops", "wiops", "rbps", "wbps", "burst_ms", "iops_size_bytes", NULL,
-	};
 	char msg[WIRE_MSG_MAX] = "";
 	struct io_limits limits, given = { 0 };
-	const char *name;
+	const char *name = rq->name;
 	unsigned count;
 	int r;
 
-	r = check_fields(rq, fields);
-	if (r < 0)
-		return r;
-	r = get_name(rq, &name);
-	if (r < 0)
-		return r;
 	r = get_limits(rq, &given, &count);
 	if (r < 0)
 		return r;
@@ -538,33 +516,21 @@ static int do_set_limits(struct control *c, struct request *rq, json_t *reply)
 
 static int do_wipe(struct control *c, struct request *rq, json_t *reply)
 {
-	static const char *const fields[] = { "name", NULL };
 	char msg[WIRE_MSG_MAX] = "";
-	const char *name;
 	int r;
 
 	(void)reply;
-	r = check_fields(rq, fields);
+	r = volmgr_wipe(c->mgr, rq->name, msg);
 	if (r < 0)
-		return r;
-	r = get_name(rq, &name);
-	if (r < 0)
-		return r;
-	r = volmgr_wipe(c->mgr, name, msg);
-	if (r < 0)
-		return fail_mgr(rq, r, name, msg);
+		return fail_mgr(rq, r, rq->name, msg);
 	return 0;
 }
 
 static int do_list(struct control *c, struct request *rq, json_t *reply)
 {
-	static const char *const fields[] = { NULL };
 	json_t *vols = NULL;
 	int r;
 
-	r = check_fields(rq, fields);
-	if (r < 0)
-		return r;
 	r = volmgr_list(c->mgr, &vols);
 	if (r < 0)
 		return fail_mgr(rq, r, NULL, NULL);
@@ -575,29 +541,15 @@ static int do_list(struct control *c, struct request *rq, json_t *reply)
 
 static int do_stats(struct control *c, struct request *rq, json_t *reply)
 {
-	static const char *const fields[] = { "name", NULL };
-	const char *name;
-	int r;
-
-	r = check_fields(rq, fields);
-	if (r < 0)
-		return r;
-	r = get_name(rq, &name);
-	if (r < 0)
-		return r;
-	return reply_with_volume(c, rq, name, false, reply);
+	return reply_with_volume(c, rq, rq->name, false, reply);
 }
 
 static int do_pool(struct control *c, struct request *rq, json_t *reply)
 {
-	static const char *const fields[] = { NULL };
 	struct pool_info info;
 	json_t *o;
 	int r;
 
-	r = check_fields(rq, fields);
-	if (r < 0)
-		return r;
 	r = volmgr_pool_info(c->mgr, &info);
 	if (r < 0)
 		return fail(rq, WIRE_E_INTERNAL, r, "cannot measure the pool: %s", strerror(-r));
@@ -611,19 +563,32 @@ static int do_pool(struct control *c, struct request *rq, json_t *reply)
 	return 0;
 }
 
+static bool takes_name(const char *const *fields)
+{
+	for (size_t i = 0; fields[i]; i++)
+		if (strcmp(fields[i], "name") == 0)
+			return true;
+	return false;
+}
+
+static const char *const no_fields[] = { NULL };
+static const char *const name_only[] = { "name", NULL };
+
+/* Each verb's fields: anything else is refused, and "name" is checked, before its handler runs. */
 static const struct verb {
 	const char *name;
 	int (*handle)(struct control *c, struct request *rq, json_t *reply);
+	const char *const *fields;
 } verbs[] = {
-	{ "create", do_create },
-	{ "delete", do_delete },
-	{ "resize", do_resize },
-	{ "set-limits", do_set_limits },
-	{ "wipe", do_wipe },
-	{ "list", do_list },
-	{ "stats", do_stats },
-	{ "pool", do_pool },
-	{ "ping", do_ping },
+	{ "create", do_create, create_fields },
+	{ "delete", do_delete, delete_fields },
+	{ "resize", do_resize, resize_fields },
+	{ "set-limits", do_set_limits, set_limits_fields },
+	{ "wipe", do_wipe, name_only },
+	{ "list", do_list, no_fields },
+	{ "stats", do_stats, name_only },
+	{ "pool", do_pool, no_fields },
+	{ "ping", do_ping, no_fields },
 };
 
 static json_t *error_reply(const char *code, const char *msg)
@@ -663,6 +628,14 @@ static json_t *handle_line(struct control *c, const char *line, size_t len)
 	if (!verb) {
 		r = fail(&rq, WIRE_E_UNKNOWN_VERB, -EINVAL, "unknown verb '%.64s'", rq.verb);
 		goto out;
+	}
+	r = check_fields(&rq, verb->fields);
+	if (r < 0)
+		goto out;
+	if (takes_name(verb->fields)) {
+		r = get_name(&rq, &rq.name);
+		if (r < 0)
+			goto out;
 	}
 	reply = json_pack("{s:b}", "ok", 1);
 	if (!reply) {

@@ -4,7 +4,9 @@ code, and no change to the daemon's state; the verbs do what they say on a
 live volume.
 """
 
+import json
 import os
+import socket
 import stat
 import subprocess
 
@@ -278,3 +280,41 @@ def test_stopped_daemon_gives_exit_3(daemon):
     p = subprocess.run([CARVECTL, "--socket", d.socket, "list"], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True)
     assert p.returncode == 3 and d.socket in p.stderr, p.stderr
+
+
+def raw_call(d, request):
+    """One request line on the control socket, as a client other than carvectl sends it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(d.socket)
+        s.sendall(json.dumps(request).encode() + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = s.recv(65536)
+            assert chunk, f"the daemon closed the connection; got {reply!r}"
+            reply += chunk
+    return json.loads(reply)
+
+
+@pytest.mark.parametrize("request_, code, words", [
+    ({"verb": "stats"}, "bad_request", "field 'name' is required for verb 'stats'"),
+    ({"verb": "wipe", "name": "Bad"}, "invalid_argument", "volume name 'Bad' is invalid"),
+    ({"verb": "list", "name": "vol"}, "bad_request", "unknown field 'name' for verb 'list'"),
+    ({"verb": "pool", "x": 1}, "bad_request", "unknown field 'x' for verb 'pool'"),
+    ({"verb": "create", "name": "n", "size_bytes": 1, "bogus": 1}, "bad_request",
+     "unknown field 'bogus' for verb 'create'"),
+    ({"verb": "resize", "name": "vol"}, "bad_request",
+     "field 'size_bytes' is required for verb 'resize'"),
+    ({"verb": "delete", "name": "nope"}, "not_found", "volume 'nope' does not exist"),
+    ({"verb": "fly"}, "unknown_verb", "unknown verb 'fly'"),
+])
+def test_protocol_refusals_name_what_is_wrong(ctl_daemon, request_, code, words):
+    """Other clients than carvectl (the provisioner, scripts) get the same
+    checks: every verb refuses fields it does not know and checks the volume
+    name before it acts."""
+    before = state(ctl_daemon)
+    reply = raw_call(ctl_daemon, request_)
+    assert reply.get("error", {}).get("code") == code, reply
+    assert words in reply["error"]["message"], reply
+    assert state(ctl_daemon) == before
+    assert raw_call(ctl_daemon, {"verb": "ping"}) == {"ok": True}
