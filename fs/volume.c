@@ -499,17 +499,29 @@ static uint64_t pool_size_bytes(struct volmgr *m)
 	return (uint64_t)sv.f_blocks * sv.f_frsize;
 }
 
-/* What the volume holds now: its quota's count while served, else the table's. */
+/*
+ * What the volume holds now: its quota's count (with what writes in flight
+ * reserved) while it is served, else what the table recorded. @vol and
+ * @rec may each be NULL.
+ */
+static void volume_usage(const struct volume *vol, const struct volume_record *rec,
+			 struct quota_usage *ret_usage)
+{
+	memset(ret_usage, 0, sizeof(*ret_usage));
+	if (vol && vol->vfs) {
+		quota_get(vol->vfs->quota, ret_usage);
+	} else if (rec) {
+		ret_usage->used_bytes = rec->used_bytes;
+		ret_usage->used_inodes = rec->used_inodes;
+	}
+}
+
 static uint64_t volume_used_bytes(struct volmgr *m, const struct volume_record *rec)
 {
-	struct volume *vol = volume_find(m, rec->name);
 	struct quota_usage u;
 
-	if (vol && vol->vfs) {
-		quota_get(vol->vfs->quota, &u);
-		return u.used_bytes + u.reserved_bytes;
-	}
-	return rec->used_bytes;
+	volume_usage(volume_find(m, rec->name), rec, &u);
+	return u.used_bytes + u.reserved_bytes;
 }
 
 /*
@@ -802,12 +814,7 @@ int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, d
 	r = check_capacity(m, name, capacity_bytes, ret_msg);
 	if (r < 0)
 		goto out;
-	if (vol->vfs) {
-		quota_get(vol->vfs->quota, &u);
-	} else {
-		u.used_bytes = rec->used_bytes;
-		u.reserved_bytes = 0;
-	}
+	volume_usage(vol, rec, &u);
 	if (capacity_bytes < u.used_bytes + u.reserved_bytes) {
 		char want[32], used[32];
 
@@ -910,18 +917,13 @@ out:
 static void volume_fill_stats(struct volmgr *m, struct volume *vol, struct volume_stats *s)
 {
 	struct volume_record *rec = table_find(m->table, vol->name);
-	struct quota_usage u = { 0 };
+	struct quota_usage u;
 
 	memset(s, 0, sizeof(*s));
 	snprintf(s->name, sizeof(s->name), "%s", vol->name);
 	snprintf(s->mountpoint, sizeof(s->mountpoint), "%s", vol->mountpoint);
 	s->state = state_name(vol);
-	if (vol->vfs) {
-		quota_get(vol->vfs->quota, &u);
-	} else if (rec) {
-		u.used_bytes = rec->used_bytes;
-		u.used_inodes = rec->used_inodes;
-	}
+	volume_usage(vol, rec, &u);
 	s->used_bytes = u.used_bytes;
 	s->used_inodes = u.used_inodes;
 	if (rec) {
@@ -957,15 +959,10 @@ static json_t *latency_json(const struct histogram_snapshot *h)
 static json_t *volume_json(struct volmgr *m, struct volume *vol)
 {
 	struct volume_record *rec = table_find(m->table, vol->name);
-	struct quota_usage u = { 0 };
+	struct quota_usage u;
 	json_t *o, *labels = NULL;
 
-	if (vol->vfs) {
-		quota_get(vol->vfs->quota, &u);
-	} else if (rec) {
-		u.used_bytes = rec->used_bytes;
-		u.used_inodes = rec->used_inodes;
-	}
+	volume_usage(vol, rec, &u);
 	if (rec && rec->labels[0])
 		labels = json_loads(rec->labels, 0, NULL);
 	if (!labels)
