@@ -34,8 +34,7 @@ override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-
 override LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 FS_LIBS = $(shell pkg-config --libs $(FS_PKGS) 2>/dev/null) -pthread -lm
-# carvectl links the pure modules only: no FUSE, ring or HTTP server.
-CTL_LIBS = $(shell pkg-config --libs libxxhash jansson 2>/dev/null) -pthread -lm
+CTL_LIBS = $(shell pkg-config --libs jansson 2>/dev/null) -lm
 PROV_LIBS = $(shell pkg-config --libs $(PROV_PKGS) 2>/dev/null) -pthread
 UNIT_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm -lcmocka
 
@@ -54,27 +53,50 @@ DEB_TEST := $(DEB_BUILD) libcmocka-dev python3 python3-pytest python3-yaml \
 	fio util-linux e2fsprogs systemd
 DEB_BENCH := $(DEB_TEST) gnuplot-nox
 
-# Modules with no FUSE, ring, network or clock: unit tests link them all.
-PURE_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/table.c fs/quota.c fs/wire.c \
-	fs/walk.c fs/throttle.c fs/fileio.c fs/histogram.c fs/promtext.c fs/volmetrics.c
-DAEMON_SRCS := $(filter-out fs/carvectl.c $(PURE_SRCS),$(wildcard fs/*.c))
-CTL_SRCS := fs/carvectl.c
-# The provisioner links the shared pure modules too; its own pure modules
-# (no network, no mounts, no clock) are unit-tested like the daemon's.
-PROV_PURE_SRCS := $(wildcard provisioner/config.c provisioner/pv.c \
-	provisioner/kubeconfig.c provisioner/backoff.c provisioner/reconcile.c \
-	provisioner/duration.c provisioner/metrics.c provisioner/sizing.c \
-	provisioner/dynspec.c)
-PROV_SHARED_SRCS := fs/log.c fs/quantity.c fs/volname.c fs/wire.c fs/fileio.c \
-	fs/histogram.c fs/promtext.c fs/httpd.c
-PROV_SRCS := $(filter-out $(PROV_PURE_SRCS),$(wildcard provisioner/*.c))
+# Each binary's sources, by folder: the folders are the processes and their
+# parts (README.md, "Layout").  fs/common/ is linked by all three binaries.
+COMMON_SRCS := fs/common/log.c fs/common/quantity.c fs/common/volname.c \
+	fs/common/wire.c fs/common/fileio.c fs/common/histogram.c \
+	fs/common/promtext.c fs/common/httpd.c fs/common/walk.c
+
+VFS_SRCS := fs/daemon/vfs/vfs.c fs/daemon/vfs/ops.c fs/daemon/vfs/inode.c \
+	fs/daemon/vfs/meta.c fs/daemon/vfs/dir.c fs/daemon/vfs/file.c \
+	fs/daemon/vfs/creds.c
+# The daemon's modules with no FUSE, ring, network or clock: unit-tested.
+DAEMON_PURE_SRCS := fs/daemon/table.c fs/daemon/quota.c fs/daemon/throttle.c \
+	fs/daemon/volmetrics.c
+DAEMON_SRCS := fs/daemon/main.c fs/daemon/control.c fs/daemon/volume.c \
+	fs/daemon/uring.c fs/daemon/monitor.c $(VFS_SRCS) $(DAEMON_PURE_SRCS) \
+	$(COMMON_SRCS)
+
+# carvectl links only what a client needs: no FUSE, ring or HTTP server.
+CTL_SRCS := fs/ctl/carvectl.c fs/common/quantity.c fs/common/volname.c \
+	fs/common/wire.c
+
+# The provisioner's modules with no network, mounts or clock: unit-tested.
+PROV_PURE_SRCS := provisioner/config.c provisioner/pv.c provisioner/backoff.c \
+	provisioner/duration.c provisioner/metrics.c \
+	provisioner/kube/kubeconfig.c \
+	provisioner/dynamic/sizing.c provisioner/dynamic/dynspec.c
+PROV_SRCS := provisioner/main.c provisioner/health.c provisioner/volclient.c \
+	provisioner/kube/kube.c provisioner/kube/kwatch.c provisioner/kube/events.c \
+	provisioner/static/discovery.c provisioner/static/cleaner.c \
+	provisioner/dynamic/dynamic.c provisioner/dynamic/expand.c \
+	provisioner/dynamic/nodecap.c \
+	provisioner/sink/apisink.c provisioner/sink/dirsink.c \
+	$(PROV_PURE_SRCS) $(COMMON_SRCS)
+
+# Unit tests link every pure module; they include the private headers of
+# the folders they test.
+UNIT_LINK_SRCS := $(COMMON_SRCS) $(DAEMON_PURE_SRCS) $(PROV_PURE_SRCS)
+UNIT_INC := -Ifs/daemon -Iprovisioner
+
+# A binary's private headers are included relative to its folder's root.
+dir_inc = $(if $(filter fs/daemon/%,$(1)),-Ifs/daemon)$(if $(filter provisioner/%,$(1)),-Iprovisioner)
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-BINS := $(BUILD)/carvefs $(BUILD)/carvectl
-ifneq ($(PROV_SRCS),)
-BINS += $(BUILD)/carve-provisioner
-endif
+BINS := $(BUILD)/carvefs $(BUILD)/carvectl $(BUILD)/carve-provisioner
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SANBUILD)/tests/%,$(UNIT_SRCS))
 
@@ -89,24 +111,24 @@ binaries: $(BINS)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(call dir_inc,$<) -c -o $@ $<
 
-$(BUILD)/carvefs: $(call obj,$(BUILD),$(DAEMON_SRCS) $(PURE_SRCS))
+$(BUILD)/carvefs: $(call obj,$(BUILD),$(DAEMON_SRCS))
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LIBS)
 
-$(BUILD)/carvectl: $(call obj,$(BUILD),$(CTL_SRCS) $(PURE_SRCS))
+$(BUILD)/carvectl: $(call obj,$(BUILD),$(CTL_SRCS))
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
 
-$(BUILD)/carve-provisioner: $(call obj,$(BUILD),$(PROV_SRCS) $(PROV_PURE_SRCS) $(PROV_SHARED_SRCS))
+$(BUILD)/carve-provisioner: $(call obj,$(BUILD),$(PROV_SRCS))
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PROV_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(call obj,$(BUILD),$(PURE_SRCS) $(PROV_PURE_SRCS))
+$(BUILD)/tests/%: tests/unit/%.c $(call obj,$(BUILD),$(UNIT_LINK_SRCS))
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CCLD    $@")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.o,$^) $(UNIT_LIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(UNIT_INC) $(LDFLAGS) -o $@ $< $(filter %.o,$^) $(UNIT_LIBS)
 
 unit-binaries: $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 

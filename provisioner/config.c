@@ -25,7 +25,7 @@
 
 #include "duration.h"
 #include "fileio.h"
-#include "provconfig.h"
+#include "config.h"
 
 /* Nodes one parse may visit: a real configuration uses a few hundred. */
 #define NODE_BUDGET 200000

@@ -289,8 +289,8 @@ def test_dynamic_storage_class(rendered):
     assert static["volumeBindingMode"] == "WaitForFirstConsumer"
     assert static["reclaimPolicy"] == "Delete"
     # Every parameter, and every bound the file shows in comments, is one
-    # the provisioner knows (provisioner/dynspec.c's table).
-    with open(os.path.join(REPO, "provisioner", "dynspec.c")) as f:
+    # the provisioner knows (provisioner/dynamic/dynspec.c's table).
+    with open(os.path.join(REPO, "provisioner", "dynamic", "dynspec.c")) as f:
         known = set(re.findall(r'\{\s*"(\w+)",\s*"\w+",\s*(?:"(\w+)"|NULL)\s*\}', f.read()))
     keys = {k for pair in known for k in pair if k}
     assert {"inodes", "readIOPS", "maxReadIOPS"} <= keys, "dynspec.c's table was not found"
@@ -525,7 +525,7 @@ def resource_of(path):
 
 
 def used_by_source():
-    """{(group, resource): {verb: [where]}} from provisioner/*.c.
+    """{(group, resource): {verb: [where]}} from provisioner/**/*.c.
 
     A function that calls kube_request(k, "METHOD", ...) uses METHOD on the
     paths written in it or in the helpers it calls; when it has none (a
@@ -537,7 +537,7 @@ def used_by_source():
     name live in several files)."""
     funcs = {}
     watched = []
-    for path in sorted(glob.glob(os.path.join(REPO, "provisioner", "*.c"))):
+    for path in sorted(glob.glob(os.path.join(REPO, "provisioner", "**", "*.c"), recursive=True)):
         fname = os.path.basename(path)
         with open(path) as f:
             text = f.read()

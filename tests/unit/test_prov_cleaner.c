@@ -24,7 +24,7 @@
 
 #include <cmocka.h>
 
-#include "../../provisioner/cleaner.c"
+#include "../../provisioner/static/cleaner.c"
 #include "../../provisioner/volclient.c"
 
 static char base[64];

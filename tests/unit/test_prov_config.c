@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "provconfig.h"
+#include "config.h"
 
 #define SEC UINT64_C(1000000000)
 

@@ -18,9 +18,9 @@
 
 #include <cmocka.h>
 
-#include "../../provisioner/dirsink.c"
+#include "../../provisioner/sink/dirsink.c"
 
-#include "provconfig.h"
+#include "config.h"
 
 static char base[64];
 static char dir[128];

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "dynspec.h"
+#include "dynamic/dynspec.h"
 
 #define MiB (UINT64_C(1) << 20)
 

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "kubeconfig.h"
+#include "kube/kubeconfig.h"
 
 /* base64 of "PEM-CA", "PEM-CERT", "PEM-KEY" */
 #define CA_B64 "UEVNLUNB"

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "provconfig.h"
+#include "config.h"
 #include "pv.h"
 
 #define MIB (UINT64_C(1) << 20)

@@ -1,0 +1,1096 @@
+/*
+ * volume.c - the volume manager; see volume.h.
+ *
+ * Pool layout:
+ *	<pool>/carvefs.lock          flock()ed while a daemon serves the pool
+ *	<pool>/carvefs.meta[.prev]   the table (table.c)
+ *	<pool>/volumes/<name>/       a volume's backing directory
+ *	<pool>/volumes/.trash-*      a deleted volume still being emptied
+ *
+ * Durability: every verb saves the table before it answers. While the daemon
+ * runs, every record is marked unclean, so after a crash the next start
+ * walks each backing directory to recount usage instead of trusting numbers
+ * from before the crash; a clean stop stores exact usage and marks them
+ * clean again.
+ *
+ * Deletion order: unmount, drop the record (saved), move the backing
+ * directory to a trash name, empty and remove it. A crash in between leaves
+ * either an orphan directory (reported at start, never deleted silently) or
+ * a trash directory (emptied at start).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmount.h>
+
+#include "log.h"
+#include "quantity.h"
+#include "vfs/vfs.h"
+#include "volume.h"
+#include "walk.h"
+#include "wire.h"
+
+#define TRASH_PREFIX ".trash-"
+#define DEFAULT_ROOT_MODE 0755
+
+enum volume_state { VOLUME_UNMOUNTED, VOLUME_MOUNTED, VOLUME_ERROR };
+
+struct volume {
+	char name[VOLNAME_MAX + 1];
+	char mountpoint[PATH_MAX];
+	enum volume_state state;
+	char error[WIRE_MSG_MAX]; /* why, in state VOLUME_ERROR */
+	struct vfs *vfs;	  /* NULL unless mounted */
+	struct volume *next;
+};
+
+struct volmgr {
+	pthread_mutex_t lock; /* serialises every verb; taken before any vfs lock */
+	char pool_dir[PATH_MAX];
+	char discovery_dir[PATH_MAX];
+	int pool_fd, volumes_fd, discovery_fd, lock_fd;
+	struct table *table;
+	struct volume *volumes;
+	struct uring_pool *loops;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void set_msg(char *ret_msg, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!ret_msg)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(ret_msg, WIRE_MSG_MAX, fmt, ap);
+	va_end(ap);
+}
+
+static struct volume *volume_find(struct volmgr *m, const char *name)
+{
+	for (struct volume *vol = m->volumes; vol; vol = vol->next)
+		if (strcmp(vol->name, name) == 0)
+			return vol;
+	return NULL;
+}
+
+static const char *state_name(struct volume *vol)
+{
+	if (vol->state == VOLUME_MOUNTED && vol->vfs && vfs_ended(vol->vfs))
+		return "unmounted"; /* someone unmounted it by hand */
+	switch (vol->state) {
+	case VOLUME_MOUNTED:
+		return "mounted";
+	case VOLUME_ERROR:
+		return "error";
+	default:
+		return "unmounted";
+	}
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Detaches a carvefs mount left at @path by a daemon that died (its
+ * connection is gone, so every access fails with ENOTCONN). A mount of
+ * anything else there is not ours to remove: -EBUSY.
+ */
+static int detach_stale_mount(const char *path)
+{
+	struct libmnt_table *tb;
+	struct libmnt_fs *fs;
+	int r = 0;
+
+	for (int tries = 0; tries < 16; tries++) {
+		const char *type;
+
+		tb = mnt_new_table_from_file("/proc/self/mountinfo");
+		if (!tb)
+			return -errno ? -errno : -EIO;
+		fs = mnt_table_find_target(tb, path, MNT_ITER_BACKWARD);
+		type = fs ? mnt_fs_get_fstype(fs) : NULL;
+		if (!fs || strcmp(mnt_fs_get_target(fs), path) != 0) {
+			mnt_unref_table(tb);
+			return r;
+		}
+		if (!type || strcmp(type, "fuse.carvefs") != 0) {
+			mnt_unref_table(tb);
+			return -EBUSY;
+		}
+		mnt_unref_table(tb);
+		if (umount2(path, MNT_DETACH) < 0)
+			return -errno;
+		log_info("detached a stale carvefs mount at '%s'", path);
+	}
+	return -EBUSY;
+}
+
+/* @at_start: mounting what the table held, so an unclean record means a crash. */
+static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_record *rec,
+			bool at_start)
+{
+	struct vfs_params p = {
+		.name = vol->name,
+		.mountpoint = vol->mountpoint,
+		.capacity_bytes = rec->capacity_bytes,
+		.inode_limit = rec->inode_limit,
+		.limits = rec->limits,
+		.usage_known = rec->clean,
+		.used_bytes = rec->used_bytes,
+		.used_inodes = rec->used_inodes,
+	};
+	uint64_t t0 = uring_now_ns();
+	int r;
+
+	if (mkdirat(m->discovery_fd, vol->name, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	r = detach_stale_mount(vol->mountpoint);
+	if (r < 0)
+		return r;
+	p.root_fd = openat(m->volumes_fd, vol->name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (p.root_fd < 0)
+		return -errno;
+	r = vfs_mount(&p, m->loops, &vol->vfs);
+	if (r < 0)
+		return r;
+	vol->state = VOLUME_MOUNTED;
+	if (at_start && !rec->clean) {
+		struct quota_usage u;
+		char used[32];
+
+		quota_get(vol->vfs->quota, &u);
+		quantity_format_human(u.used_bytes, used, sizeof(used));
+		log_info("volume '%s': usage recounted after an unclean stop: %s in %llu inodes (%.2f s)",
+			 vol->name, used, (unsigned long long)u.used_inodes,
+			 (double)(uring_now_ns() - t0) / 1e9);
+	}
+	return 0;
+}
+
+/*
+ * Unmounts and records the final usage in the table (not saved). The usage
+ * recorded is recounted from the disk, which nothing can change any more:
+ * the running count settles from st_blocks as IO completes and can end a
+ * block away from what delayed allocation finally did, and a clean start
+ * trusts this number.
+ */
+static int volume_unmount(struct volmgr *m, struct volume *vol, bool lazy)
+{
+	struct volume_record *rec = table_find(m->table, vol->name);
+	struct walk_usage walked;
+	struct quota_usage u;
+	int r;
+
+	if (!vol->vfs)
+		return 0;
+	r = vfs_unmount(vol->vfs, vol->mountpoint, lazy);
+	if (r < 0)
+		return r;
+	quota_get(vol->vfs->quota, &u);
+	if (walk_usage(vol->vfs->root->fd, &walked) == 0) {
+		if (walked.bytes != u.used_bytes || walked.inodes != u.used_inodes)
+			log_info("volume '%s': running usage %llu bytes in %llu inodes, disk holds "
+				  "%llu in %llu; recording the disk's",
+				  vol->name, (unsigned long long)u.used_bytes,
+				  (unsigned long long)u.used_inodes, (unsigned long long)walked.bytes,
+				  (unsigned long long)walked.inodes);
+		u.used_bytes = walked.bytes;
+		u.used_inodes = walked.inodes;
+	}
+	if (rec) {
+		rec->used_bytes = u.used_bytes;
+		rec->used_inodes = u.used_inodes;
+	}
+	vol->vfs = vfs_free(vol->vfs);
+	vol->state = VOLUME_UNMOUNTED;
+	return 0;
+}
+
+static int volume_add(struct volmgr *m, const char *name, struct volume **ret)
+{
+	struct volume *vol = calloc(1, sizeof(*vol));
+
+	if (!vol)
+		return -ENOMEM;
+	snprintf(vol->name, sizeof(vol->name), "%s", name);
+	if ((size_t)snprintf(vol->mountpoint, sizeof(vol->mountpoint), "%s/%s", m->discovery_dir,
+			     name) >= sizeof(vol->mountpoint)) {
+		free(vol);
+		return -ENAMETOOLONG;
+	}
+	vol->next = m->volumes;
+	m->volumes = vol;
+	*ret = vol;
+	return 0;
+}
+
+static void volume_remove(struct volmgr *m, struct volume *vol)
+{
+	for (struct volume **pp = &m->volumes; *pp; pp = &(*pp)->next) {
+		if (*pp == vol) {
+			*pp = vol->next;
+			break;
+		}
+	}
+	free(vol);
+}
+
+/* Empties and removes volumes/<name>; used for trash directories. */
+static int remove_tree(struct volmgr *m, const char *name)
+{
+	int fd, r;
+
+	fd = openat(m->volumes_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	r = walk_wipe(fd, NULL);
+	close(fd);
+	if (r == 0 && unlinkat(m->volumes_fd, name, AT_REMOVEDIR) < 0)
+		r = -errno;
+	return r;
+}
+
+/* Empties leftover trash and names backing directories that have no record. */
+static void pool_sweep(struct volmgr *m)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	/* O_PATH fds cannot be listed: open the directory for reading. */
+	fd = openat(m->volumes_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (strncmp(de->d_name, TRASH_PREFIX, strlen(TRASH_PREFIX)) == 0) {
+			int r = remove_tree(m, de->d_name);
+
+			if (r < 0)
+				log_warn_errno(r, "cannot remove deleted volume data '%s/volumes/%s'",
+					       m->pool_dir, de->d_name);
+			continue;
+		}
+		if (!table_find(m->table, de->d_name))
+			log_warn("backing directory '%s/volumes/%s' has no volume record: not served, "
+				 "left untouched", m->pool_dir, de->d_name);
+	}
+	closedir(d);
+}
+
+static int save_table(struct volmgr *m, char *ret_msg)
+{
+	int r = table_save(m->pool_fd, m->table);
+
+	if (r < 0) {
+		log_error_errno(r, "cannot save the volume table in '%s'", m->pool_dir);
+		set_msg(ret_msg, "cannot save the volume table in '%s': %s", m->pool_dir,
+			strerror(-r));
+	}
+	return r;
+}
+
+static int pool_open(struct volmgr *m, const struct volmgr_config *cfg)
+{
+	char real[PATH_MAX];
+	int r;
+
+	r = mkdir_p(cfg->pool_dir, 0700);
+	if (r < 0)
+		return log_error_errno(r, "cannot create the pool directory '%s'", cfg->pool_dir);
+	r = mkdir_p(cfg->discovery_dir, 0755);
+	if (r < 0)
+		return log_error_errno(r, "cannot create the discovery directory '%s'",
+				       cfg->discovery_dir);
+	/* Mountpoints are compared with mountinfo, which has canonical paths. */
+	if (!realpath(cfg->pool_dir, m->pool_dir) || !realpath(cfg->discovery_dir, real))
+		return log_error_errno(-errno, "cannot resolve '%s' or '%s'", cfg->pool_dir,
+				       cfg->discovery_dir);
+	snprintf(m->discovery_dir, sizeof(m->discovery_dir), "%s", real);
+
+	m->pool_fd = open(m->pool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (m->pool_fd < 0)
+		return log_error_errno(-errno, "cannot open the pool '%s'", m->pool_dir);
+	m->lock_fd = openat(m->pool_fd, "carvefs.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (m->lock_fd < 0)
+		return log_error_errno(-errno, "cannot open '%s/carvefs.lock'", m->pool_dir);
+	if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK) {
+			log_error("pool '%s' is already served by another carvefs daemon", m->pool_dir);
+			return -EBUSY;
+		}
+		return log_error_errno(-errno, "cannot lock the pool '%s'", m->pool_dir);
+	}
+	if (mkdirat(m->pool_fd, "volumes", 0700) < 0 && errno != EEXIST)
+		return log_error_errno(-errno, "cannot create '%s/volumes'", m->pool_dir);
+	m->volumes_fd = openat(m->pool_fd, "volumes", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (m->volumes_fd < 0)
+		return log_error_errno(-errno, "cannot open '%s/volumes'", m->pool_dir);
+	m->discovery_fd = open(m->discovery_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (m->discovery_fd < 0)
+		return log_error_errno(-errno, "cannot open the discovery directory '%s'",
+				       m->discovery_dir);
+	return 0;
+}
+
+static int table_open(struct volmgr *m)
+{
+	enum table_source src;
+	int current_err = 0, r;
+
+	r = table_load(m->pool_fd, &m->table, &src, &current_err);
+	if (r < 0) {
+		log_error_errno(r, "the volume table '%s/%s' is unreadable and no good previous copy "
+				   "exists; refusing to start rather than forget volumes (inspect it, "
+				   "or move it away to start with an empty pool)",
+				m->pool_dir, TABLE_FILE);
+		return r;
+	}
+	if (src == TABLE_SOURCE_PREVIOUS)
+		log_warn_errno(current_err, "the volume table '%s/%s' was refused; using the previous "
+					    "copy '%s'",
+			       m->pool_dir, TABLE_FILE, TABLE_FILE_PREV);
+	return 0;
+}
+
+int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
+{
+	struct volmgr *m;
+	size_t n;
+	int r;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	pthread_mutex_init(&m->lock, NULL);
+	m->pool_fd = m->volumes_fd = m->discovery_fd = m->lock_fd = -1;
+	m->loops = cfg->loops;
+	r = pool_open(m, cfg);
+	if (r < 0)
+		goto err;
+	r = table_open(m);
+	if (r < 0)
+		goto err;
+	pool_sweep(m);
+
+	n = table_count(m->table);
+	for (size_t i = 0; i < n; i++) {
+		struct volume_record *rec = table_at(m->table, i);
+		struct volume *vol;
+
+		r = volume_add(m, rec->name, &vol);
+		if (r < 0)
+			goto err;
+		r = volume_mount(m, vol, rec, true);
+		if (r < 0) {
+			vol->state = VOLUME_ERROR;
+			snprintf(vol->error, sizeof(vol->error), "mount failed: %s", strerror(-r));
+			log_error_errno(r, "volume '%s': cannot mount at '%s'", vol->name,
+					vol->mountpoint);
+		}
+	}
+	/* From now on the numbers in the table are stale until a clean stop. */
+	for (size_t i = 0; i < n; i++)
+		table_at(m->table, i)->clean = false;
+	r = save_table(m, NULL);
+	if (r < 0)
+		goto err;
+	log_info("serving %zu volume(s) of pool '%s' under '%s'", n, m->pool_dir,
+		 m->discovery_dir);
+	*ret_mgr = m;
+	return 0;
+err:
+	volmgr_stop(m);
+	return r;
+}
+
+struct volmgr *volmgr_stop(struct volmgr *m)
+{
+	if (!m)
+		return NULL;
+	pthread_mutex_lock(&m->lock);
+	while (m->volumes) {
+		struct volume *vol = m->volumes;
+		struct volume_record *rec = table_find(m->table, vol->name);
+
+		if (vol->vfs) {
+			int r = volume_unmount(m, vol, true);
+
+			if (r < 0) {
+				log_error_errno(r, "volume '%s': unmount failed", vol->name);
+			} else {
+				if (rec)
+					rec->clean = true;
+				/*
+				 * An empty directory left at the mountpoint would be taken
+				 * for the volume by whoever comes first after a restart
+				 * (the kubelet bind-mounting a local PV), and their writes
+				 * would land on the host's disk. Without it, they wait
+				 * for the next start to mount the volume.
+				 */
+				if (unlinkat(m->discovery_fd, vol->name, AT_REMOVEDIR) < 0 &&
+				    errno != ENOENT)
+					log_warn_errno(-errno,
+						       "volume '%s': cannot remove its mountpoint "
+						       "'%s'",
+						       vol->name, vol->mountpoint);
+			}
+		}
+		volume_remove(m, vol);
+	}
+	if (m->table && m->lock_fd >= 0 && save_table(m, NULL) == 0)
+		log_info("volume table saved; usage recorded for a clean start");
+	pthread_mutex_unlock(&m->lock);
+	m->table = table_free(m->table);
+	if (m->discovery_fd >= 0)
+		close(m->discovery_fd);
+	if (m->volumes_fd >= 0)
+		close(m->volumes_fd);
+	if (m->lock_fd >= 0)
+		close(m->lock_fd);
+	if (m->pool_fd >= 0)
+		close(m->pool_fd);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+	return NULL;
+}
+
+static uint64_t pool_size_bytes(struct volmgr *m)
+{
+	struct statvfs sv;
+
+	if (fstatvfs(m->pool_fd, &sv) < 0)
+		return UINT64_MAX;
+	return (uint64_t)sv.f_blocks * sv.f_frsize;
+}
+
+/*
+ * What the volume holds now: its quota's count (with what writes in flight
+ * reserved) while it is served, else what the table recorded. @vol and
+ * @rec may each be NULL.
+ */
+static void volume_usage(const struct volume *vol, const struct volume_record *rec,
+			 struct quota_usage *ret_usage)
+{
+	memset(ret_usage, 0, sizeof(*ret_usage));
+	if (vol && vol->vfs) {
+		quota_get(vol->vfs->quota, ret_usage);
+	} else if (rec) {
+		ret_usage->used_bytes = rec->used_bytes;
+		ret_usage->used_inodes = rec->used_inodes;
+	}
+}
+
+static uint64_t volume_used_bytes(struct volmgr *m, const struct volume_record *rec)
+{
+	struct quota_usage u;
+
+	volume_usage(volume_find(m, rec->name), rec, &u);
+	return u.used_bytes + u.reserved_bytes;
+}
+
+/*
+ * The pool's room, with the volume @except (may be NULL) left out of the
+ * sums. Called with m->lock held.
+ */
+static int pool_room(struct volmgr *m, const char *except, struct pool_info *ret_info)
+{
+	struct pool_info info = { 0 };
+	struct statvfs sv;
+
+	if (fstatvfs(m->pool_fd, &sv) < 0)
+		return -errno;
+	info.size_bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
+	info.free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+	for (size_t i = 0; i < table_count(m->table); i++) {
+		struct volume_record *rec = table_at(m->table, i);
+		uint64_t used;
+
+		if (except && strcmp(rec->name, except) == 0)
+			continue;
+		used = volume_used_bytes(m, rec);
+		info.allocated_bytes += rec->capacity_bytes;
+		if (rec->capacity_bytes > used)
+			info.committed_bytes += rec->capacity_bytes - used;
+		info.volumes++;
+	}
+	*ret_info = info;
+	return 0;
+}
+
+static int check_capacity(struct volmgr *m, const char *name, uint64_t capacity, char *ret_msg)
+{
+	uint64_t pool = pool_size_bytes(m), total = capacity;
+	char a[32], b[32];
+
+	quantity_format_human(capacity, a, sizeof(a));
+	quantity_format_human(pool, b, sizeof(b));
+	if (capacity == 0) {
+		set_msg(ret_msg, "the size of volume '%s' must be greater than zero", name);
+		return -EINVAL;
+	}
+	if (capacity > pool) {
+		set_msg(ret_msg, "volume '%s' of %s cannot fit on the pool's filesystem of %s", name,
+			a, b);
+		return -ENOSPC;
+	}
+	for (size_t i = 0; i < table_count(m->table); i++) {
+		struct volume_record *rec = table_at(m->table, i);
+
+		if (strcmp(rec->name, name) != 0)
+			total += rec->capacity_bytes;
+	}
+	if (total > pool)
+		log_warn("the pool '%s' is overcommitted: volumes total %.1f%% of its filesystem",
+			 m->pool_dir, 100.0 * (double)total / (double)pool);
+	return 0;
+}
+
+/*
+ * With @overcommit > 0, refuses (-ENOSPC) a volume of @capacity holding
+ * @used bytes if what every volume may still write would exceed the pool's
+ * free space times @overcommit. Each volume's unwritten capacity is counted
+ * as taken, so at 1.0 no volume can meet a full pool before its own limit;
+ * and the check runs under m->lock, so two requests racing for the last room
+ * cannot both pass.
+ */
+static int check_room(struct volmgr *m, const char *name, uint64_t capacity, uint64_t used,
+		      double overcommit, char *ret_msg)
+{
+	struct pool_info info;
+	char want[32], room[32], committed[32], free_b[32];
+	double limit, need;
+	int r;
+
+	if (overcommit <= 0)
+		return 0;
+	r = pool_room(m, name, &info);
+	if (r < 0) {
+		set_msg(ret_msg, "cannot measure the pool's free space: %s", strerror(-r));
+		return r;
+	}
+	limit = (double)info.free_bytes * overcommit;
+	need = (double)info.committed_bytes + (double)(capacity > used ? capacity - used : 0);
+	if (need <= limit)
+		return 0;
+	quantity_format_human(capacity > used ? capacity - used : 0, want, sizeof(want));
+	quantity_format_human(limit > (double)info.committed_bytes
+				      ? (uint64_t)(limit - (double)info.committed_bytes)
+				      : 0,
+			      room, sizeof(room));
+	quantity_format_human(info.committed_bytes, committed, sizeof(committed));
+	quantity_format_human(info.free_bytes, free_b, sizeof(free_b));
+	set_msg(ret_msg,
+		"not enough room in the pool for volume '%s': it needs %s, %s are left (free space "
+		"%s x overcommit %.2f, minus %s the other volumes may still write)",
+		name, want, room, free_b, overcommit, committed);
+	return -ENOSPC;
+}
+
+int volmgr_pool_info(struct volmgr *m, struct pool_info *ret_info)
+{
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	r = pool_room(m, NULL, ret_info);
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+const char *volmgr_pool_dir(const struct volmgr *m)
+{
+	return m->pool_dir;
+}
+
+static int validate_name(const char *name, char *ret_msg)
+{
+	const char *why = NULL;
+
+	if (volname_validate(name, &why) < 0) {
+		set_msg(ret_msg, "volume name '%s' is invalid: %s", name, why ? why : "bad name");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_msg)
+{
+	struct volume_record rec = { 0 };
+	struct volume *vol = NULL;
+	bool dir_made = false, recorded = false;
+	int r;
+
+	r = validate_name(spec->name, ret_msg);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&m->lock);
+	if (table_find(m->table, spec->name)) {
+		set_msg(ret_msg, "volume '%s' already exists", spec->name);
+		r = -EEXIST;
+		goto out;
+	}
+	r = check_capacity(m, spec->name, spec->capacity_bytes, ret_msg);
+	if (r < 0)
+		goto out;
+	r = check_room(m, spec->name, spec->capacity_bytes, 0, spec->overcommit, ret_msg);
+	if (r < 0)
+		goto out;
+
+	if (mkdirat(m->volumes_fd, spec->name, 0700) < 0) {
+		r = -errno;
+		if (r == -EEXIST)
+			set_msg(ret_msg, "backing directory '%s/volumes/%s' already exists without a "
+					 "volume record; move it away first (nothing was changed)",
+				m->pool_dir, spec->name);
+		else
+			set_msg(ret_msg, "cannot create '%s/volumes/%s': %s", m->pool_dir,
+				spec->name, strerror(-r));
+		goto out;
+	}
+	dir_made = true;
+	snprintf(rec.name, sizeof(rec.name), "%s", spec->name);
+	rec.capacity_bytes = spec->capacity_bytes;
+	rec.inode_limit = spec->inode_limit;
+	rec.limits = spec->limits;
+	rec.uid = spec->has_owner ? spec->uid : 0;
+	rec.gid = spec->has_owner ? spec->gid : 0;
+	rec.mode = spec->has_owner ? spec->mode & 07777 : DEFAULT_ROOT_MODE;
+	snprintf(rec.storage_class, sizeof(rec.storage_class), "%s", spec->storage_class);
+	snprintf(rec.labels, sizeof(rec.labels), "%s", spec->labels);
+	rec.created_unix = (int64_t)time(NULL);
+	rec.clean = false;
+	if (fchownat(m->volumes_fd, spec->name, rec.uid, rec.gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fchmodat(m->volumes_fd, spec->name, rec.mode, 0) < 0) {
+		r = -errno;
+		set_msg(ret_msg, "cannot set the owner and mode of volume '%s': %s", spec->name,
+			strerror(-r));
+		goto out;
+	}
+	r = table_add(m->table, &rec);
+	if (r < 0) {
+		set_msg(ret_msg, "cannot record volume '%s': %s", spec->name, strerror(-r));
+		goto out;
+	}
+	recorded = true;
+	r = save_table(m, ret_msg);
+	if (r < 0)
+		goto out;
+	r = volume_add(m, spec->name, &vol);
+	if (r < 0)
+		goto out;
+	r = volume_mount(m, vol, table_find(m->table, spec->name), false);
+	if (r < 0) {
+		set_msg(ret_msg, "cannot mount volume '%s' at '%s': %s", spec->name, vol->mountpoint,
+			strerror(-r));
+		goto out;
+	}
+	log_info("volume '%s' created: %llu bytes at '%s'", spec->name,
+		 (unsigned long long)spec->capacity_bytes, vol->mountpoint);
+out:
+	if (r < 0) {
+		/* Undo everything: a failed create leaves no trace. */
+		if (vol)
+			volume_remove(m, vol);
+		if (recorded) {
+			(void)table_remove(m->table, spec->name);
+			(void)save_table(m, NULL);
+		}
+		if (dir_made)
+			(void)unlinkat(m->volumes_fd, spec->name, AT_REMOVEDIR);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static struct volume *find_or_msg(struct volmgr *m, const char *name, char *ret_msg)
+{
+	struct volume *vol = volume_find(m, name);
+
+	if (!vol)
+		set_msg(ret_msg, "volume '%s' does not exist", name);
+	return vol;
+}
+
+int volmgr_delete(struct volmgr *m, const char *name, bool force, char *ret_msg)
+{
+	char trash[VOLNAME_MAX + 64];
+	struct volume *vol;
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	vol = find_or_msg(m, name, ret_msg);
+	if (!vol) {
+		r = -ENOENT;
+		goto out;
+	}
+	r = volume_unmount(m, vol, force);
+	if (r == -EBUSY) {
+		set_msg(ret_msg, "volume '%s' is in use at '%s'; stop what uses it or delete with "
+				 "--force",
+			name, vol->mountpoint);
+		goto out;
+	}
+	if (r < 0) {
+		set_msg(ret_msg, "cannot unmount volume '%s': %s", name, strerror(-r));
+		goto out;
+	}
+	(void)unlinkat(m->discovery_fd, name, AT_REMOVEDIR);
+	r = table_remove(m->table, name);
+	if (r == 0)
+		r = save_table(m, ret_msg);
+	if (r < 0)
+		goto out;
+	volume_remove(m, vol);
+	snprintf(trash, sizeof(trash), "%s%s-%llu", TRASH_PREFIX, name,
+		 (unsigned long long)uring_now_ns());
+	if (renameat(m->volumes_fd, name, m->volumes_fd, trash) < 0) {
+		log_warn_errno(-errno, "volume '%s' deleted, but its data could not be moved away",
+			       name);
+	} else {
+		int r2 = remove_tree(m, trash);
+
+		if (r2 < 0)
+			log_warn_errno(r2, "volume '%s' deleted; its data will be removed at the next "
+					   "start",
+				       name);
+	}
+	log_info("volume '%s' deleted%s", name, force ? " (forced)" : "");
+out:
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, double overcommit,
+		  char *ret_msg)
+{
+	struct volume_record *rec;
+	struct volume *vol;
+	struct quota_usage u;
+	uint64_t old;
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	vol = find_or_msg(m, name, ret_msg);
+	if (!vol) {
+		r = -ENOENT;
+		goto out;
+	}
+	rec = table_find(m->table, name);
+	r = check_capacity(m, name, capacity_bytes, ret_msg);
+	if (r < 0)
+		goto out;
+	volume_usage(vol, rec, &u);
+	if (capacity_bytes < u.used_bytes + u.reserved_bytes) {
+		char want[32], used[32];
+
+		quantity_format_human(capacity_bytes, want, sizeof(want));
+		quantity_format_human(u.used_bytes, used, sizeof(used));
+		set_msg(ret_msg, "cannot shrink volume '%s' to %s: %s are in use", name, want, used);
+		r = -EINVAL;
+		goto out;
+	}
+	/* Growing commits more of the pool; shrinking or staying never needs room. */
+	if (capacity_bytes > rec->capacity_bytes) {
+		r = check_room(m, name, capacity_bytes, u.used_bytes + u.reserved_bytes, overcommit,
+			       ret_msg);
+		if (r < 0)
+			goto out;
+	}
+	old = rec->capacity_bytes;
+	rec->capacity_bytes = capacity_bytes;
+	r = save_table(m, ret_msg);
+	if (r < 0) {
+		rec->capacity_bytes = old;
+		goto out;
+	}
+	if (vol->vfs)
+		quota_set_limits(vol->vfs->quota, capacity_bytes, rec->inode_limit);
+	log_info("volume '%s' resized to %llu bytes", name, (unsigned long long)capacity_bytes);
+out:
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+int volmgr_set_limits(struct volmgr *m, const char *name, const struct io_limits *limits,
+		      char *ret_msg)
+{
+	struct volume_record *rec;
+	struct io_limits old;
+	struct volume *vol;
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	vol = find_or_msg(m, name, ret_msg);
+	if (!vol) {
+		r = -ENOENT;
+		goto out;
+	}
+	rec = table_find(m->table, name);
+	old = rec->limits;
+	rec->limits = *limits;
+	r = save_table(m, ret_msg);
+	if (r < 0) {
+		rec->limits = old;
+		goto out;
+	}
+	if (vol->vfs && !vfs_ended(vol->vfs))
+		r = vfs_set_limits(vol->vfs, limits);
+	log_info("volume '%s': limits riops=%llu wiops=%llu rbps=%llu wbps=%llu burst=%llums", name,
+		 (unsigned long long)limits->riops, (unsigned long long)limits->wiops,
+		 (unsigned long long)limits->rbps, (unsigned long long)limits->wbps,
+		 (unsigned long long)(limits->burst_ms ? limits->burst_ms : 100));
+out:
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+int volmgr_wipe(struct volmgr *m, const char *name, char *ret_msg)
+{
+	struct volume *vol;
+	uint64_t skipped = 0;
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	vol = find_or_msg(m, name, ret_msg);
+	if (!vol) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (vol->vfs) {
+		r = vfs_wipe(vol->vfs, &skipped);
+	} else {
+		int fd = openat(m->volumes_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		r = fd < 0 ? -errno : walk_wipe(fd, &skipped);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (r < 0) {
+		set_msg(ret_msg, "wiping volume '%s' failed: %s", name, strerror(-r));
+		goto out;
+	}
+	if (skipped)
+		log_warn("volume '%s': %llu entries on other filesystems were left alone by the wipe",
+			 name, (unsigned long long)skipped);
+	log_info("volume '%s' wiped", name);
+out:
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+/* Called with m->lock held: the record and the vfs stay put meanwhile. */
+static void volume_fill_stats(struct volmgr *m, struct volume *vol, struct volume_stats *s)
+{
+	struct volume_record *rec = table_find(m->table, vol->name);
+	struct quota_usage u;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->name, sizeof(s->name), "%s", vol->name);
+	snprintf(s->mountpoint, sizeof(s->mountpoint), "%s", vol->mountpoint);
+	s->state = state_name(vol);
+	volume_usage(vol, rec, &u);
+	s->used_bytes = u.used_bytes;
+	s->used_inodes = u.used_inodes;
+	if (rec) {
+		snprintf(s->storage_class, sizeof(s->storage_class), "%s", rec->storage_class);
+		s->capacity_bytes = rec->capacity_bytes;
+		s->inode_limit = rec->inode_limit;
+		s->limits = rec->limits;
+	}
+	if (vol->vfs) {
+		struct vfs_stats *io = &vol->vfs->stats;
+
+		s->served = true;
+		s->read_ops = atomic_load_explicit(&io->read_ops, memory_order_relaxed);
+		s->write_ops = atomic_load_explicit(&io->write_ops, memory_order_relaxed);
+		s->read_bytes = atomic_load_explicit(&io->read_bytes, memory_order_relaxed);
+		s->write_bytes = atomic_load_explicit(&io->write_bytes, memory_order_relaxed);
+		s->throttled_ns = atomic_load_explicit(&io->throttled_ns, memory_order_relaxed);
+		s->queue_depth = atomic_load_explicit(&io->queue_depth, memory_order_relaxed);
+		histogram_read(&io->read_latency, &histogram_io_bounds, &s->read_latency);
+		histogram_read(&io->write_latency, &histogram_io_bounds, &s->write_latency);
+	}
+}
+
+/* count, sum and the median and 99th percentile estimated from the buckets. */
+static json_t *latency_json(const struct histogram_snapshot *h)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "count", (json_int_t)h->count, "sum_ns",
+			 (json_int_t)h->sum_ns, "p50_ns",
+			 (json_int_t)histogram_quantile_ns(h, &histogram_io_bounds, 0.5), "p99_ns",
+			 (json_int_t)histogram_quantile_ns(h, &histogram_io_bounds, 0.99));
+}
+
+static json_t *volume_json(struct volmgr *m, struct volume *vol)
+{
+	struct volume_record *rec = table_find(m->table, vol->name);
+	struct quota_usage u;
+	json_t *o, *labels = NULL;
+
+	volume_usage(vol, rec, &u);
+	if (rec && rec->labels[0])
+		labels = json_loads(rec->labels, 0, NULL);
+	if (!labels)
+		labels = json_object();
+	o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:I, s:s, s:o}",
+		      "name", vol->name, "mountpoint", vol->mountpoint, "state", state_name(vol),
+		      "capacity_bytes", (json_int_t)(rec ? rec->capacity_bytes : 0),
+		      "used_bytes", (json_int_t)u.used_bytes,
+		      "inode_limit", (json_int_t)(rec ? rec->inode_limit : 0),
+		      "used_inodes", (json_int_t)u.used_inodes,
+		      "uid", rec ? (int)rec->uid : 0, "gid", rec ? (int)rec->gid : 0,
+		      "mode", rec ? (int)rec->mode : 0,
+		      "created_unix", (json_int_t)(rec ? rec->created_unix : 0),
+		      "storage_class", rec ? rec->storage_class : "", "labels", labels);
+	if (!o)
+		return NULL;
+	if (vol->state == VOLUME_ERROR)
+		json_object_set_new(o, "error", json_string(vol->error));
+	if (rec)
+		json_object_set_new(o, "limits",
+				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
+					      "riops", (json_int_t)rec->limits.riops,
+					      "wiops", (json_int_t)rec->limits.wiops,
+					      "rbps", (json_int_t)rec->limits.rbps,
+					      "wbps", (json_int_t)rec->limits.wbps,
+					      "burst_ms", (json_int_t)rec->limits.burst_ms,
+					      "iops_size_bytes", (json_int_t)rec->limits.iops_size_bytes));
+	if (vol->vfs) {
+		struct volume_stats s;
+
+		volume_fill_stats(m, vol, &s);
+		json_object_set_new(
+			o, "io",
+			json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+				  "read_ops", (json_int_t)s.read_ops,
+				  "write_ops", (json_int_t)s.write_ops,
+				  "read_bytes", (json_int_t)s.read_bytes,
+				  "write_bytes", (json_int_t)s.write_bytes,
+				  "throttled_ns", (json_int_t)s.throttled_ns,
+				  "queue_depth", (json_int_t)s.queue_depth,
+				  "read_latency", latency_json(&s.read_latency),
+				  "write_latency", latency_json(&s.write_latency)));
+	}
+	return o;
+}
+
+int volmgr_list(struct volmgr *m, json_t **ret_json)
+{
+	json_t *arr = json_array();
+	int r = 0;
+
+	if (!arr)
+		return -ENOMEM;
+	pthread_mutex_lock(&m->lock);
+	/* In table order, which is creation order. */
+	for (size_t i = 0; i < table_count(m->table); i++) {
+		struct volume *vol = volume_find(m, table_at(m->table, i)->name);
+		json_t *o = vol ? volume_json(m, vol) : NULL;
+
+		if (vol && (!o || json_array_append_new(arr, o) < 0)) {
+			r = -ENOMEM;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (r < 0) {
+		json_decref(arr);
+		return r;
+	}
+	*ret_json = arr;
+	return 0;
+}
+
+int volmgr_stats(struct volmgr *m, const char *name, json_t **ret_json, char *ret_msg)
+{
+	struct volume *vol;
+	json_t *o = NULL;
+	int r = 0;
+
+	pthread_mutex_lock(&m->lock);
+	vol = find_or_msg(m, name, ret_msg);
+	if (!vol)
+		r = -ENOENT;
+	else if (!(o = volume_json(m, vol)))
+		r = -ENOMEM;
+	pthread_mutex_unlock(&m->lock);
+	if (r == 0)
+		*ret_json = o;
+	return r;
+}
+
+int volmgr_snapshot(struct volmgr *m, uint64_t wait_ns, struct volume_stats **ret_stats,
+		    size_t *ret_n)
+{
+	struct volume_stats *stats = NULL;
+	struct timespec deadline;
+	size_t n = 0, count;
+	int r;
+
+	/* The monotonic clock: a step of the wall clock must not stretch the wait. */
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += (time_t)(wait_ns / 1000000000u);
+	deadline.tv_nsec += (long)(wait_ns % 1000000000u);
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	r = pthread_mutex_clocklock(&m->lock, CLOCK_MONOTONIC, &deadline);
+	if (r != 0)
+		return -r;
+	count = table_count(m->table);
+	stats = calloc(count ? count : 1, sizeof(*stats));
+	if (!stats) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* In table order, as list gives them. */
+	for (size_t i = 0; i < count; i++) {
+		struct volume *vol = volume_find(m, table_at(m->table, i)->name);
+
+		if (vol)
+			volume_fill_stats(m, vol, &stats[n++]);
+	}
+	*ret_stats = stats;
+	*ret_n = n;
+	stats = NULL;
+out:
+	pthread_mutex_unlock(&m->lock);
+	free(stats);
+	return r;
+}
