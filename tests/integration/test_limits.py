@@ -84,13 +84,16 @@ def test_limits_survive_a_restart(daemon):
 
 
 # One request per process, so that the test can see it wait in the daemon's
-# queue (blocked in pread64/pwrite64) before it starts the next one. Prints
-# its outcome and when it got it.
+# queue (blocked in pread64/pwrite64) before it releases the next one. Says
+# "ready" once the file is open, issues its request when a line arrives on
+# stdin, then prints its outcome and when it got it.
 ISSUER = r"""
 import errno, mmap, os, sys, time
 path, op = sys.argv[1], sys.argv[2]
 buf = mmap.mmap(-1, 4096)
 fd = os.open(path, (os.O_WRONLY if op == "w" else os.O_RDONLY) | os.O_DIRECT)
+print("ready", flush=True)
+sys.stdin.readline()
 try:
     if op == "w":
         os.pwrite(fd, buf, 0)
@@ -126,12 +129,18 @@ def test_queued_requests_are_answered_in_arrival_order(daemon, work):
     daemon.ctl("set-limits", "fifo", "--riops", "5", "--wiops", "5", json=False)
     nrs = IO_SYSCALLS[platform.machine()]
     ops = ["w" if i % 2 == 0 else "r" for i in range(n)]
-    procs = []
-    for i, op in enumerate(ops):
-        p = work.spawn([PYTHON, "-c", ISSUER, os.path.join(mnt, f"f{i}"), op],
-                       stdout=subprocess.PIPE, text=True)
-        procs.append(p)
-        # The next one starts only once this one waits in the daemon (or is done).
+    # Every issuer is started and has its file open before the first request:
+    # starting a Python process can take longer than a token takes to come
+    # back on a loaded machine, and then nothing would queue.
+    procs = [work.spawn([PYTHON, "-c", ISSUER, os.path.join(mnt, f"f{i}"), op],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for i, op in enumerate(ops)]
+    for i, p in enumerate(procs):
+        assert p.stdout.readline().strip() == "ready", f"issuer {i} could not open its file"
+    for i, (p, op) in enumerate(zip(procs, ops)):
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        # The next one goes only once this one waits in the daemon (or is done).
         wait_until(lambda: blocked_in(p.pid, nrs[op]) is not False or p.poll() is not None,
                    20, f"issuer {i} to wait for its {op}", check=daemon.check_alive)
     done = []
