@@ -189,7 +189,7 @@ static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_reco
 		struct quota_usage u;
 		char used[32];
 
-		quota_get(vol->vfs->quota, &u);
+		vfs_usage(vol->vfs, &u);
 		quantity_format_human(u.used_bytes, used, sizeof(used));
 		log_info("volume '%s': usage recounted after an unclean stop: %s in %llu inodes (%.2f s)",
 			 vol->name, used, (unsigned long long)u.used_inodes,
@@ -217,8 +217,8 @@ static int volume_unmount(struct volmgr *m, struct volume *vol, bool lazy)
 	r = vfs_unmount(vol->vfs, vol->mountpoint, lazy);
 	if (r < 0)
 		return r;
-	quota_get(vol->vfs->quota, &u);
-	if (walk_usage(vol->vfs->root->fd, &walked) == 0) {
+	vfs_usage(vol->vfs, &u);
+	if (vfs_count_usage(vol->vfs, &walked) == 0) {
 		if (walked.bytes != u.used_bytes || walked.inodes != u.used_inodes)
 			log_info("volume '%s': running usage %llu bytes in %llu inodes, disk holds "
 				  "%llu in %llu; recording the disk's",
@@ -509,7 +509,7 @@ static void volume_usage(const struct volume *vol, const struct volume_record *r
 {
 	memset(ret_usage, 0, sizeof(*ret_usage));
 	if (vol && vol->vfs) {
-		quota_get(vol->vfs->quota, ret_usage);
+		vfs_usage(vol->vfs, ret_usage);
 	} else if (rec) {
 		ret_usage->used_bytes = rec->used_bytes;
 		ret_usage->used_inodes = rec->used_inodes;
@@ -839,7 +839,7 @@ int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, d
 		goto out;
 	}
 	if (vol->vfs)
-		quota_set_limits(vol->vfs->quota, capacity_bytes, rec->inode_limit);
+		vfs_set_capacity(vol->vfs, capacity_bytes, rec->inode_limit);
 	log_info("volume '%s' resized to %llu bytes", name, (unsigned long long)capacity_bytes);
 out:
 	pthread_mutex_unlock(&m->lock);
@@ -933,17 +933,18 @@ static void volume_fill_stats(struct volmgr *m, struct volume *vol, struct volum
 		s->limits = rec->limits;
 	}
 	if (vol->vfs) {
-		struct vfs_stats *io = &vol->vfs->stats;
+		struct vfs_counters io;
 
+		vfs_stats_read(vol->vfs, &io);
 		s->served = true;
-		s->read_ops = atomic_load_explicit(&io->read_ops, memory_order_relaxed);
-		s->write_ops = atomic_load_explicit(&io->write_ops, memory_order_relaxed);
-		s->read_bytes = atomic_load_explicit(&io->read_bytes, memory_order_relaxed);
-		s->write_bytes = atomic_load_explicit(&io->write_bytes, memory_order_relaxed);
-		s->throttled_ns = atomic_load_explicit(&io->throttled_ns, memory_order_relaxed);
-		s->queue_depth = atomic_load_explicit(&io->queue_depth, memory_order_relaxed);
-		histogram_read(&io->read_latency, &histogram_io_bounds, &s->read_latency);
-		histogram_read(&io->write_latency, &histogram_io_bounds, &s->write_latency);
+		s->read_ops = io.read_ops;
+		s->write_ops = io.write_ops;
+		s->read_bytes = io.read_bytes;
+		s->write_bytes = io.write_bytes;
+		s->throttled_ns = io.throttled_ns;
+		s->queue_depth = io.queue_depth;
+		s->read_latency = io.read_latency;
+		s->write_latency = io.write_latency;
 	}
 }
 

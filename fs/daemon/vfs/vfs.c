@@ -368,3 +368,35 @@ int vfs_set_limits(struct vfs *v, const struct io_limits *limits)
 
 	return uring_session_call(v->session, vfs_set_limits_on_loop, &c);
 }
+
+void vfs_stats_read(struct vfs *v, struct vfs_counters *ret_counters)
+{
+	struct vfs_stats *io = &v->stats;
+	struct vfs_counters c;
+
+	/* Monitoring numbers: each counter on its own, no ordering among them. */
+	c.read_ops = atomic_load_explicit(&io->read_ops, memory_order_relaxed);
+	c.write_ops = atomic_load_explicit(&io->write_ops, memory_order_relaxed);
+	c.read_bytes = atomic_load_explicit(&io->read_bytes, memory_order_relaxed);
+	c.write_bytes = atomic_load_explicit(&io->write_bytes, memory_order_relaxed);
+	c.throttled_ns = atomic_load_explicit(&io->throttled_ns, memory_order_relaxed);
+	c.queue_depth = atomic_load_explicit(&io->queue_depth, memory_order_relaxed);
+	histogram_read(&io->read_latency, &histogram_io_bounds, &c.read_latency);
+	histogram_read(&io->write_latency, &histogram_io_bounds, &c.write_latency);
+	*ret_counters = c;
+}
+
+void vfs_usage(struct vfs *v, struct quota_usage *ret_usage)
+{
+	quota_get(v->quota, ret_usage);
+}
+
+int vfs_count_usage(struct vfs *v, struct walk_usage *ret_usage)
+{
+	return walk_usage(v->root->fd, ret_usage);
+}
+
+void vfs_set_capacity(struct vfs *v, uint64_t capacity_bytes, uint64_t inode_limit)
+{
+	quota_set_limits(v->quota, capacity_bytes, inode_limit);
+}

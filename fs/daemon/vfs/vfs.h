@@ -32,6 +32,8 @@
 #include "table.h"
 #include "uring.h"
 
+struct walk_usage;
+
 struct inode {
 	int fd; /* O_PATH | O_NOFOLLOW of the backing object; owned */
 	dev_t dev;
@@ -250,5 +252,23 @@ struct vfs *vfs_free(struct vfs *v);
 int vfs_wipe(struct vfs *v, uint64_t *ret_skipped);
 /* Applies new IO limits to the live volume; queued requests see them at once. */
 int vfs_set_limits(struct vfs *v, const struct io_limits *limits);
+
+/* A volume's IO counters (struct vfs_stats) read at one moment. */
+struct vfs_counters {
+	uint64_t read_ops, write_ops, read_bytes, write_bytes, throttled_ns, queue_depth;
+	struct histogram_snapshot read_latency, write_latency; /* histogram_io_bounds */
+};
+
+/* Reads the counters; safe from any thread while the vfs exists. */
+void vfs_stats_read(struct vfs *v, struct vfs_counters *ret_counters);
+/* The quota's count now, writes in flight reserved; safe from any thread. */
+void vfs_usage(struct vfs *v, struct quota_usage *ret_usage);
+/*
+ * Counts what the backing directory holds by walking it (walk_usage()).
+ * Meant for an ended vfs, whose tree nothing changes any more.
+ */
+int vfs_count_usage(struct vfs *v, struct walk_usage *ret_usage);
+/* New capacity and inode limit (0 = unlimited), in force for the next request. */
+void vfs_set_capacity(struct vfs *v, uint64_t capacity_bytes, uint64_t inode_limit);
 
 #endif
