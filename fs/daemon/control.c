@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "control.h"
+#include "ctlreply.h"
 #include "ctlserver.h"
 #include "log.h"
 #include "volname.h"
@@ -245,10 +246,16 @@ static int reply_with_volume(struct control *c, struct request *rq, const char *
 			     bool after_change, json_t *reply)
 {
 	char msg[WIRE_MSG_MAX] = "";
+	struct volume_stats *s;
 	json_t *vol = NULL;
 	int r;
 
-	r = volmgr_stats(c->mgr, name, &vol, msg);
+	/* Several KiB (labels, mountpoint, histograms): not on the thread's stack. */
+	s = calloc(1, sizeof(*s));
+	r = s ? volmgr_stats(c->mgr, name, s, msg) : -ENOMEM;
+	if (r == 0 && !(vol = ctlreply_volume(s)))
+		r = -ENOMEM;
+	free(s);
 	if (r < 0 && after_change) {
 		log_warn_errno(r, "volume '%s': cannot describe it after %s", name, rq->verb);
 		return 0;
@@ -393,28 +400,24 @@ static int do_resize(struct control *c, struct request *rq, json_t *reply)
 	return reply_with_volume(c, rq, name, true, reply);
 }
 
-/* Reads the volume's current limits from its V object (wire.h). */
+/* Reads the volume's current limits. */
 static int current_limits(struct control *c, struct request *rq, const char *name,
 			  struct io_limits *ret_limits)
 {
 	char msg[WIRE_MSG_MAX] = "";
-	struct io_limits l = { 0 };
-	json_t *vol = NULL, *lim;
+	struct volume_stats *s;
 	int r;
 
-	r = volmgr_stats(c->mgr, name, &vol, msg);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return fail(rq, WIRE_E_INTERNAL, -ENOMEM, "out of memory");
+	r = volmgr_stats(c->mgr, name, s, msg);
 	if (r < 0)
-		return fail_mgr(rq, r, name, msg);
-	lim = json_object_get(vol, "limits");
-	for (size_t i = 0; limit_fields[i]; i++) {
-		json_t *v = json_object_get(lim, limit_fields[i]);
-
-		if (json_is_integer(v) && json_integer_value(v) >= 0)
-			*limit_slot(&l, i) = (uint64_t)json_integer_value(v);
-	}
-	json_decref(vol);
-	*ret_limits = l;
-	return 0;
+		r = fail_mgr(rq, r, name, msg);
+	else
+		*ret_limits = s->limits;
+	free(s);
+	return r;
 }
 
 /*
@@ -468,13 +471,17 @@ static int do_wipe(struct control *c, struct request *rq, json_t *reply)
 
 static int do_list(struct control *c, struct request *rq, json_t *reply)
 {
-	json_t *vols = NULL;
+	struct volume_stats *stats = NULL;
+	json_t *vols;
+	size_t n;
 	int r;
 
-	r = volmgr_list(c->mgr, &vols);
+	r = volmgr_list(c->mgr, &stats, &n);
 	if (r < 0)
 		return fail_mgr(rq, r, NULL, NULL);
-	if (json_object_set_new(reply, "volumes", vols) < 0)
+	vols = ctlreply_volumes(stats, n);
+	free(stats);
+	if (!vols || json_object_set_new(reply, "volumes", vols) < 0)
 		return fail(rq, WIRE_E_INTERNAL, -ENOMEM, "out of memory");
 	return 0;
 }
@@ -493,11 +500,7 @@ static int do_pool(struct control *c, struct request *rq, json_t *reply)
 	r = volmgr_pool_info(c->mgr, &info);
 	if (r < 0)
 		return fail(rq, WIRE_E_INTERNAL, r, "cannot measure the pool: %s", strerror(-r));
-	o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "path", volmgr_pool_dir(c->mgr),
-		      "size_bytes", (json_int_t)info.size_bytes, "free_bytes",
-		      (json_int_t)info.free_bytes, "allocated_bytes", (json_int_t)info.allocated_bytes,
-		      "committed_bytes", (json_int_t)info.committed_bytes, "volumes",
-		      (json_int_t)info.volumes);
+	o = ctlreply_pool(volmgr_pool_dir(c->mgr), &info);
 	if (!o || json_object_set_new(reply, "pool", o) < 0)
 		return fail(rq, WIRE_E_INTERNAL, -ENOMEM, "out of memory");
 	return 0;

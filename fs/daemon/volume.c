@@ -923,6 +923,8 @@ static void volume_fill_stats(struct volmgr *m, struct volume *vol, struct volum
 	snprintf(s->name, sizeof(s->name), "%s", vol->name);
 	snprintf(s->mountpoint, sizeof(s->mountpoint), "%s", vol->mountpoint);
 	s->state = state_name(vol);
+	if (vol->state == VOLUME_ERROR)
+		snprintf(s->error, sizeof(s->error), "%s", vol->error);
 	volume_usage(vol, rec, &u);
 	s->used_bytes = u.used_bytes;
 	s->used_inodes = u.used_inodes;
@@ -930,7 +932,13 @@ static void volume_fill_stats(struct volmgr *m, struct volume *vol, struct volum
 		snprintf(s->storage_class, sizeof(s->storage_class), "%s", rec->storage_class);
 		s->capacity_bytes = rec->capacity_bytes;
 		s->inode_limit = rec->inode_limit;
+		s->recorded = true;
 		s->limits = rec->limits;
+		s->uid = rec->uid;
+		s->gid = rec->gid;
+		s->mode = rec->mode;
+		s->created_unix = rec->created_unix;
+		snprintf(s->labels, sizeof(s->labels), "%s", rec->labels);
 	}
 	if (vol->vfs) {
 		struct vfs_counters io;
@@ -948,119 +956,56 @@ static void volume_fill_stats(struct volmgr *m, struct volume *vol, struct volum
 	}
 }
 
-/* count, sum and the median and 99th percentile estimated from the buckets. */
-static json_t *latency_json(const struct histogram_snapshot *h)
-{
-	return json_pack("{s:I, s:I, s:I, s:I}", "count", (json_int_t)h->count, "sum_ns",
-			 (json_int_t)h->sum_ns, "p50_ns",
-			 (json_int_t)histogram_quantile_ns(h, &histogram_io_bounds, 0.5), "p99_ns",
-			 (json_int_t)histogram_quantile_ns(h, &histogram_io_bounds, 0.99));
-}
-
-static json_t *volume_json(struct volmgr *m, struct volume *vol)
-{
-	struct volume_record *rec = table_find(m->table, vol->name);
-	struct quota_usage u;
-	json_t *o, *labels = NULL;
-
-	volume_usage(vol, rec, &u);
-	if (rec && rec->labels[0])
-		labels = json_loads(rec->labels, 0, NULL);
-	if (!labels)
-		labels = json_object();
-	o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:I, s:s, s:o}",
-		      "name", vol->name, "mountpoint", vol->mountpoint, "state", state_name(vol),
-		      "capacity_bytes", (json_int_t)(rec ? rec->capacity_bytes : 0),
-		      "used_bytes", (json_int_t)u.used_bytes,
-		      "inode_limit", (json_int_t)(rec ? rec->inode_limit : 0),
-		      "used_inodes", (json_int_t)u.used_inodes,
-		      "uid", rec ? (int)rec->uid : 0, "gid", rec ? (int)rec->gid : 0,
-		      "mode", rec ? (int)rec->mode : 0,
-		      "created_unix", (json_int_t)(rec ? rec->created_unix : 0),
-		      "storage_class", rec ? rec->storage_class : "", "labels", labels);
-	if (!o)
-		return NULL;
-	if (vol->state == VOLUME_ERROR)
-		json_object_set_new(o, "error", json_string(vol->error));
-	if (rec)
-		json_object_set_new(o, "limits",
-				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
-					      "riops", (json_int_t)rec->limits.riops,
-					      "wiops", (json_int_t)rec->limits.wiops,
-					      "rbps", (json_int_t)rec->limits.rbps,
-					      "wbps", (json_int_t)rec->limits.wbps,
-					      "burst_ms", (json_int_t)rec->limits.burst_ms,
-					      "iops_size_bytes", (json_int_t)rec->limits.iops_size_bytes));
-	if (vol->vfs) {
-		struct volume_stats s;
-
-		volume_fill_stats(m, vol, &s);
-		json_object_set_new(
-			o, "io",
-			json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
-				  "read_ops", (json_int_t)s.read_ops,
-				  "write_ops", (json_int_t)s.write_ops,
-				  "read_bytes", (json_int_t)s.read_bytes,
-				  "write_bytes", (json_int_t)s.write_bytes,
-				  "throttled_ns", (json_int_t)s.throttled_ns,
-				  "queue_depth", (json_int_t)s.queue_depth,
-				  "read_latency", latency_json(&s.read_latency),
-				  "write_latency", latency_json(&s.write_latency)));
-	}
-	return o;
-}
-
-int volmgr_list(struct volmgr *m, json_t **ret_json)
-{
-	json_t *arr = json_array();
-	int r = 0;
-
-	if (!arr)
-		return -ENOMEM;
-	pthread_mutex_lock(&m->lock);
-	/* In table order, which is creation order. */
-	for (size_t i = 0; i < table_count(m->table); i++) {
-		struct volume *vol = volume_find(m, table_at(m->table, i)->name);
-		json_t *o = vol ? volume_json(m, vol) : NULL;
-
-		if (vol && (!o || json_array_append_new(arr, o) < 0)) {
-			r = -ENOMEM;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&m->lock);
-	if (r < 0) {
-		json_decref(arr);
-		return r;
-	}
-	*ret_json = arr;
-	return 0;
-}
-
-int volmgr_stats(struct volmgr *m, const char *name, json_t **ret_json, char *ret_msg)
+int volmgr_stats(struct volmgr *m, const char *name, struct volume_stats *ret_stats,
+		 char *ret_msg)
 {
 	struct volume *vol;
-	json_t *o = NULL;
 	int r = 0;
 
 	pthread_mutex_lock(&m->lock);
 	vol = find_or_msg(m, name, ret_msg);
 	if (!vol)
 		r = -ENOENT;
-	else if (!(o = volume_json(m, vol)))
-		r = -ENOMEM;
+	else
+		volume_fill_stats(m, vol, ret_stats);
 	pthread_mutex_unlock(&m->lock);
-	if (r == 0)
-		*ret_json = o;
+	return r;
+}
+
+/* Every volume's numbers, in table order (creation order). Called with m->lock held. */
+static int collect_stats(struct volmgr *m, struct volume_stats **ret_stats, size_t *ret_n)
+{
+	size_t n = 0, count = table_count(m->table);
+	struct volume_stats *stats;
+
+	stats = calloc(count ? count : 1, sizeof(*stats));
+	if (!stats)
+		return -ENOMEM;
+	for (size_t i = 0; i < count; i++) {
+		struct volume *vol = volume_find(m, table_at(m->table, i)->name);
+
+		if (vol)
+			volume_fill_stats(m, vol, &stats[n++]);
+	}
+	*ret_stats = stats;
+	*ret_n = n;
+	return 0;
+}
+
+int volmgr_list(struct volmgr *m, struct volume_stats **ret_stats, size_t *ret_n)
+{
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	r = collect_stats(m, ret_stats, ret_n);
+	pthread_mutex_unlock(&m->lock);
 	return r;
 }
 
 int volmgr_snapshot(struct volmgr *m, uint64_t wait_ns, struct volume_stats **ret_stats,
 		    size_t *ret_n)
 {
-	struct volume_stats *stats = NULL;
 	struct timespec deadline;
-	size_t n = 0, count;
 	int r;
 
 	/* The monotonic clock: a step of the wall clock must not stretch the wait. */
@@ -1074,24 +1019,7 @@ int volmgr_snapshot(struct volmgr *m, uint64_t wait_ns, struct volume_stats **re
 	r = pthread_mutex_clocklock(&m->lock, CLOCK_MONOTONIC, &deadline);
 	if (r != 0)
 		return -r;
-	count = table_count(m->table);
-	stats = calloc(count ? count : 1, sizeof(*stats));
-	if (!stats) {
-		r = -ENOMEM;
-		goto out;
-	}
-	/* In table order, as list gives them. */
-	for (size_t i = 0; i < count; i++) {
-		struct volume *vol = volume_find(m, table_at(m->table, i)->name);
-
-		if (vol)
-			volume_fill_stats(m, vol, &stats[n++]);
-	}
-	*ret_stats = stats;
-	*ret_n = n;
-	stats = NULL;
-out:
+	r = collect_stats(m, ret_stats, ret_n);
 	pthread_mutex_unlock(&m->lock);
-	free(stats);
 	return r;
 }

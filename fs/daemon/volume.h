@@ -18,10 +18,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "histogram.h"
 #include "table.h"
+#include "wire.h"
 
 struct volmgr;
 struct uring_pool;
@@ -84,19 +83,20 @@ int volmgr_wipe(struct volmgr *m, const char *name, char *ret_msg);
 int volmgr_pool_info(struct volmgr *m, struct pool_info *ret_info);
 const char *volmgr_pool_dir(const struct volmgr *m);
 
-/* *ret_json is a new reference owned by the caller: an array of V objects (wire.h). */
-int volmgr_list(struct volmgr *m, json_t **ret_json);
-/* *ret_json is a new reference owned by the caller: one V object. */
-int volmgr_stats(struct volmgr *m, const char *name, json_t **ret_json, char *ret_msg);
-
-/* One volume's numbers at one moment, for monitoring. */
+/* One volume at one moment: what the control socket and monitoring show. */
 struct volume_stats {
 	char name[VOLNAME_MAX + 1];
 	char mountpoint[PATH_MAX];
 	char storage_class[254]; /* "" when none */
 	const char *state;	 /* "mounted", "unmounted" or "error": a static string */
+	char error[WIRE_MSG_MAX]; /* why, in state "error"; else "" */
 	uint64_t capacity_bytes, used_bytes, inode_limit, used_inodes;
+	/* The volume's table record was found: the fields below it come from there. */
+	bool recorded;
 	struct io_limits limits;
+	uint32_t uid, gid, mode;
+	int64_t created_unix;
+	char labels[TABLE_LABELS_MAX]; /* a JSON object as text or "" */
 	bool served; /* the volume has a filesystem since the daemon started: io below is set */
 	uint64_t read_ops, write_ops, read_bytes, write_bytes, throttled_ns, queue_depth;
 	struct histogram_snapshot read_latency, write_latency; /* histogram_io_bounds */
@@ -110,5 +110,13 @@ struct volume_stats {
  */
 int volmgr_snapshot(struct volmgr *m, uint64_t wait_ns, struct volume_stats **ret_stats,
 		    size_t *ret_n);
+/* The same, waiting for the manager as long as it takes (a verb of the control socket). */
+int volmgr_list(struct volmgr *m, struct volume_stats **ret_stats, size_t *ret_n);
+/*
+ * One volume's numbers into *ret_stats (a struct of several KiB: keep it off
+ * small stacks). -ENOENT, with @ret_msg, when there is no such volume.
+ */
+int volmgr_stats(struct volmgr *m, const char *name, struct volume_stats *ret_stats,
+		 char *ret_msg);
 
 #endif
