@@ -8,8 +8,10 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,6 +20,17 @@
 #include <unistd.h>
 
 #include "wire.h"
+
+void wire_set_msg(char *ret_msg, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!ret_msg)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(ret_msg, WIRE_MSG_MAX, fmt, ap);
+	va_end(ap);
+}
 
 const char *wire_code_for_errno(int r)
 {

@@ -1,11 +1,7 @@
 /*
  * volume.c - the volume manager; see volume.h.
  *
- * Pool layout:
- *	<pool>/carvefs.lock          flock()ed while a daemon serves the pool
- *	<pool>/carvefs.meta[.prev]   the table (table.c)
- *	<pool>/volumes/<name>/       a volume's backing directory
- *	<pool>/volumes/.trash-*      a deleted volume still being emptied
+ * The pool's layout on disk is pool.c's.
  *
  * Durability: every verb saves the table before it answers. While the daemon
  * runs, every record is marked unclean, so after a crash the next start
@@ -18,18 +14,14 @@
  * either an orphan directory (reported at start, never deleted silently) or
  * a trash directory (emptied at start).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,7 +34,6 @@
 #include "walk.h"
 #include "wire.h"
 
-#define TRASH_PREFIX ".trash-"
 #define DEFAULT_ROOT_MODE 0755
 
 enum volume_state { VOLUME_UNMOUNTED, VOLUME_MOUNTED, VOLUME_ERROR };
@@ -58,25 +49,14 @@ struct volume {
 
 struct volmgr {
 	pthread_mutex_t lock; /* serialises every verb; taken before any vfs lock */
-	char pool_dir[PATH_MAX];
-	char discovery_dir[PATH_MAX];
-	int pool_fd, volumes_fd, discovery_fd, lock_fd;
+	struct pool *pool;
+	/* The pool's, borrowed while it is open. */
+	const char *pool_dir, *discovery_dir;
+	int volumes_fd, discovery_fd;
 	struct table *table;
 	struct volume *volumes;
 	struct uring_pool *loops;
 };
-
-__attribute__((format(printf, 2, 3)))
-static void set_msg(char *ret_msg, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!ret_msg)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(ret_msg, WIRE_MSG_MAX, fmt, ap);
-	va_end(ap);
-}
 
 static struct volume *volume_find(struct volmgr *m, const char *name)
 {
@@ -98,27 +78,6 @@ static const char *state_name(struct volume *vol)
 	default:
 		return "unmounted";
 	}
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-	size_t len = strlen(path);
-
-	if (len == 0 || len >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 /*
@@ -266,126 +225,15 @@ static void volume_remove(struct volmgr *m, struct volume *vol)
 	free(vol);
 }
 
-/* Empties and removes volumes/<name>; used for trash directories. */
-static int remove_tree(struct volmgr *m, const char *name)
-{
-	int fd, r;
-
-	fd = openat(m->volumes_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	r = walk_wipe(fd, NULL);
-	close(fd);
-	if (r == 0 && unlinkat(m->volumes_fd, name, AT_REMOVEDIR) < 0)
-		r = -errno;
-	return r;
-}
-
-/* Empties leftover trash and names backing directories that have no record. */
-static void pool_sweep(struct volmgr *m)
-{
-	struct dirent *de;
-	DIR *d;
-	int fd;
-
-	/* O_PATH fds cannot be listed: open the directory for reading. */
-	fd = openat(m->volumes_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (strncmp(de->d_name, TRASH_PREFIX, strlen(TRASH_PREFIX)) == 0) {
-			int r = remove_tree(m, de->d_name);
-
-			if (r < 0)
-				log_warn_errno(r, "cannot remove deleted volume data '%s/volumes/%s'",
-					       m->pool_dir, de->d_name);
-			continue;
-		}
-		if (!table_find(m->table, de->d_name))
-			log_warn("backing directory '%s/volumes/%s' has no volume record: not served, "
-				 "left untouched", m->pool_dir, de->d_name);
-	}
-	closedir(d);
-}
-
 static int save_table(struct volmgr *m, char *ret_msg)
 {
-	int r = table_save(m->pool_fd, m->table);
+	int r = pool_save(m->pool);
 
 	if (r < 0) {
-		log_error_errno(r, "cannot save the volume table in '%s'", m->pool_dir);
-		set_msg(ret_msg, "cannot save the volume table in '%s': %s", m->pool_dir,
+		wire_set_msg(ret_msg, "cannot save the volume table in '%s': %s", m->pool_dir,
 			strerror(-r));
 	}
 	return r;
-}
-
-static int pool_open(struct volmgr *m, const struct volmgr_config *cfg)
-{
-	char real[PATH_MAX];
-	int r;
-
-	r = mkdir_p(cfg->pool_dir, 0700);
-	if (r < 0)
-		return log_error_errno(r, "cannot create the pool directory '%s'", cfg->pool_dir);
-	r = mkdir_p(cfg->discovery_dir, 0755);
-	if (r < 0)
-		return log_error_errno(r, "cannot create the discovery directory '%s'",
-				       cfg->discovery_dir);
-	/* Mountpoints are compared with mountinfo, which has canonical paths. */
-	if (!realpath(cfg->pool_dir, m->pool_dir) || !realpath(cfg->discovery_dir, real))
-		return log_error_errno(-errno, "cannot resolve '%s' or '%s'", cfg->pool_dir,
-				       cfg->discovery_dir);
-	snprintf(m->discovery_dir, sizeof(m->discovery_dir), "%s", real);
-
-	m->pool_fd = open(m->pool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (m->pool_fd < 0)
-		return log_error_errno(-errno, "cannot open the pool '%s'", m->pool_dir);
-	m->lock_fd = openat(m->pool_fd, "carvefs.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (m->lock_fd < 0)
-		return log_error_errno(-errno, "cannot open '%s/carvefs.lock'", m->pool_dir);
-	if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK) {
-			log_error("pool '%s' is already served by another carvefs daemon", m->pool_dir);
-			return -EBUSY;
-		}
-		return log_error_errno(-errno, "cannot lock the pool '%s'", m->pool_dir);
-	}
-	if (mkdirat(m->pool_fd, "volumes", 0700) < 0 && errno != EEXIST)
-		return log_error_errno(-errno, "cannot create '%s/volumes'", m->pool_dir);
-	m->volumes_fd = openat(m->pool_fd, "volumes", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (m->volumes_fd < 0)
-		return log_error_errno(-errno, "cannot open '%s/volumes'", m->pool_dir);
-	m->discovery_fd = open(m->discovery_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (m->discovery_fd < 0)
-		return log_error_errno(-errno, "cannot open the discovery directory '%s'",
-				       m->discovery_dir);
-	return 0;
-}
-
-static int table_open(struct volmgr *m)
-{
-	enum table_source src;
-	int current_err = 0, r;
-
-	r = table_load(m->pool_fd, &m->table, &src, &current_err);
-	if (r < 0) {
-		log_error_errno(r, "the volume table '%s/%s' is unreadable and no good previous copy "
-				   "exists; refusing to start rather than forget volumes (inspect it, "
-				   "or move it away to start with an empty pool)",
-				m->pool_dir, TABLE_FILE);
-		return r;
-	}
-	if (src == TABLE_SOURCE_PREVIOUS)
-		log_warn_errno(current_err, "the volume table '%s/%s' was refused; using the previous "
-					    "copy '%s'",
-			       m->pool_dir, TABLE_FILE, TABLE_FILE_PREV);
-	return 0;
 }
 
 int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
@@ -398,15 +246,15 @@ int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
 	if (!m)
 		return -ENOMEM;
 	pthread_mutex_init(&m->lock, NULL);
-	m->pool_fd = m->volumes_fd = m->discovery_fd = m->lock_fd = -1;
 	m->loops = cfg->loops;
-	r = pool_open(m, cfg);
+	r = pool_open(cfg->pool_dir, cfg->discovery_dir, &m->pool);
 	if (r < 0)
 		goto err;
-	r = table_open(m);
-	if (r < 0)
-		goto err;
-	pool_sweep(m);
+	m->pool_dir = pool_path(m->pool);
+	m->discovery_dir = pool_discovery_dir(m->pool);
+	m->volumes_fd = pool_volumes_fd(m->pool);
+	m->discovery_fd = pool_discovery_fd(m->pool);
+	m->table = pool_table(m->pool);
 
 	n = table_count(m->table);
 	for (size_t i = 0; i < n; i++) {
@@ -473,30 +321,13 @@ struct volmgr *volmgr_stop(struct volmgr *m)
 		}
 		volume_remove(m, vol);
 	}
-	if (m->table && m->lock_fd >= 0 && save_table(m, NULL) == 0)
+	if (m->pool && save_table(m, NULL) == 0)
 		log_info("volume table saved; usage recorded for a clean start");
 	pthread_mutex_unlock(&m->lock);
-	m->table = table_free(m->table);
-	if (m->discovery_fd >= 0)
-		close(m->discovery_fd);
-	if (m->volumes_fd >= 0)
-		close(m->volumes_fd);
-	if (m->lock_fd >= 0)
-		close(m->lock_fd);
-	if (m->pool_fd >= 0)
-		close(m->pool_fd);
+	m->pool = pool_close(m->pool);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 	return NULL;
-}
-
-static uint64_t pool_size_bytes(struct volmgr *m)
-{
-	struct statvfs sv;
-
-	if (fstatvfs(m->pool_fd, &sv) < 0)
-		return UINT64_MAX;
-	return (uint64_t)sv.f_blocks * sv.f_frsize;
 }
 
 /*
@@ -531,12 +362,11 @@ static uint64_t volume_used_bytes(struct volmgr *m, const struct volume_record *
 static int pool_room(struct volmgr *m, const char *except, struct pool_info *ret_info)
 {
 	struct pool_info info = { 0 };
-	struct statvfs sv;
+	int r;
 
-	if (fstatvfs(m->pool_fd, &sv) < 0)
-		return -errno;
-	info.size_bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
-	info.free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+	r = pool_space(m->pool, &info.size_bytes, &info.free_bytes);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < table_count(m->table); i++) {
 		struct volume_record *rec = table_at(m->table, i);
 		uint64_t used;
@@ -553,34 +383,6 @@ static int pool_room(struct volmgr *m, const char *except, struct pool_info *ret
 	return 0;
 }
 
-static int check_capacity(struct volmgr *m, const char *name, uint64_t capacity, char *ret_msg)
-{
-	uint64_t pool = pool_size_bytes(m), total = capacity;
-	char a[32], b[32];
-
-	quantity_format_human(capacity, a, sizeof(a));
-	quantity_format_human(pool, b, sizeof(b));
-	if (capacity == 0) {
-		set_msg(ret_msg, "the size of volume '%s' must be greater than zero", name);
-		return -EINVAL;
-	}
-	if (capacity > pool) {
-		set_msg(ret_msg, "volume '%s' of %s cannot fit on the pool's filesystem of %s", name,
-			a, b);
-		return -ENOSPC;
-	}
-	for (size_t i = 0; i < table_count(m->table); i++) {
-		struct volume_record *rec = table_at(m->table, i);
-
-		if (strcmp(rec->name, name) != 0)
-			total += rec->capacity_bytes;
-	}
-	if (total > pool)
-		log_warn("the pool '%s' is overcommitted: volumes total %.1f%% of its filesystem",
-			 m->pool_dir, 100.0 * (double)total / (double)pool);
-	return 0;
-}
-
 /*
  * With @overcommit > 0, refuses (-ENOSPC) a volume of @capacity holding
  * @used bytes if what every volume may still write would exceed the pool's
@@ -593,33 +395,16 @@ static int check_room(struct volmgr *m, const char *name, uint64_t capacity, uin
 		      double overcommit, char *ret_msg)
 {
 	struct pool_info info;
-	char want[32], room[32], committed[32], free_b[32];
-	double limit, need;
 	int r;
 
 	if (overcommit <= 0)
 		return 0;
 	r = pool_room(m, name, &info);
 	if (r < 0) {
-		set_msg(ret_msg, "cannot measure the pool's free space: %s", strerror(-r));
+		wire_set_msg(ret_msg, "cannot measure the pool's free space: %s", strerror(-r));
 		return r;
 	}
-	limit = (double)info.free_bytes * overcommit;
-	need = (double)info.committed_bytes + (double)(capacity > used ? capacity - used : 0);
-	if (need <= limit)
-		return 0;
-	quantity_format_human(capacity > used ? capacity - used : 0, want, sizeof(want));
-	quantity_format_human(limit > (double)info.committed_bytes
-				      ? (uint64_t)(limit - (double)info.committed_bytes)
-				      : 0,
-			      room, sizeof(room));
-	quantity_format_human(info.committed_bytes, committed, sizeof(committed));
-	quantity_format_human(info.free_bytes, free_b, sizeof(free_b));
-	set_msg(ret_msg,
-		"not enough room in the pool for volume '%s': it needs %s, %s are left (free space "
-		"%s x overcommit %.2f, minus %s the other volumes may still write)",
-		name, want, room, free_b, overcommit, committed);
-	return -ENOSPC;
+	return pool_check_room(&info, name, capacity, used, overcommit, ret_msg);
 }
 
 int volmgr_pool_info(struct volmgr *m, struct pool_info *ret_info)
@@ -642,7 +427,7 @@ static int validate_name(const char *name, char *ret_msg)
 	const char *why = NULL;
 
 	if (volname_validate(name, &why) < 0) {
-		set_msg(ret_msg, "volume name '%s' is invalid: %s", name, why ? why : "bad name");
+		wire_set_msg(ret_msg, "volume name '%s' is invalid: %s", name, why ? why : "bad name");
 		return -EINVAL;
 	}
 	return 0;
@@ -660,11 +445,11 @@ int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_ms
 		return r;
 	pthread_mutex_lock(&m->lock);
 	if (table_find(m->table, spec->name)) {
-		set_msg(ret_msg, "volume '%s' already exists", spec->name);
+		wire_set_msg(ret_msg, "volume '%s' already exists", spec->name);
 		r = -EEXIST;
 		goto out;
 	}
-	r = check_capacity(m, spec->name, spec->capacity_bytes, ret_msg);
+	r = pool_check_capacity(m->pool, spec->name, spec->capacity_bytes, ret_msg);
 	if (r < 0)
 		goto out;
 	r = check_room(m, spec->name, spec->capacity_bytes, 0, spec->overcommit, ret_msg);
@@ -674,11 +459,11 @@ int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_ms
 	if (mkdirat(m->volumes_fd, spec->name, 0700) < 0) {
 		r = -errno;
 		if (r == -EEXIST)
-			set_msg(ret_msg, "backing directory '%s/volumes/%s' already exists without a "
+			wire_set_msg(ret_msg, "backing directory '%s/volumes/%s' already exists without a "
 					 "volume record; move it away first (nothing was changed)",
 				m->pool_dir, spec->name);
 		else
-			set_msg(ret_msg, "cannot create '%s/volumes/%s': %s", m->pool_dir,
+			wire_set_msg(ret_msg, "cannot create '%s/volumes/%s': %s", m->pool_dir,
 				spec->name, strerror(-r));
 		goto out;
 	}
@@ -697,13 +482,13 @@ int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_ms
 	if (fchownat(m->volumes_fd, spec->name, rec.uid, rec.gid, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    fchmodat(m->volumes_fd, spec->name, rec.mode, 0) < 0) {
 		r = -errno;
-		set_msg(ret_msg, "cannot set the owner and mode of volume '%s': %s", spec->name,
+		wire_set_msg(ret_msg, "cannot set the owner and mode of volume '%s': %s", spec->name,
 			strerror(-r));
 		goto out;
 	}
 	r = table_add(m->table, &rec);
 	if (r < 0) {
-		set_msg(ret_msg, "cannot record volume '%s': %s", spec->name, strerror(-r));
+		wire_set_msg(ret_msg, "cannot record volume '%s': %s", spec->name, strerror(-r));
 		goto out;
 	}
 	recorded = true;
@@ -715,7 +500,7 @@ int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_ms
 		goto out;
 	r = volume_mount(m, vol, table_find(m->table, spec->name), false);
 	if (r < 0) {
-		set_msg(ret_msg, "cannot mount volume '%s' at '%s': %s", spec->name, vol->mountpoint,
+		wire_set_msg(ret_msg, "cannot mount volume '%s' at '%s': %s", spec->name, vol->mountpoint,
 			strerror(-r));
 		goto out;
 	}
@@ -742,7 +527,7 @@ static struct volume *find_or_msg(struct volmgr *m, const char *name, char *ret_
 	struct volume *vol = volume_find(m, name);
 
 	if (!vol)
-		set_msg(ret_msg, "volume '%s' does not exist", name);
+		wire_set_msg(ret_msg, "volume '%s' does not exist", name);
 	return vol;
 }
 
@@ -760,13 +545,13 @@ int volmgr_delete(struct volmgr *m, const char *name, bool force, char *ret_msg)
 	}
 	r = volume_unmount(m, vol, force);
 	if (r == -EBUSY) {
-		set_msg(ret_msg, "volume '%s' is in use at '%s'; stop what uses it or delete with "
+		wire_set_msg(ret_msg, "volume '%s' is in use at '%s'; stop what uses it or delete with "
 				 "--force",
 			name, vol->mountpoint);
 		goto out;
 	}
 	if (r < 0) {
-		set_msg(ret_msg, "cannot unmount volume '%s': %s", name, strerror(-r));
+		wire_set_msg(ret_msg, "cannot unmount volume '%s': %s", name, strerror(-r));
 		goto out;
 	}
 	(void)unlinkat(m->discovery_fd, name, AT_REMOVEDIR);
@@ -776,13 +561,13 @@ int volmgr_delete(struct volmgr *m, const char *name, bool force, char *ret_msg)
 	if (r < 0)
 		goto out;
 	volume_remove(m, vol);
-	snprintf(trash, sizeof(trash), "%s%s-%llu", TRASH_PREFIX, name,
+	snprintf(trash, sizeof(trash), "%s%s-%llu", POOL_TRASH_PREFIX, name,
 		 (unsigned long long)uring_now_ns());
 	if (renameat(m->volumes_fd, name, m->volumes_fd, trash) < 0) {
 		log_warn_errno(-errno, "volume '%s' deleted, but its data could not be moved away",
 			       name);
 	} else {
-		int r2 = remove_tree(m, trash);
+		int r2 = pool_remove_tree(m->pool, trash);
 
 		if (r2 < 0)
 			log_warn_errno(r2, "volume '%s' deleted; its data will be removed at the next "
@@ -811,7 +596,7 @@ int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, d
 		goto out;
 	}
 	rec = table_find(m->table, name);
-	r = check_capacity(m, name, capacity_bytes, ret_msg);
+	r = pool_check_capacity(m->pool, name, capacity_bytes, ret_msg);
 	if (r < 0)
 		goto out;
 	volume_usage(vol, rec, &u);
@@ -820,7 +605,7 @@ int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, d
 
 		quantity_format_human(capacity_bytes, want, sizeof(want));
 		quantity_format_human(u.used_bytes, used, sizeof(used));
-		set_msg(ret_msg, "cannot shrink volume '%s' to %s: %s are in use", name, want, used);
+		wire_set_msg(ret_msg, "cannot shrink volume '%s' to %s: %s are in use", name, want, used);
 		r = -EINVAL;
 		goto out;
 	}
@@ -901,7 +686,7 @@ int volmgr_wipe(struct volmgr *m, const char *name, char *ret_msg)
 			close(fd);
 	}
 	if (r < 0) {
-		set_msg(ret_msg, "wiping volume '%s' failed: %s", name, strerror(-r));
+		wire_set_msg(ret_msg, "wiping volume '%s' failed: %s", name, strerror(-r));
 		goto out;
 	}
 	if (skipped)

@@ -1,6 +1,6 @@
 /*
- * volume.h - the volume manager: the pool, its table, and every volume's
- * lifecycle (carve, mount, resize, wipe, unmount, delete).
+ * volume.h - the volume manager: every volume's lifecycle (carve, mount,
+ * resize, wipe, unmount, delete) on the pool (pool.h).
  *
  * One struct volmgr per daemon. Its verbs are what the control socket
  * exposes; each is serialised by the manager's lock, persists the table
@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "histogram.h"
+#include "pool.h"
 #include "table.h"
 #include "wire.h"
 
@@ -46,15 +47,6 @@ struct volume_spec {
 	 * such check (the volume must still fit on the pool's filesystem).
 	 */
 	double overcommit;
-};
-
-/* The pool's space, as the room checks see it. */
-struct pool_info {
-	uint64_t size_bytes;	  /* the pool filesystem's size */
-	uint64_t free_bytes;	  /* its space available to unprivileged writers */
-	uint64_t allocated_bytes; /* the volumes' capacities, summed */
-	uint64_t committed_bytes; /* what the volumes may still write: capacity - used, summed */
-	uint64_t volumes;
 };
 
 /*
