@@ -55,29 +55,29 @@ static int mkdir_p(const char *path, mode_t mode)
 }
 
 /* Empties and removes volumes/<name>; used for trash directories. */
-int pool_remove_tree(struct pool *m, const char *name)
+int pool_remove_tree(struct pool *p, const char *name)
 {
 	int fd, r;
 
-	fd = openat(m->volumes_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	fd = openat(p->volumes_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
 	r = walk_wipe(fd, NULL);
 	close(fd);
-	if (r == 0 && unlinkat(m->volumes_fd, name, AT_REMOVEDIR) < 0)
+	if (r == 0 && unlinkat(p->volumes_fd, name, AT_REMOVEDIR) < 0)
 		r = -errno;
 	return r;
 }
 
 /* Empties leftover trash and names backing directories that have no record. */
-static void pool_sweep(struct pool *m)
+static void pool_sweep(struct pool *p)
 {
 	struct dirent *de;
 	DIR *d;
 	int fd;
 
 	/* O_PATH fds cannot be listed: open the directory for reading. */
-	fd = openat(m->volumes_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = openat(p->volumes_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || !(d = fdopendir(fd))) {
 		if (fd >= 0)
 			close(fd);
@@ -87,21 +87,21 @@ static void pool_sweep(struct pool *m)
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
 		if (strncmp(de->d_name, POOL_TRASH_PREFIX, strlen(POOL_TRASH_PREFIX)) == 0) {
-			int r = pool_remove_tree(m, de->d_name);
+			int r = pool_remove_tree(p, de->d_name);
 
 			if (r < 0)
 				log_warn_errno(r, "cannot remove deleted volume data '%s/volumes/%s'",
-					       m->pool_dir, de->d_name);
+					       p->pool_dir, de->d_name);
 			continue;
 		}
-		if (!table_find(m->table, de->d_name))
+		if (!table_find(p->table, de->d_name))
 			log_warn("backing directory '%s/volumes/%s' has no volume record: not served, "
-				 "left untouched", m->pool_dir, de->d_name);
+				 "left untouched", p->pool_dir, de->d_name);
 	}
 	closedir(d);
 }
 
-static int pool_open_dirs(struct pool *m, const char *pool_dir, const char *discovery_dir)
+static int pool_open_dirs(struct pool *p, const char *pool_dir, const char *discovery_dir)
 {
 	char real[PATH_MAX];
 	int r;
@@ -114,68 +114,68 @@ static int pool_open_dirs(struct pool *m, const char *pool_dir, const char *disc
 		return log_error_errno(r, "cannot create the discovery directory '%s'",
 				       discovery_dir);
 	/* Mountpoints are compared with mountinfo, which has canonical paths. */
-	if (!realpath(pool_dir, m->pool_dir) || !realpath(discovery_dir, real))
+	if (!realpath(pool_dir, p->pool_dir) || !realpath(discovery_dir, real))
 		return log_error_errno(-errno, "cannot resolve '%s' or '%s'", pool_dir,
 				       discovery_dir);
-	snprintf(m->discovery_dir, sizeof(m->discovery_dir), "%s", real);
+	snprintf(p->discovery_dir, sizeof(p->discovery_dir), "%s", real);
 
-	m->pool_fd = open(m->pool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (m->pool_fd < 0)
-		return log_error_errno(-errno, "cannot open the pool '%s'", m->pool_dir);
-	m->lock_fd = openat(m->pool_fd, "carvefs.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (m->lock_fd < 0)
-		return log_error_errno(-errno, "cannot open '%s/carvefs.lock'", m->pool_dir);
-	if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+	p->pool_fd = open(p->pool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p->pool_fd < 0)
+		return log_error_errno(-errno, "cannot open the pool '%s'", p->pool_dir);
+	p->lock_fd = openat(p->pool_fd, "carvefs.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (p->lock_fd < 0)
+		return log_error_errno(-errno, "cannot open '%s/carvefs.lock'", p->pool_dir);
+	if (flock(p->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EWOULDBLOCK) {
-			log_error("pool '%s' is already served by another carvefs daemon", m->pool_dir);
+			log_error("pool '%s' is already served by another carvefs daemon", p->pool_dir);
 			return -EBUSY;
 		}
-		return log_error_errno(-errno, "cannot lock the pool '%s'", m->pool_dir);
+		return log_error_errno(-errno, "cannot lock the pool '%s'", p->pool_dir);
 	}
-	if (mkdirat(m->pool_fd, "volumes", 0700) < 0 && errno != EEXIST)
-		return log_error_errno(-errno, "cannot create '%s/volumes'", m->pool_dir);
-	m->volumes_fd = openat(m->pool_fd, "volumes", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (m->volumes_fd < 0)
-		return log_error_errno(-errno, "cannot open '%s/volumes'", m->pool_dir);
-	m->discovery_fd = open(m->discovery_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (m->discovery_fd < 0)
+	if (mkdirat(p->pool_fd, "volumes", 0700) < 0 && errno != EEXIST)
+		return log_error_errno(-errno, "cannot create '%s/volumes'", p->pool_dir);
+	p->volumes_fd = openat(p->pool_fd, "volumes", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (p->volumes_fd < 0)
+		return log_error_errno(-errno, "cannot open '%s/volumes'", p->pool_dir);
+	p->discovery_fd = open(p->discovery_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (p->discovery_fd < 0)
 		return log_error_errno(-errno, "cannot open the discovery directory '%s'",
-				       m->discovery_dir);
+				       p->discovery_dir);
 	return 0;
 }
 
-static int table_open(struct pool *m)
+static int table_open(struct pool *p)
 {
 	enum table_source src;
 	int current_err = 0, r;
 
-	r = table_load(m->pool_fd, &m->table, &src, &current_err);
+	r = table_load(p->pool_fd, &p->table, &src, &current_err);
 	if (r < 0) {
 		log_error_errno(r, "the volume table '%s/%s' is unreadable and no good previous copy "
 				   "exists; refusing to start rather than forget volumes (inspect it, "
 				   "or move it away to start with an empty pool)",
-				m->pool_dir, TABLE_FILE);
+				p->pool_dir, TABLE_FILE);
 		return r;
 	}
 	if (src == TABLE_SOURCE_PREVIOUS)
 		log_warn_errno(current_err, "the volume table '%s/%s' was refused; using the previous "
 					    "copy '%s'",
-			       m->pool_dir, TABLE_FILE, TABLE_FILE_PREV);
+			       p->pool_dir, TABLE_FILE, TABLE_FILE_PREV);
 	return 0;
 }
 
-static uint64_t pool_size_bytes(struct pool *m)
+static uint64_t pool_size_bytes(struct pool *p)
 {
 	struct statvfs sv;
 
-	if (fstatvfs(m->pool_fd, &sv) < 0)
+	if (fstatvfs(p->pool_fd, &sv) < 0)
 		return UINT64_MAX;
 	return (uint64_t)sv.f_blocks * sv.f_frsize;
 }
 
-int pool_check_capacity(struct pool *m, const char *name, uint64_t capacity, char *ret_msg)
+int pool_check_capacity(struct pool *p, const char *name, uint64_t capacity, char *ret_msg)
 {
-	uint64_t pool = pool_size_bytes(m), total = capacity;
+	uint64_t pool = pool_size_bytes(p), total = capacity;
 	char a[32], b[32];
 
 	quantity_format_human(capacity, a, sizeof(a));
@@ -189,55 +189,55 @@ int pool_check_capacity(struct pool *m, const char *name, uint64_t capacity, cha
 			a, b);
 		return -ENOSPC;
 	}
-	for (size_t i = 0; i < table_count(m->table); i++) {
-		struct volume_record *rec = table_at(m->table, i);
+	for (size_t i = 0; i < table_count(p->table); i++) {
+		struct volume_record *rec = table_at(p->table, i);
 
 		if (strcmp(rec->name, name) != 0)
 			total += rec->capacity_bytes;
 	}
 	if (total > pool)
 		log_warn("the pool '%s' is overcommitted: volumes total %.1f%% of its filesystem",
-			 m->pool_dir, 100.0 * (double)total / (double)pool);
+			 p->pool_dir, 100.0 * (double)total / (double)pool);
 	return 0;
 }
 
 int pool_open(const char *pool_dir, const char *discovery_dir, struct pool **ret_pool)
 {
-	struct pool *m;
+	struct pool *p;
 	int r;
 
-	m = calloc(1, sizeof(*m));
-	if (!m)
+	p = calloc(1, sizeof(*p));
+	if (!p)
 		return -ENOMEM;
-	m->pool_fd = m->volumes_fd = m->discovery_fd = m->lock_fd = -1;
-	r = pool_open_dirs(m, pool_dir, discovery_dir);
+	p->pool_fd = p->volumes_fd = p->discovery_fd = p->lock_fd = -1;
+	r = pool_open_dirs(p, pool_dir, discovery_dir);
 	if (r < 0)
 		goto err;
-	r = table_open(m);
+	r = table_open(p);
 	if (r < 0)
 		goto err;
-	pool_sweep(m);
-	*ret_pool = m;
+	pool_sweep(p);
+	*ret_pool = p;
 	return 0;
 err:
-	pool_close(m);
+	pool_close(p);
 	return r;
 }
 
-struct pool *pool_close(struct pool *m)
+struct pool *pool_close(struct pool *p)
 {
-	if (!m)
+	if (!p)
 		return NULL;
-	m->table = table_free(m->table);
-	if (m->discovery_fd >= 0)
-		close(m->discovery_fd);
-	if (m->volumes_fd >= 0)
-		close(m->volumes_fd);
-	if (m->lock_fd >= 0)
-		close(m->lock_fd);
-	if (m->pool_fd >= 0)
-		close(m->pool_fd);
-	free(m);
+	p->table = table_free(p->table);
+	if (p->discovery_fd >= 0)
+		close(p->discovery_fd);
+	if (p->volumes_fd >= 0)
+		close(p->volumes_fd);
+	if (p->lock_fd >= 0)
+		close(p->lock_fd);
+	if (p->pool_fd >= 0)
+		close(p->pool_fd);
+	free(p);
 	return NULL;
 }
 
