@@ -26,6 +26,7 @@
 #include "duration.h"
 #include "fileio.h"
 #include "config.h"
+#include "yamlscalar.h"
 
 /* Nodes one parse may visit: a real configuration uses a few hundred. */
 #define NODE_BUDGET 200000
@@ -259,14 +260,6 @@ struct parser {
 	long budget;
 };
 
-enum scalar_kind {
-	SCALAR_NULL,
-	SCALAR_BOOL,
-	SCALAR_INT,
-	SCALAR_FLOAT,
-	SCALAR_STR,
-};
-
 /* Formats a key path for messages; a path too long for @len is cut short. */
 __attribute__((format(printf, 3, 4)))
 static void keyf(char *buf, size_t len, const char *fmt, ...)
@@ -347,73 +340,11 @@ static bool match_any(const char *s, const char *const *words)
 	return false;
 }
 
-static bool all_of(const char *s, const char *set)
+/* The core schema type of the scalar node @n. */
+static enum yamlscalar_type scalar_type(const yaml_node_t *n)
 {
-	if (*s == '\0')
-		return false;
-	return strspn(s, set) == strlen(s);
-}
-
-static bool is_float_text(const char *s)
-{
-	static const char *const special[] = { ".inf", ".Inf", ".INF", "+.inf", "+.Inf",
-					       "+.INF", "-.inf", "-.Inf", "-.INF", ".nan",
-					       ".NaN", ".NAN", NULL };
-	bool digits = false;
-
-	if (match_any(s, special))
-		return true;
-	if (*s == '+' || *s == '-')
-		s++;
-	while (*s >= '0' && *s <= '9') {
-		s++;
-		digits = true;
-	}
-	if (*s == '.') {
-		s++;
-		while (*s >= '0' && *s <= '9') {
-			s++;
-			digits = true;
-		}
-	}
-	if (!digits)
-		return false;
-	if (*s == 'e' || *s == 'E') {
-		s++;
-		if (*s == '+' || *s == '-')
-			s++;
-		if (!(*s >= '0' && *s <= '9'))
-			return false;
-		while (*s >= '0' && *s <= '9')
-			s++;
-	}
-	return *s == '\0';
-}
-
-/* YAML 1.2 core schema resolution of a scalar's type. */
-static enum scalar_kind scalar_kind(const yaml_node_t *n, bool *ret_bool)
-{
-	static const char *const nulls[] = { "", "~", "null", "Null", "NULL", NULL };
-	static const char *const trues[] = { "true", "True", "TRUE", NULL };
-	static const char *const falses[] = { "false", "False", "FALSE", NULL };
-	const char *s = scalar_text(n);
-
-	if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-		return SCALAR_STR;
-	if (match_any(s, nulls))
-		return SCALAR_NULL;
-	if (match_any(s, trues) || match_any(s, falses)) {
-		if (ret_bool)
-			*ret_bool = match_any(s, trues);
-		return SCALAR_BOOL;
-	}
-	if (all_of(*s == '-' || *s == '+' ? s + 1 : s, "0123456789") ||
-	    (strncmp(s, "0x", 2) == 0 && all_of(s + 2, "0123456789abcdefABCDEF")) ||
-	    (strncmp(s, "0o", 2) == 0 && all_of(s + 2, "01234567")))
-		return SCALAR_INT;
-	if (is_float_text(s))
-		return SCALAR_FLOAT;
-	return SCALAR_STR;
+	return yamlscalar_type(scalar_text(n), n->data.scalar.length,
+			       n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
 }
 
 /* What a node is, for "must be X, not Y" messages. */
@@ -425,15 +356,15 @@ static const char *node_what(const yaml_node_t *n)
 	case YAML_SEQUENCE_NODE:
 		return "a list";
 	case YAML_SCALAR_NODE:
-		switch (scalar_kind(n, NULL)) {
-		case SCALAR_NULL:
+		switch (scalar_type(n)) {
+		case YAMLSCALAR_NULL:
 			return "empty";
-		case SCALAR_BOOL:
+		case YAMLSCALAR_BOOL:
 			return "a boolean";
-		case SCALAR_INT:
-		case SCALAR_FLOAT:
+		case YAMLSCALAR_INT:
+		case YAMLSCALAR_FLOAT:
 			return "a number";
-		case SCALAR_STR:
+		case YAMLSCALAR_STR:
 			return "a string";
 		}
 		break;
@@ -445,7 +376,7 @@ static const char *node_what(const yaml_node_t *n)
 
 static bool node_is_null(const yaml_node_t *n)
 {
-	return n->type == YAML_SCALAR_NODE && scalar_kind(n, NULL) == SCALAR_NULL;
+	return n->type == YAML_SCALAR_NODE && scalar_type(n) == YAMLSCALAR_NULL;
 }
 
 /*
@@ -454,17 +385,17 @@ static bool node_is_null(const yaml_node_t *n)
  */
 static int want_string(struct parser *p, const yaml_node_t *n, const char *key, char **ret)
 {
-	enum scalar_kind k;
+	enum yamlscalar_type k;
 	char *s;
 
 	if (n->type != YAML_SCALAR_NODE)
 		return perr(p, n, key, "must be a string, not %s", node_what(n));
-	k = scalar_kind(n, NULL);
-	if (k == SCALAR_NULL) {
+	k = scalar_type(n);
+	if (k == YAMLSCALAR_NULL) {
 		*ret = NULL;
 		return 0;
 	}
-	if (k != SCALAR_STR)
+	if (k != YAMLSCALAR_STR)
 		return perr(p, n, key, "must be a string, not %s; quote it: \"%s\"", node_what(n),
 			    scalar_text(n));
 	if (strlen(scalar_text(n)) != n->data.scalar.length)
@@ -480,14 +411,14 @@ static int want_string(struct parser *p, const yaml_node_t *n, const char *key, 
 static int want_bool(struct parser *p, const yaml_node_t *n, const char *key, bool *ret)
 {
 	bool b = false;
-	enum scalar_kind k;
+	enum yamlscalar_type k;
 
 	if (n->type != YAML_SCALAR_NODE)
 		return perr(p, n, key, "must be true or false, not %s", node_what(n));
-	k = scalar_kind(n, &b);
-	if (k == SCALAR_NULL)
+	k = scalar_type(n);
+	if (k == YAMLSCALAR_NULL)
 		return 0;
-	if (k != SCALAR_BOOL)
+	if (k != YAMLSCALAR_BOOL || yamlscalar_bool(scalar_text(n), &b) < 0)
 		return perr(p, n, key, "must be true or false, not \"%s\"", scalar_text(n));
 	*ret = b;
 	return 0;
@@ -1234,7 +1165,7 @@ static int parse_min_resync(struct parser *p, const yaml_node_t *root)
 	uint64_t ns;
 	int r;
 
-	if (root->type == YAML_SCALAR_NODE && scalar_kind(root, NULL) == SCALAR_INT)
+	if (root->type == YAML_SCALAR_NODE && scalar_type(root) == YAMLSCALAR_INT)
 		return perr(p, root, p->file, "must be a duration with a unit, e.g. \"5m\", not %s",
 			    scalar_text(root));
 	r = want_string(p, root, p->file, &s);
@@ -1270,9 +1201,8 @@ static int parse_dynamic(struct parser *p, const yaml_node_t *root)
 		yaml_node_pair_t *pr = &root->data.mapping.pairs.start[i];
 		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
 		char fkey[KEY_MAX];
-		enum scalar_kind kind;
-		double ratio;
-		char *end;
+		enum yamlscalar_type kind;
+		double ratio = 0;
 
 		if (!k || !v)
 			return budget_error(p, root, p->file);
@@ -1286,16 +1216,14 @@ static int parse_dynamic(struct parser *p, const yaml_node_t *root)
 				return r;
 			continue;
 		}
-		kind = v->type == YAML_SCALAR_NODE ? scalar_kind(v, NULL) : SCALAR_NULL;
-		if (v->type == YAML_SCALAR_NODE && kind == SCALAR_STR)
+		kind = v->type == YAML_SCALAR_NODE ? scalar_type(v) : YAMLSCALAR_NULL;
+		if (v->type == YAML_SCALAR_NODE && kind == YAMLSCALAR_STR)
 			return perr(p, v, fkey, "must be a number (a ratio such as 1.5), not \"%s\"",
 				    scalar_text(v));
-		if (kind != SCALAR_INT && kind != SCALAR_FLOAT)
+		if (kind != YAMLSCALAR_INT && kind != YAMLSCALAR_FLOAT)
 			return perr(p, v, fkey, "must be a number (a ratio such as 1.5), not %s",
 				    node_what(v));
-		errno = 0;
-		ratio = strtod(scalar_text(v), &end);
-		if (*end != '\0' || errno != 0 || !isfinite(ratio) || ratio <= 0 ||
+		if (yamlscalar_float(scalar_text(v), &ratio) < 0 || !isfinite(ratio) || ratio <= 0 ||
 		    ratio > PROVCONFIG_OVERCOMMIT_MAX)
 			return perr(p, v, fkey, "must be a ratio above 0 and at most %g, not %s",
 				    PROVCONFIG_OVERCOMMIT_MAX, scalar_text(v));
@@ -1342,7 +1270,8 @@ static int parse_key(struct parser *p, const yaml_node_t *root)
 	}
 	if (match_any(key, ignored_keys)) {
 		if (node_is_null(root) ||
-		    (root->type == YAML_SCALAR_NODE && scalar_kind(root, &b) == SCALAR_BOOL && !b))
+		    (root->type == YAML_SCALAR_NODE && scalar_type(root) == YAMLSCALAR_BOOL &&
+		     yamlscalar_bool(scalar_text(root), &b) == 0 && !b))
 			return 0;
 		return pwarn(p, root, key, "not supported by carve-provisioner, ignored");
 	}

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "pv.h"
 #include "quantity.h"
+#include "yamlscalar.h"
 
 #define GIB (UINT64_C(1) << 30)
 #define MIB (UINT64_C(1) << 20)
@@ -581,38 +583,33 @@ struct reader {
 	long budget;
 };
 
-static json_t *plain_scalar(const char *s, size_t len)
+/*
+ * The JSON value of the scalar @s as the core schema types it. An integer
+ * past 64 bits becomes the nearest double, as any JSON reader would take
+ * it. JSON has no infinity or NaN: such a float keeps its text, which is
+ * also what the PV writer quotes.
+ */
+static json_t *scalar_json(const char *s, size_t len, bool plain)
 {
-	static const char *const nulls[] = { "", "~", "null", "Null", "NULL", NULL };
-	static const char *const trues[] = { "true", "True", "TRUE", NULL };
-	static const char *const falses[] = { "false", "False", "FALSE", NULL };
-	char *end;
+	int64_t i;
+	double d;
+	bool b;
 
-	for (const char *const *w = nulls; *w; w++)
-		if (strcmp(s, *w) == 0)
-			return json_null();
-	for (const char *const *w = trues; *w; w++)
-		if (strcmp(s, *w) == 0)
-			return json_true();
-	for (const char *const *w = falses; *w; w++)
-		if (strcmp(s, *w) == 0)
-			return json_false();
-	if ((*s >= '0' && *s <= '9') || ((*s == '-' || *s == '+' || *s == '.') && s[1] != '\0')) {
-		int base = strncmp(s, "0x", 2) == 0 ? 16 : strncmp(s, "0o", 2) == 0 ? 8 : 10;
-		const char *digits = base == 10 ? s : s + 2;
-		long long ll;
-		double d;
-
-		errno = 0;
-		ll = strtoll(digits, &end, base);
-		if (errno == 0 && end != digits && *end == '\0' && (base == 10 || *digits != '-'))
-			return json_integer(ll);
-		errno = 0;
-		d = strtod(s, &end);
-		/* strtod also takes "0x1p3", "inf" and "nan", which YAML spells otherwise */
-		if (errno == 0 && end != s && *end == '\0' && base == 10 &&
-		    !strpbrk(s, "xXiInN"))
+	switch (yamlscalar_type(s, len, plain)) {
+	case YAMLSCALAR_NULL:
+		return json_null();
+	case YAMLSCALAR_BOOL:
+		return yamlscalar_bool(s, &b) == 0 ? json_boolean(b) : NULL;
+	case YAMLSCALAR_INT:
+		if (yamlscalar_int(s, &i) == 0)
+			return json_integer(i);
+		/* fall through */
+	case YAMLSCALAR_FLOAT:
+		if (yamlscalar_float(s, &d) == 0 && isfinite(d))
 			return json_real(d);
+		break;
+	case YAMLSCALAR_STR:
+		break;
 	}
 	return json_stringn(s, len);
 }
@@ -630,10 +627,8 @@ static int to_json(struct reader *rd, const yaml_node_t *n, int depth, json_t **
 	case YAML_SCALAR_NODE: {
 		const char *s = (const char *)n->data.scalar.value;
 
-		if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
-			v = plain_scalar(s, n->data.scalar.length);
-		else
-			v = json_stringn(s, n->data.scalar.length);
+		v = scalar_json(s, n->data.scalar.length,
+				n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
 		if (!v)
 			return -EBADMSG; /* not UTF-8 */
 		break;

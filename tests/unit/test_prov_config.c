@@ -552,6 +552,9 @@ static void test_dynamic_provisioning(void **state)
 	assert_true(provconfig_overcommit(c) == 0.25);
 	assert_true(has_warning(c, "dynamicProvisioning:2: dynamicProvisioning.future: unknown field"));
 	provconfig_free(c);
+	c = parse_ok("dynamicProvisioning", "overcommit: 0o4\n");
+	assert_true(provconfig_overcommit(c) == 4.0);
+	provconfig_free(c);
 	c = parse_ok("dynamicProvisioning", "~\n");
 	assert_true(provconfig_overcommit(c) == 1.0);
 	provconfig_free(c);

@@ -486,7 +486,8 @@ static void test_manifest_parse(void **state)
 
 	v = NULL;
 	{
-		static const char text[] = "a: 0x1F\nb: '7'\nc: ~\nd: 1e3\ne: .inf\n";
+		static const char text[] = "a: 0x1F\nb: '7'\nc: ~\nd: 1e3\ne: .inf\n"
+					   "f: 0x+1\ng: 0o17\nh: 99999999999999999999\n";
 
 		assert_int_equal(pv_manifest_parse(text, strlen(text), &v), 0);
 	}
@@ -495,6 +496,10 @@ static void test_manifest_parse(void **state)
 	assert_true(json_is_null(json_object_get(v, "c")));
 	assert_true(json_is_real(json_object_get(v, "d")));
 	assert_true(json_is_string(json_object_get(v, "e")));
+	assert_string_equal(json_string_value(json_object_get(v, "e")), ".inf");
+	assert_string_equal(json_string_value(json_object_get(v, "f")), "0x+1");
+	assert_int_equal(json_integer_value(json_object_get(v, "g")), 15);
+	assert_true(json_real_value(json_object_get(v, "h")) == 1e20);
 	json_decref(v);
 
 	v = NULL;
