@@ -45,6 +45,7 @@
 #include "quantity.h"
 #include "sink/sink.h"
 #include "wire.h"
+#include "jpath.h"
 
 #define DEFAULT_PERIOD_NS (10 * DURATION_NS_PER_SEC)
 /* How long a burst of config file events is given to settle before a reload. */
@@ -355,10 +356,8 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 	{
 		const char *by = pv_get_provisioned_by(pv), *path = pv_get_path(pv);
 		const char *name = pv_get_name(pv);
-		const char *phase = json_string_value(
-			json_object_get(json_object_get(pv, "status"), "phase"));
-		const char *policy = json_string_value(json_object_get(
-			json_object_get(pv, "spec"), "persistentVolumeReclaimPolicy"));
+		const char *phase = jpath_str(pv, "status", "phase");
+		const char *policy = jpath_str(pv, "spec", "persistentVolumeReclaimPolicy");
 		const struct disc_volume *v;
 		uint64_t start;
 		int r;
@@ -366,7 +365,7 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 		if (!by || strcmp(by, prov) != 0 || !path || !name || !pv_on_node(pv, hostname) ||
 		    !phase || strcmp(phase, "Released") != 0 || !policy ||
 		    strcmp(policy, "Delete") != 0 ||
-		    json_object_get(json_object_get(pv, "metadata"), "deletionTimestamp"))
+		    jpath_get(pv, "metadata", "deletionTimestamp"))
 			continue;
 		v = volume_at(res, path);
 		if (!v) {
@@ -678,8 +677,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 /* A PV turned Released (to clean) or gone (to register its volume afresh). */
 static bool pv_event_wanted(const char *type, const json_t *pv, void *userdata)
 {
-	const char *phase = json_string_value(json_object_get(json_object_get(pv, "status"),
-							      "phase"));
+	const char *phase = jpath_str(pv, "status", "phase");
 
 	(void)userdata;
 	return strcmp(type, "DELETED") == 0 ||

@@ -13,6 +13,7 @@
 #include "pv.h"
 #include "quantity.h"
 #include "yamlscalar.h"
+#include "jpath.h"
 
 #define GIB (UINT64_C(1) << 30)
 #define MIB (UINT64_C(1) << 20)
@@ -51,20 +52,10 @@ uint64_t pv_capacity_round(uint64_t bytes)
 	return bytes;
 }
 
-static const char *obj_str(const json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
-static const json_t *obj_path(const json_t *o, const char *a, const char *b)
-{
-	return json_object_get(json_object_get(o, a), b);
-}
-
 int pv_provisioner_name(const char *node_name, const json_t *node, bool node_name_only,
 			char **ret_name)
 {
-	const char *uid = node ? json_string_value(obj_path(node, "metadata", "uid")) : NULL;
+	const char *uid = node ? jpath_str(node, "metadata", "uid") : NULL;
 	char *s = NULL;
 	int r;
 
@@ -82,7 +73,7 @@ const char *pv_node_hostname(const char *node_name, const json_t *node)
 {
 	if (!node)
 		return node_name;
-	return obj_str(obj_path(node, "metadata", "labels"), PV_LABEL_HOSTNAME);
+	return jpath_str(node, "metadata", "labels", PV_LABEL_HOSTNAME);
 }
 
 /* ---- building ----------------------------------------------------------- */
@@ -110,7 +101,7 @@ static int set_new(json_t *o, const char *key, json_t *v)
 static int build_labels(const struct pv_request *req, json_t **ret)
 {
 	const struct prov_config *cfg = req->config;
-	const json_t *node_labels = req->node ? obj_path(req->node, "metadata", "labels") : NULL;
+	const json_t *node_labels = req->node ? jpath_get(req->node, "metadata", "labels") : NULL;
 	json_t *labels = json_object();
 	int r = 0;
 
@@ -122,7 +113,7 @@ static int build_labels(const struct pv_request *req, json_t **ret)
 
 		/* Without a cluster the one node label known is the hostname. */
 		if (req->node)
-			value = obj_str(node_labels, name);
+			value = jpath_str(node_labels, name);
 		else
 			value = strcmp(name, PV_LABEL_HOSTNAME) == 0 ? req->node_name : NULL;
 		if (value)
@@ -170,7 +161,7 @@ static int build_metadata(const struct pv_request *req, const char *name, json_t
 	if (r < 0)
 		goto out;
 	/* An owner needs the Node's uid, which only a cluster can give. */
-	uid = req->node ? json_string_value(obj_path(req->node, "metadata", "uid")) : NULL;
+	uid = req->node ? jpath_str(req->node, "metadata", "uid") : NULL;
 	if (req->config->set_pv_owner_ref && uid) {
 		json_t *refs = json_array();
 
@@ -215,7 +206,7 @@ static int build_node_affinity(const struct pv_request *req, const char *hostnam
 		return -ENOMEM;
 	json_array_foreach(req->cls->selector, i, term)
 	{
-		json_t *terms = json_object_get(json_object_get(aff, "required"), "nodeSelectorTerms");
+		json_t *terms = jpath_get(aff, "required", "nodeSelectorTerms");
 
 		if (json_array_append_new(terms, json_deep_copy(term)) < 0) {
 			json_decref(aff);
@@ -241,8 +232,8 @@ int pv_build(const struct pv_request *req, json_t **ret_pv, const char **ret_why
 		r = -ENODATA;
 		goto out;
 	}
-	if (req->storage_class && obj_str(req->storage_class, "reclaimPolicy"))
-		reclaim = obj_str(req->storage_class, "reclaimPolicy");
+	if (req->storage_class && jpath_str(req->storage_class, "reclaimPolicy"))
+		reclaim = jpath_str(req->storage_class, "reclaimPolicy");
 	if (strcmp(reclaim, "Delete") != 0 && strcmp(reclaim, "Retain") != 0) {
 		why = "the StorageClass's reclaimPolicy is neither Delete nor Retain";
 		r = -EINVAL;
@@ -342,23 +333,23 @@ out:
 
 const char *pv_get_name(const json_t *pv)
 {
-	return obj_str(json_object_get(pv, "metadata"), "name");
+	return jpath_str(pv, "metadata", "name");
 }
 
 const char *pv_get_path(const json_t *pv)
 {
-	return obj_str(obj_path(pv, "spec", "local"), "path");
+	return jpath_str(pv, "spec", "local", "path");
 }
 
 const char *pv_get_provisioned_by(const json_t *pv)
 {
-	return obj_str(obj_path(pv, "metadata", "annotations"), PV_ANN_PROVISIONED_BY);
+	return jpath_str(pv, "metadata", "annotations", PV_ANN_PROVISIONED_BY);
 }
 
 bool pv_on_node(const json_t *pv, const char *hostname)
 {
-	const json_t *terms = obj_path(obj_path(pv, "spec", "nodeAffinity"), "required",
-				       "nodeSelectorTerms");
+	const json_t *terms =
+		jpath_get(pv, "spec", "nodeAffinity", "required", "nodeSelectorTerms");
 	const json_t *term, *expr, *val;
 	size_t i, j, k;
 
@@ -366,7 +357,7 @@ bool pv_on_node(const json_t *pv, const char *hostname)
 	{
 		json_array_foreach(json_object_get(term, "matchExpressions"), j, expr)
 		{
-			const char *key = obj_str(expr, "key"), *op = obj_str(expr, "operator");
+			const char *key = jpath_str(expr, "key"), *op = jpath_str(expr, "operator");
 
 			if (!key || !op || strcmp(key, PV_LABEL_HOSTNAME) != 0 ||
 			    strcmp(op, "In") != 0)

@@ -22,6 +22,7 @@
 #include "quantity.h"
 #include "volclient.h"
 #include "wire.h"
+#include "jpath.h"
 
 #define RETRY_BASE_NS (2ull * DURATION_NS_PER_SEC)
 #define RETRY_CAP_NS (300ull * DURATION_NS_PER_SEC)
@@ -68,17 +69,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * DURATION_NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
-
-static const char *meta_str(const json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(json_object_get(o, "metadata"), key));
-}
-
-static const char *annotation(const json_t *o, const char *key)
-{
-	return json_string_value(
-		json_object_get(json_object_get(json_object_get(o, "metadata"), "annotations"), key));
 }
 
 /* ---- retries ------------------------------------------------------------ */
@@ -219,8 +209,7 @@ bool dynamic_owns_volume(const struct dynamic *d, const char *name)
 	json_array_foreach(d->volumes, i, v)
 	{
 		if (strcmp(json_string_value(json_object_get(v, "name")) ?: "", name) == 0)
-			return json_object_get(json_object_get(v, "labels"),
-					       DYNSPEC_LABEL_CLAIM_UID) != NULL;
+			return jpath_get(v, "labels", DYNSPEC_LABEL_CLAIM_UID) != NULL;
 	}
 	return false;
 }
@@ -249,7 +238,7 @@ static const json_t *find_by_name(const json_t *items, const char *name)
 
 	json_array_foreach(items, i, o)
 	{
-		const char *n = meta_str(o, "name");
+		const char *n = jpath_str(o, "metadata", "name");
 
 		if (n && strcmp(n, name) == 0)
 			return o;
@@ -264,8 +253,9 @@ static void post(struct dynamic *d, const json_t *claim, const char *type, const
 	int r = event_post(d->kube, claim, type, reason, message);
 
 	if (r < 0)
-		log_warn("claim '%s/%s': cannot post the %s event: %s", meta_str(claim, "namespace"),
-			 meta_str(claim, "name"), reason,
+		log_warn("claim '%s/%s': cannot post the %s event: %s",
+			 jpath_str(claim, "metadata", "namespace"),
+			 jpath_str(claim, "metadata", "name"), reason,
 			 r == -ENOMEM ? "out of memory" : kube_last_error(d->kube));
 }
 
@@ -279,7 +269,8 @@ static int claim_failed(struct dynamic *d, const json_t *claim, int r, const cha
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_error("claim '%s/%s': %s", meta_str(claim, "namespace"), meta_str(claim, "name"), msg);
+	log_error("claim '%s/%s': %s", jpath_str(claim, "metadata", "namespace"),
+		  jpath_str(claim, "metadata", "name"), msg);
 	post(d, claim, EVENT_WARNING, REASON_FAILED, msg);
 	return r;
 }
@@ -310,20 +301,22 @@ static const json_t *storage_class(struct dynamic *d, const char *name)
  */
 static int unselect_node(struct dynamic *d, const json_t *claim)
 {
-	const char *ns = meta_str(claim, "namespace"), *name = meta_str(claim, "name");
+	const char *ns = jpath_str(claim, "metadata", "namespace");
+	const char *name = jpath_str(claim, "metadata", "name");
 	json_t *cur = json_incref((json_t *)claim), *patch = NULL;
 	int r = -ESTALE;
 
 	for (int attempt = 0; attempt < 3 && r == -ESTALE; attempt++) {
-		const char *selected = annotation(cur, DYNSPEC_ANN_SELECTED_NODE);
+		const char *selected =
+			jpath_str(cur, "metadata", "annotations", DYNSPEC_ANN_SELECTED_NODE);
 
 		if (!selected || strcmp(selected, d->node_name) != 0) {
 			r = 0;
 			break;
 		}
 		patch = json_pack("{s:{s:s, s:{s:n}}}", "metadata", "resourceVersion",
-				  meta_str(cur, "resourceVersion") ?: "", "annotations",
-				  DYNSPEC_ANN_SELECTED_NODE);
+				  jpath_str(cur, "metadata", "resourceVersion") ?: "",
+				  "annotations", DYNSPEC_ANN_SELECTED_NODE);
 		if (!patch) {
 			r = -ENOMEM;
 			break;
@@ -373,7 +366,8 @@ static int carve(struct dynamic *d, const json_t *claim, const json_t *sc, const
 					    "left alone",
 					    name, d->node_name);
 		log_info("claim '%s/%s': reusing volume '%s' carved by an earlier attempt",
-			 meta_str(claim, "namespace"), meta_str(claim, "name"), name);
+			 jpath_str(claim, "metadata", "namespace"),
+			 jpath_str(claim, "metadata", "name"), name);
 		*ret_volume = json_incref((json_t *)existing);
 		return 0;
 	}
@@ -401,8 +395,8 @@ static int carve(struct dynamic *d, const json_t *claim, const json_t *sc, const
 		}
 	}
 
-	r = dynspec_create_request(name, size, params, meta_str(sc, "name"), claim, overcommit,
-				   &req);
+	r = dynspec_create_request(name, size, params, jpath_str(sc, "metadata", "name"), claim,
+				   overcommit, &req);
 	if (r < 0)
 		return claim_failed(d, claim, r, "cannot build the volume request: %s",
 				    strerror(-r));
@@ -427,8 +421,9 @@ static int carve(struct dynamic *d, const json_t *claim, const json_t *sc, const
 	} else {
 		if (quantity_format(size, want, sizeof(want)) < 0)
 			snprintf(want, sizeof(want), "?");
-		log_info("claim '%s/%s': carved volume '%s' (%s)", meta_str(claim, "namespace"),
-			 meta_str(claim, "name"), name, want);
+		log_info("claim '%s/%s': carved volume '%s' (%s)",
+			 jpath_str(claim, "metadata", "namespace"),
+			 jpath_str(claim, "metadata", "name"), name, want);
 	}
 out:
 	json_decref(reply);
@@ -442,7 +437,7 @@ out:
  */
 static int create_pv(struct dynamic *d, const json_t *claim, const json_t *pv)
 {
-	const char *name = meta_str(pv, "name");
+	const char *name = jpath_str(pv, "metadata", "name");
 	json_t *cur = NULL;
 	int r;
 
@@ -454,7 +449,8 @@ static int create_pv(struct dynamic *d, const json_t *claim, const json_t *pv)
 		return 0;
 	}
 	r = kube_get_pv(d->kube, name, &cur);
-	if (r == 0 && dynspec_pv_ours(cur) && dynspec_pv_for_claim(cur, meta_str(claim, "uid"))) {
+	if (r == 0 && dynspec_pv_ours(cur) &&
+	    dynspec_pv_for_claim(cur, jpath_str(claim, "metadata", "uid"))) {
 		log_info("PV '%s' exists already for this claim: an earlier create went through",
 			 name);
 	} else if (r == 0) {
@@ -476,10 +472,10 @@ static int create_pv(struct dynamic *d, const json_t *claim, const json_t *pv)
 static int provision(struct dynamic *d, const json_t *claim, const json_t *pvs,
 		     const char *hostname, double overcommit)
 {
-	const char *ns = meta_str(claim, "namespace"), *cname = meta_str(claim, "name");
-	const char *uid = meta_str(claim, "uid");
-	const char *class_name = json_string_value(
-		json_object_get(json_object_get(claim, "spec"), "storageClassName"));
+	const char *ns = jpath_str(claim, "metadata", "namespace");
+	const char *cname = jpath_str(claim, "metadata", "name");
+	const char *uid = jpath_str(claim, "metadata", "uid");
+	const char *class_name = jpath_str(claim, "spec", "storageClassName");
 	const json_t *sc, *existing_pv;
 	struct dynspec_params params;
 	char err[DYNSPEC_ERR_MAX], size_text[32], *name = NULL;
@@ -522,8 +518,8 @@ static int provision(struct dynamic *d, const json_t *claim, const json_t *pvs,
 	if (dynspec_claim_supported(claim, err, sizeof(err)) < 0 ||
 	    dynspec_claim_size(claim, &size, err, sizeof(err)) < 0 ||
 	    dynspec_params_resolve(json_object_get(sc, "parameters"),
-				   json_object_get(json_object_get(claim, "metadata"), "annotations"),
-				   &params, err, sizeof(err)) < 0) {
+				   jpath_get(claim, "metadata", "annotations"), &params, err,
+				   sizeof(err)) < 0) {
 		r = claim_failed(d, claim, -EINVAL, "%s", err);
 		goto out;
 	}
@@ -577,23 +573,22 @@ out:
 static bool deletable(const json_t *pv, const char *hostname)
 {
 	const json_t *spec = json_object_get(pv, "spec");
-	const char *phase = json_string_value(json_object_get(json_object_get(pv, "status"),
-							      "phase"));
+	const char *phase = jpath_str(pv, "status", "phase");
 	const char *policy = json_string_value(json_object_get(spec,
 								"persistentVolumeReclaimPolicy"));
 
 	return dynspec_pv_ours(pv) && pv_on_node(pv, hostname) && phase &&
 	       strcmp(phase, "Released") == 0 && policy && strcmp(policy, "Delete") == 0 &&
-	       !json_object_get(json_object_get(pv, "metadata"), "deletionTimestamp");
+	       !jpath_get(pv, "metadata", "deletionTimestamp");
 }
 
 /* Deletes the volume of the released PV @pv, then the PV. Returns 0 or -errno (logged). */
 static int delete_released(struct dynamic *d, const json_t *pv)
 {
-	const char *name = meta_str(pv, "name"), *uid = meta_str(pv, "uid");
+	const char *name = jpath_str(pv, "metadata", "name");
+	const char *uid = jpath_str(pv, "metadata", "uid");
 	const char *volume = dynspec_pv_volume(pv);
-	const char *claim_uid = json_string_value(json_object_get(
-		json_object_get(json_object_get(pv, "spec"), "claimRef"), "uid"));
+	const char *claim_uid = jpath_str(pv, "spec", "claimRef", "uid");
 	const json_t *v;
 	char msg[WIRE_MSG_MAX] = "";
 	int r;
@@ -607,8 +602,7 @@ static int delete_released(struct dynamic *d, const json_t *pv)
 	}
 	v = find_volume(d, volume);
 	if (v) {
-		const char *label = json_string_value(json_object_get(
-			json_object_get(v, "labels"), DYNSPEC_LABEL_CLAIM_UID));
+		const char *label = jpath_str(v, "labels", DYNSPEC_LABEL_CLAIM_UID);
 
 		/* Only the volume carved for the claim this PV was bound to. */
 		if (!label || !claim_uid || strcmp(label, claim_uid) != 0) {
@@ -642,7 +636,7 @@ static bool uid_in(const json_t *items, const char *uid)
 
 	json_array_foreach(items, i, o)
 	{
-		const char *u = meta_str(o, "uid");
+		const char *u = jpath_str(o, "metadata", "uid");
 
 		if (u && strcmp(u, uid) == 0)
 			return true;
@@ -657,7 +651,7 @@ static bool volume_has_pv(const json_t *pvs, const char *volume)
 
 	json_array_foreach(pvs, i, pv)
 	{
-		const char *v = dynspec_pv_volume(pv), *n = meta_str(pv, "name");
+		const char *v = dynspec_pv_volume(pv), *n = jpath_str(pv, "metadata", "name");
 
 		if ((v && strcmp(v, volume) == 0) || (n && strcmp(n, volume) == 0))
 			return true;
@@ -715,8 +709,7 @@ static unsigned report_orphans(struct dynamic *d, const json_t *claims, const js
 	json_array_foreach(d->volumes, i, v)
 	{
 		const char *name = json_string_value(json_object_get(v, "name"));
-		const char *claim_uid = json_string_value(json_object_get(
-			json_object_get(v, "labels"), DYNSPEC_LABEL_CLAIM_UID));
+		const char *claim_uid = jpath_str(v, "labels", DYNSPEC_LABEL_CLAIM_UID);
 		struct orphan *o;
 
 		if (!name || !claim_uid || volume_has_pv(pvs, name) || uid_in(claims, claim_uid))
@@ -733,12 +726,8 @@ static unsigned report_orphans(struct dynamic *d, const json_t *claims, const js
 		log_warn("volume '%s' was carved for claim '%s/%s' (uid %s), but neither the "
 			 "claim nor a PV exists any more; it is kept: delete it with "
 			 "'carvectl delete %s' if its data is not wanted",
-			 name,
-			 json_string_value(json_object_get(json_object_get(v, "labels"),
-							   DYNSPEC_LABEL_CLAIM_NAMESPACE)) ?: "?",
-			 json_string_value(json_object_get(json_object_get(v, "labels"),
-							   DYNSPEC_LABEL_CLAIM_NAME)) ?: "?",
-			 claim_uid, name);
+			 name, jpath_str(v, "labels", DYNSPEC_LABEL_CLAIM_NAMESPACE) ?: "?",
+			 jpath_str(v, "labels", DYNSPEC_LABEL_CLAIM_NAME) ?: "?", claim_uid, name);
 		o = calloc(1, sizeof(*o));
 		if (o && !(o->name = strdup(name))) {
 			free(o);
@@ -785,7 +774,7 @@ static int list_classes(struct dynamic *d)
 	}
 	json_array_foreach(items, i, sc)
 	{
-		const char *name = meta_str(sc, "name");
+		const char *name = jpath_str(sc, "metadata", "name");
 		const char *provisioner = json_string_value(json_object_get(sc, "provisioner"));
 
 		if (!name)
@@ -808,7 +797,7 @@ static bool has_claim_volumes(const struct dynamic *d)
 	size_t i;
 
 	json_array_foreach(d->volumes, i, v)
-		if (json_object_get(json_object_get(v, "labels"), DYNSPEC_LABEL_CLAIM_UID))
+		if (jpath_get(v, "labels", DYNSPEC_LABEL_CLAIM_UID))
 			return true;
 	return false;
 }
@@ -853,13 +842,15 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 
 	json_array_foreach(claims, i, claim)
 	{
-		const char *uid = meta_str(claim, "uid"), *rv = meta_str(claim, "resourceVersion");
+		const char *uid = jpath_str(claim, "metadata", "uid");
+		const char *rv = jpath_str(claim, "metadata", "resourceVersion");
 
 		if (!uid || !dynspec_claim_wanted(claim, d->node_name))
 			continue;
 		if (!retry_due(d, uid, rv)) {
 			log_debug("claim '%s/%s': failed recently; waiting before the next try",
-				  meta_str(claim, "namespace"), meta_str(claim, "name"));
+				  jpath_str(claim, "metadata", "namespace"),
+				  jpath_str(claim, "metadata", "name"));
 			continue;
 		}
 		if (!d->volumes) {
@@ -877,8 +868,9 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 			/* A claim asking for what cannot be had says nothing of this node's health. */
 			if (r != -EINVAL && r != -EEXIST)
 				errors++;
-			log_info("claim '%s/%s': trying again in %.0f s", meta_str(claim, "namespace"),
-				 meta_str(claim, "name"), retry_failed(d, uid, rv));
+			log_info("claim '%s/%s': trying again in %.0f s",
+				 jpath_str(claim, "metadata", "namespace"),
+				 jpath_str(claim, "metadata", "name"), retry_failed(d, uid, rv));
 		} else {
 			retry_forget(d, uid);
 		}
@@ -886,7 +878,8 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 
 	json_array_foreach(pvs, i, pv)
 	{
-		const char *uid = meta_str(pv, "uid"), *rv = meta_str(pv, "resourceVersion");
+		const char *uid = jpath_str(pv, "metadata", "uid");
+		const char *rv = jpath_str(pv, "metadata", "resourceVersion");
 
 		if (!uid || !deletable(pv, hostname) || !retry_due(d, uid, rv))
 			continue;
@@ -895,8 +888,8 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 			metrics_dynamic_deleted();
 		if (r < 0) {
 			errors++;
-			log_info("PV '%s': trying again in %.0f s", meta_str(pv, "name"),
-				 retry_failed(d, uid, rv));
+			log_info("PV '%s': trying again in %.0f s",
+				 jpath_str(pv, "metadata", "name"), retry_failed(d, uid, rv));
 		} else {
 			retry_forget(d, uid);
 		}

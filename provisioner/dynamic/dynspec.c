@@ -11,6 +11,7 @@
 #include "dynamic/dynspec.h"
 #include "pv.h"
 #include "quantity.h"
+#include "jpath.h"
 
 struct param_info {
 	const char *key;
@@ -228,60 +229,44 @@ int dynspec_params_resolve(const json_t *parameters, const json_t *annotations,
 	return 0;
 }
 
-static const char *str_at(const json_t *o, const char *a, const char *b)
-{
-	return json_string_value(json_object_get(json_object_get(o, a), b));
-}
-
-static const json_t *str_at_obj(const json_t *o, const char *a, const char *b)
-{
-	return json_object_get(json_object_get(o, a), b);
-}
-
-static const char *annotation(const json_t *o, const char *key)
-{
-	return json_string_value(
-		json_object_get(json_object_get(json_object_get(o, "metadata"), "annotations"), key));
-}
-
 static bool str_eq(const char *a, const char *b)
 {
 	return a && b && strcmp(a, b) == 0;
 }
 
+/* Whether @claim's annotations hand it to carvefs.io/local on @node_name. */
+static bool annotated_for(const json_t *claim, const char *node_name)
+{
+	const json_t *ann = jpath_get(claim, "metadata", "annotations");
+
+	return str_eq(jpath_str(ann, DYNSPEC_ANN_SELECTED_NODE), node_name) &&
+	       (str_eq(jpath_str(ann, DYNSPEC_ANN_PROVISIONER), DYNSPEC_PROVISIONER) ||
+		str_eq(jpath_str(ann, DYNSPEC_ANN_PROVISIONER_BETA), DYNSPEC_PROVISIONER));
+}
+
 bool dynspec_claim_wanted(const json_t *claim, const char *node_name)
 {
-	const char *phase = str_at(claim, "status", "phase");
-	const char *volume = str_at(claim, "spec", "volumeName");
+	const char *phase = jpath_str(claim, "status", "phase");
+	const char *volume = jpath_str(claim, "spec", "volumeName");
 
 	/* A claim just created may not have a status yet: it is pending. */
 	if (phase && strcmp(phase, "Pending") != 0)
 		return false;
 	if (volume && volume[0] != '\0')
 		return false;
-	if (json_object_get(json_object_get(claim, "metadata"), "deletionTimestamp"))
+	if (jpath_get(claim, "metadata", "deletionTimestamp"))
 		return false;
-	if (!str_eq(annotation(claim, DYNSPEC_ANN_SELECTED_NODE), node_name))
-		return false;
-	return str_eq(annotation(claim, DYNSPEC_ANN_PROVISIONER), DYNSPEC_PROVISIONER) ||
-	       str_eq(annotation(claim, DYNSPEC_ANN_PROVISIONER_BETA), DYNSPEC_PROVISIONER);
+	return annotated_for(claim, node_name);
 }
 
 bool dynspec_claim_grows(const json_t *claim, const char *node_name)
 {
-	const char *request = json_string_value(json_object_get(
-		json_object_get(json_object_get(json_object_get(claim, "spec"), "resources"),
-				"requests"),
-		"storage"));
-	const char *capacity =
-		json_string_value(json_object_get(str_at_obj(claim, "status", "capacity"), "storage"));
+	const char *request = jpath_str(claim, "spec", "resources", "requests", "storage");
+	const char *capacity = jpath_str(claim, "status", "capacity", "storage");
 	uint64_t want, have;
 
-	if (!str_eq(str_at(claim, "status", "phase"), "Bound") ||
-	    !str_eq(annotation(claim, DYNSPEC_ANN_SELECTED_NODE), node_name))
-		return false;
-	if (!str_eq(annotation(claim, DYNSPEC_ANN_PROVISIONER), DYNSPEC_PROVISIONER) &&
-	    !str_eq(annotation(claim, DYNSPEC_ANN_PROVISIONER_BETA), DYNSPEC_PROVISIONER))
+	if (!str_eq(jpath_str(claim, "status", "phase"), "Bound") ||
+	    !annotated_for(claim, node_name))
 		return false;
 	if (!request || !capacity || quantity_parse(request, &want) < 0 ||
 	    quantity_parse(capacity, &have) < 0)
@@ -291,10 +276,7 @@ bool dynspec_claim_grows(const json_t *claim, const char *node_name)
 
 int dynspec_claim_size(const json_t *claim, uint64_t *ret_bytes, char *ret_err, size_t err_len)
 {
-	const char *s = json_string_value(json_object_get(
-		json_object_get(json_object_get(json_object_get(claim, "spec"), "resources"),
-				"requests"),
-		"storage"));
+	const char *s = jpath_str(claim, "spec", "resources", "requests", "storage");
 	uint64_t bytes;
 	int r;
 
@@ -333,7 +315,7 @@ int dynspec_claim_supported(const json_t *claim, char *ret_err, size_t err_len)
 
 int dynspec_volume_name(const json_t *claim, char **ret_name)
 {
-	const char *uid = str_at(claim, "metadata", "uid");
+	const char *uid = jpath_str(claim, "metadata", "uid");
 
 	if (!uid || uid[0] == '\0')
 		return -EINVAL;
@@ -348,9 +330,9 @@ int dynspec_create_request(const char *name, uint64_t size_bytes,
 			   const struct dynspec_params *p, const char *class_name,
 			   const json_t *claim, double overcommit, json_t **ret_request)
 {
-	const char *ns = str_at(claim, "metadata", "namespace");
-	const char *cname = str_at(claim, "metadata", "name");
-	const char *uid = str_at(claim, "metadata", "uid");
+	const char *ns = jpath_str(claim, "metadata", "namespace");
+	const char *cname = jpath_str(claim, "metadata", "name");
+	const char *uid = jpath_str(claim, "metadata", "uid");
 	json_t *req;
 	int r = 0;
 
@@ -382,20 +364,20 @@ int dynspec_create_request(const char *name, uint64_t size_bytes,
 
 bool dynspec_volume_matches(const json_t *volume, const json_t *claim, uint64_t size_bytes)
 {
-	const char *label = str_at(volume, "labels", DYNSPEC_LABEL_CLAIM_UID);
+	const char *label = jpath_str(volume, "labels", DYNSPEC_LABEL_CLAIM_UID);
 	const json_t *cap = json_object_get(volume, "capacity_bytes");
 
-	return str_eq(label, str_at(claim, "metadata", "uid")) && json_is_integer(cap) &&
+	return str_eq(label, jpath_str(claim, "metadata", "uid")) && json_is_integer(cap) &&
 	       (uint64_t)json_integer_value(cap) == size_bytes;
 }
 
 /* The claimRef of a PV pre-bound to @claim. */
 static json_t *claim_ref(const json_t *claim)
 {
-	const char *ns = str_at(claim, "metadata", "namespace");
-	const char *name = str_at(claim, "metadata", "name");
-	const char *uid = str_at(claim, "metadata", "uid");
-	const char *rv = str_at(claim, "metadata", "resourceVersion");
+	const char *ns = jpath_str(claim, "metadata", "namespace");
+	const char *name = jpath_str(claim, "metadata", "name");
+	const char *uid = jpath_str(claim, "metadata", "uid");
+	const char *rv = jpath_str(claim, "metadata", "resourceVersion");
 	json_t *ref;
 
 	if (!ns || !name || !uid)
@@ -414,8 +396,8 @@ int dynspec_pv_build(const struct dynspec_pv_request *req, json_t **ret_pv, char
 {
 	const json_t *sc = req->storage_class;
 	const char *policy = json_string_value(json_object_get(sc, "reclaimPolicy"));
-	const char *class_name = str_at(sc, "metadata", "name");
-	const json_t *modes = json_object_get(json_object_get(req->claim, "spec"), "accessModes");
+	const char *class_name = jpath_str(sc, "metadata", "name");
+	const json_t *modes = jpath_get(req->claim, "spec", "accessModes");
 	const json_t *mount_options = json_object_get(sc, "mountOptions");
 	json_t *pv = NULL, *ref = NULL, *affinity = NULL;
 	char size[32];
@@ -477,17 +459,15 @@ out:
 
 bool dynspec_pv_ours(const json_t *pv)
 {
-	return str_eq(annotation(pv, PV_ANN_PROVISIONED_BY), DYNSPEC_PROVISIONER);
+	return str_eq(pv_get_provisioned_by(pv), DYNSPEC_PROVISIONER);
 }
 
 bool dynspec_pv_for_claim(const json_t *pv, const char *claim_uid)
 {
-	return str_eq(json_string_value(json_object_get(
-			      json_object_get(json_object_get(pv, "spec"), "claimRef"), "uid")),
-		      claim_uid);
+	return str_eq(jpath_str(pv, "spec", "claimRef", "uid"), claim_uid);
 }
 
 const char *dynspec_pv_volume(const json_t *pv)
 {
-	return annotation(pv, DYNSPEC_ANN_VOLUME);
+	return jpath_str(pv, "metadata", "annotations", DYNSPEC_ANN_VOLUME);
 }

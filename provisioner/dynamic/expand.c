@@ -18,6 +18,7 @@
 #include "quantity.h"
 #include "dynamic/sizing.h"
 #include "volclient.h"
+#include "jpath.h"
 
 #define EXPAND_RETRY_BASE_NS (10 * DURATION_NS_PER_SEC)
 #define EXPAND_RETRY_CAP_NS (300 * DURATION_NS_PER_SEC)
@@ -133,11 +134,6 @@ static void claims_sweep(struct expand *e)
 	}
 }
 
-static const char *str_at(const json_t *o, const char *a, const char *b)
-{
-	return json_string_value(json_object_get(json_object_get(o, a), b));
-}
-
 /*
  * The carvefs volume behind @pv if the PV is ours: a dynamic PV names it in
  * an annotation; a static one is found by its path among the volumes this
@@ -145,7 +141,7 @@ static const char *str_at(const json_t *o, const char *a, const char *b)
  */
 static const char *volume_of(const json_t *pv, const struct expand_input *in)
 {
-	const json_t *ann = json_object_get(json_object_get(pv, "metadata"), "annotations");
+	const json_t *ann = jpath_get(pv, "metadata", "annotations");
 	const char *by = pv_get_provisioned_by(pv), *path = pv_get_path(pv);
 
 	if (!by || !pv_on_node(pv, in->hostname))
@@ -195,7 +191,7 @@ static const json_t *claim_by_uid(const json_t *claims, const char *uid)
 
 	json_array_foreach(claims, i, c)
 	{
-		const char *cuid = str_at(c, "metadata", "uid");
+		const char *cuid = jpath_str(c, "metadata", "uid");
 
 		if (cuid && strcmp(cuid, uid) == 0)
 			return c;
@@ -270,8 +266,9 @@ static void post(struct expand *e, const json_t *claim, const char *type, const 
 
 	if (r < 0)
 		log_warn_errno(r, "claim '%s/%s': cannot post the %s Event: %s",
-			       str_at(claim, "metadata", "namespace"),
-			       str_at(claim, "metadata", "name"), reason, kube_last_error(e->kube));
+			       jpath_str(claim, "metadata", "namespace"),
+			       jpath_str(claim, "metadata", "name"), reason,
+			       kube_last_error(e->kube));
 }
 
 /*
@@ -282,7 +279,7 @@ static int finish(struct expand *e, const json_t *claim, const json_t *pv, const
 		  uint64_t size_bytes, const char *ns, const char *name)
 {
 	const char *pv_name = pv_get_name(pv);
-	const char *have = str_at(json_object_get(pv, "spec"), "capacity", "storage");
+	const char *have = jpath_str(pv, "spec", "capacity", "storage");
 	json_t *patch = NULL;
 	char size[32], path[512], msg[256];
 	uint64_t have_bytes = 0;
@@ -376,13 +373,13 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 			const struct candidate *cand, const json_t *claim)
 {
 	const json_t *spec = json_object_get(claim, "spec");
-	const char *ns = str_at(claim, "metadata", "namespace");
-	const char *name = str_at(claim, "metadata", "name");
-	const char *uid = str_at(claim, "metadata", "uid");
+	const char *ns = jpath_str(claim, "metadata", "namespace");
+	const char *name = jpath_str(claim, "metadata", "name");
+	const char *uid = jpath_str(claim, "metadata", "uid");
 	const char *cls = json_string_value(json_object_get(spec, "storageClassName"));
-	const char *request = str_at(json_object_get(spec, "resources"), "requests", "storage");
-	const char *capacity = str_at(json_object_get(cand->pv, "spec"), "capacity", "storage");
-	const char *status_cap = str_at(json_object_get(claim, "status"), "capacity", "storage");
+	const char *request = jpath_str(spec, "resources", "requests", "storage");
+	const char *capacity = jpath_str(cand->pv, "spec", "capacity", "storage");
+	const char *status_cap = jpath_str(claim, "status", "capacity", "storage");
 	struct expand_claim *mem;
 	enum sizing_verdict verdict;
 	uint64_t req_bytes, target, have, size;
@@ -496,12 +493,11 @@ int expand_pass(struct expand *e, const struct expand_input *in)
 		return -ENOMEM;
 	json_array_foreach(in->pvs, i, pv)
 	{
-		const char *phase = str_at(pv, "status", "phase");
+		const char *phase = jpath_str(pv, "status", "phase");
 		const char *volume;
 
-		if (!phase || strcmp(phase, "Bound") != 0 ||
-		    !json_object_get(json_object_get(pv, "spec"), "claimRef") ||
-		    json_object_get(json_object_get(pv, "metadata"), "deletionTimestamp"))
+		if (!phase || strcmp(phase, "Bound") != 0 || !jpath_get(pv, "spec", "claimRef") ||
+		    jpath_get(pv, "metadata", "deletionTimestamp"))
 			continue;
 		volume = volume_of(pv, in);
 		if (!volume)
@@ -523,12 +519,11 @@ int expand_pass(struct expand *e, const struct expand_input *in)
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		const json_t *ref =
-			json_object_get(json_object_get(cands[i].pv, "spec"), "claimRef");
+		const json_t *ref = jpath_get(cands[i].pv, "spec", "claimRef");
 		const char *uid = json_string_value(json_object_get(ref, "uid"));
 		const json_t *claim = uid ? claim_by_uid(claims, uid) : NULL;
-		const char *phase = claim ? str_at(claim, "status", "phase") : NULL;
-		const char *bound = claim ? str_at(claim, "spec", "volumeName") : NULL;
+		const char *phase = claim ? jpath_str(claim, "status", "phase") : NULL;
+		const char *bound = claim ? jpath_str(claim, "spec", "volumeName") : NULL;
 
 		/* Bound both ways, as the PV controller leaves a finished binding. */
 		if (!phase || strcmp(phase, "Bound") != 0 || !bound ||

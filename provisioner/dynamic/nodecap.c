@@ -11,6 +11,7 @@
 #include "dynamic/nodecap.h"
 #include "dynamic/sizing.h"
 #include "volclient.h"
+#include "jpath.h"
 
 struct nodecap {
 	struct kube *kube; /* borrowed */
@@ -85,10 +86,8 @@ int nodecap_update(struct nodecap *n, const char *node_name, const json_t *node,
 		   double overcommit)
 {
 	const json_t *meta = json_object_get(node, "metadata");
-	const char *ann = json_string_value(
-		json_object_get(json_object_get(meta, "annotations"), NODECAP_ANN_BYTES));
-	const char *label = json_string_value(
-		json_object_get(json_object_get(meta, "labels"), NODECAP_LABEL_GIB));
+	const char *ann = jpath_str(meta, "annotations", NODECAP_ANN_BYTES);
+	const char *label = jpath_str(meta, "labels", NODECAP_LABEL_GIB);
 	char bytes[SIZING_DECIMAL_MAX], gib[SIZING_DECIMAL_MAX], msg[WIRE_MSG_MAX], path[320];
 	uint64_t free_b, committed, room;
 	json_t *patch;

@@ -8,6 +8,7 @@
 
 #include "quantity.h"
 #include "dynamic/sizing.h"
+#include "jpath.h"
 
 int sizing_round_up(uint64_t bytes, uint64_t align, uint64_t *ret_bytes)
 {
@@ -71,8 +72,7 @@ int sizing_claim_status_patch(const json_t *claim, uint64_t size_bytes, json_t *
 {
 	const json_t *status = json_object_get(claim, "status");
 	const json_t *conditions = json_object_get(status, "conditions"), *c;
-	const char *have = json_string_value(
-		json_object_get(json_object_get(status, "capacity"), "storage"));
+	const char *have = jpath_str(status, "capacity", "storage");
 	json_t *patch = NULL, *kept = NULL, *st;
 	char size[32];
 	bool drop = false;

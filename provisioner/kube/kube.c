@@ -18,6 +18,7 @@
 #include "kube/kube.h"
 #include "log.h"
 #include "metrics.h"
+#include "jpath.h"
 
 /* A PV list of a large cluster is a few MB; anything far beyond is not sane. */
 #define KUBE_BODY_MAX (256 * 1024 * 1024)
@@ -670,8 +671,7 @@ int kube_list(struct kube *k, const char *collection, json_t **ret_items,
 			r = -ENOMEM;
 			goto cleanup;
 		}
-		page_rv = json_string_value(json_object_get(json_object_get(page, "metadata"),
-							    "resourceVersion"));
+		page_rv = jpath_str(page, "metadata", "resourceVersion");
 		if (page_rv) {
 			free(rv);
 			rv = strdup(page_rv);
@@ -680,8 +680,7 @@ int kube_list(struct kube *k, const char *collection, json_t **ret_items,
 				goto cleanup;
 			}
 		}
-		next = json_string_value(json_object_get(json_object_get(page, "metadata"),
-							 "continue"));
+		next = jpath_str(page, "metadata", "continue");
 		curl_free(cont);
 		cont = NULL;
 		if (!next || next[0] == '\0')

@@ -16,6 +16,7 @@
 #include "kube/kube.h"
 #include "kube/kwatch.h"
 #include "log.h"
+#include "jpath.h"
 
 #define WATCH_TIMEOUT_S 300
 #define BACKOFF_BASE_NS (500ull * 1000000)
@@ -41,8 +42,7 @@ static void wake_main(struct kwatch *w)
 
 static void remember_version(struct kwatch *w, const json_t *object)
 {
-	const char *rv = json_string_value(
-		json_object_get(json_object_get(object, "metadata"), "resourceVersion"));
+	const char *rv = jpath_str(object, "metadata", "resourceVersion");
 	char *copy;
 
 	if (!rv || !(copy = strdup(rv)))

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "pv.h"
 #include "sink/sink.h"
+#include "jpath.h"
 
 /* Retries of one pass sleep at most this long in all, so a pass ends. */
 #define APISINK_PASS_RETRY_NS (20 * DURATION_NS_PER_SEC)
@@ -102,7 +103,7 @@ static int api_get_node(struct sink *s, const char *name, json_t **ret_node)
 		goto cleanup;
 	}
 	backoff_reset(&a->backoff);
-	uid = json_string_value(json_object_get(json_object_get(node, "metadata"), "uid"));
+	uid = jpath_str(node, "metadata", "uid");
 	r = set_str(&a->node_name, name);
 	if (r == 0)
 		r = set_str(&a->hostname, pv_node_hostname(name, node));
@@ -197,7 +198,7 @@ static int check_existing(struct apisink *a, const json_t *pv)
 	if (!hostname)
 		hostname = pv_node_hostname(a->node_name ? a->node_name : "", NULL);
 	/* Being deleted (a released volume): not registered until it is gone. */
-	if (json_object_get(json_object_get(cur, "metadata"), "deletionTimestamp")) {
+	if (jpath_get(cur, "metadata", "deletionTimestamp")) {
 		log_info("PV '%s' is being deleted; its volume is registered once it is gone", name);
 		json_decref(cur);
 		return -EBUSY;
@@ -264,7 +265,7 @@ static int api_remove(struct sink *s, const char *name)
 		r = -EPERM;
 		goto cleanup;
 	}
-	uid = json_string_value(json_object_get(json_object_get(pv, "metadata"), "uid"));
+	uid = jpath_str(pv, "metadata", "uid");
 	do
 		r = kube_delete_pv(a->kube, name, uid);
 	while (retry(a, r, "delete PV"));
