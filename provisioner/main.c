@@ -25,7 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backoff.h"
 #include "static/cleaner.h"
 #include "static/discovery.h"
 #include "duration.h"
@@ -43,6 +42,7 @@
 #include "config.h"
 #include "pv.h"
 #include "quantity.h"
+#include "retryset.h"
 #include "sink/sink.h"
 #include "wire.h"
 #include "jpath.h"
@@ -81,7 +81,7 @@ struct state {
 	struct nodecap *nodecap; /* the node's free capacity on its Node */
 	struct dynamic *dyn;	 /* carves volumes for claims of carvefs.io/local */
 	struct kwatch *claim_watch; /* periodic mode: passes on claims for this node */
-	struct clean_retry *retries; /* PVs whose cleaning failed, with their backoff */
+	struct retryset *clean_retries; /* released PVs whose cleaning failed, by name */
 	int last_read_error; /* said once, not every period */
 	bool warned_owner_ref;
 };
@@ -90,63 +90,6 @@ static uint64_t now_ns(void);
 
 #define CLEAN_RETRY_BASE_NS (5ull * DURATION_NS_PER_SEC)
 #define CLEAN_RETRY_CAP_NS (300ull * DURATION_NS_PER_SEC)
-
-/* A released PV whose cleaning failed: not tried again before next_ns. */
-struct clean_retry {
-	char *name;
-	struct backoff backoff;
-	uint64_t next_ns;
-	struct clean_retry *next;
-};
-
-static struct clean_retry **clean_retry_find(struct state *st, const char *name)
-{
-	struct clean_retry **pp = &st->retries;
-
-	while (*pp && strcmp((*pp)->name, name) != 0)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-/* Whether cleaning @name may be tried now. */
-static bool clean_retry_due(struct state *st, const char *name)
-{
-	struct clean_retry *c = *clean_retry_find(st, name);
-
-	return !c || now_ns() >= c->next_ns;
-}
-
-/* Schedules the next attempt after a failure; returns the delay. */
-static uint64_t clean_retry_failed(struct state *st, const char *name)
-{
-	struct clean_retry **pp = clean_retry_find(st, name), *c = *pp;
-	uint64_t delay;
-
-	if (!c) {
-		c = calloc(1, sizeof(*c));
-		if (!c || !(c->name = strdup(name))) {
-			free(c);
-			return 0; /* without memory, plain per-pass retries */
-		}
-		backoff_init(&c->backoff, CLEAN_RETRY_BASE_NS, CLEAN_RETRY_CAP_NS,
-			     now_ns() ^ (uintptr_t)c);
-		*pp = c;
-	}
-	delay = backoff_next(&c->backoff);
-	c->next_ns = now_ns() + delay;
-	return delay;
-}
-
-static void clean_retry_forget(struct state *st, const char *name)
-{
-	struct clean_retry **pp = clean_retry_find(st, name), *c = *pp;
-
-	if (!c)
-		return;
-	*pp = c->next;
-	free(c->name);
-	free(c);
-}
 
 static void usage(FILE *f)
 {
@@ -373,7 +316,7 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 			log_debug("PV '%s' is released but its volume \"%s\" is not here", name, path);
 			continue;
 		}
-		if (!clean_retry_due(st, name)) {
+		if (!retryset_due(st->clean_retries, name, NULL, now_ns())) {
 			log_debug("PV '%s': cleaning failed recently; waiting before the next try",
 				  name);
 			continue;
@@ -391,11 +334,12 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 		if (r < 0) {
 			metrics_delete_done(v->is_block, false, now_ns() - start);
 			log_warn("PV '%s': cleaning failed; trying again in %.0f s", name,
-				 (double)clean_retry_failed(st, name) / 1e9);
+				 (double)retryset_failed(st->clean_retries, name, NULL, now_ns()) /
+					 1e9);
 			errors++;
 			continue;
 		}
-		clean_retry_forget(st, name);
+		retryset_succeeded(st->clean_retries, name);
 		r = sink_remove(st->sink, name);
 		metrics_delete_done(v->is_block, r >= 0 || r == -ENOENT, now_ns() - start);
 		if (r < 0 && r != -ENOENT) {
@@ -406,6 +350,8 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 		log_info("PV '%s': volume cleaned and PV deleted; it is registered again next pass",
 			 name);
 	}
+	/* The PVs not looked at are gone or no longer released: their failures are moot. */
+	retryset_sweep(st->clean_retries);
 	return errors;
 }
 
@@ -877,7 +823,9 @@ int main(int argc, char **argv)
 		log_error("no node name: pass --node or set MY_NODE_NAME");
 		goto out;
 	}
-	if (discovery_new(&st.disc) < 0) {
+	if (discovery_new(&st.disc) < 0 ||
+	    retryset_new(CLEAN_RETRY_BASE_NS, CLEAN_RETRY_CAP_NS, 0, now_ns() ^ (uint64_t)getpid(),
+			 &st.clean_retries) < 0) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -958,8 +906,7 @@ out:
 	expand_free(st.expand);
 	nodecap_free(st.nodecap);
 	kube_free(st.kube);
-	while (st.retries)
-		clean_retry_forget(&st, st.retries->name);
+	retryset_free(st.clean_retries);
 	health_stop(st.health);
 	discovery_free(st.disc);
 	sink_free(st.sink);

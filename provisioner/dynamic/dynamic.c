@@ -10,7 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "backoff.h"
 #include "duration.h"
 #include "dynamic/dynamic.h"
 #include "dynamic/dynspec.h"
@@ -20,6 +19,7 @@
 #include "metrics.h"
 #include "pv.h"
 #include "quantity.h"
+#include "retryset.h"
 #include "volclient.h"
 #include "wire.h"
 #include "jpath.h"
@@ -30,27 +30,6 @@
 #define REASON_FAILED "ProvisioningFailed"
 #define MSG_MAX 1024
 
-/*
- * A claim (or a released PV) whose handling failed: not tried again before
- * next_ns unless the object changed (another resourceVersion), which may be
- * the fix.
- */
-struct retry {
-	char *uid;
-	char *resource_version;
-	struct backoff backoff;
-	uint64_t next_ns;
-	bool seen; /* still wanted in this pass; the others are forgotten after it */
-	struct retry *next;
-};
-
-/* A volume reported as left without PV and claim, said once. */
-struct orphan {
-	char *name;
-	bool seen;
-	struct orphan *next;
-};
-
 struct dynamic {
 	struct kube *kube; /* borrowed */
 	char *node_name;
@@ -58,8 +37,17 @@ struct dynamic {
 	json_t *volumes; /* the daemon's volumes as of this pass; NULL if unknown */
 	json_t *classes; /* StorageClasses fetched in this pass, by name */
 	json_t *pool;	 /* the daemon's pool in this pass, fetched when needed */
-	struct retry *retries;
-	struct orphan *orphans;
+	/*
+	 * Claims and released PVs whose handling failed, by uid: not tried
+	 * again before their backoff unless the object changed (another
+	 * resourceVersion), which may be the fix.
+	 */
+	struct retryset *retries;
+	/*
+	 * Volumes reported as left without PV and claim, by name: said once,
+	 * forgotten once resolved. Only their memos are used.
+	 */
+	struct retryset *orphans;
 	bool in_use; /* some StorageClass is carvefs.io/local's */
 };
 
@@ -71,85 +59,10 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * DURATION_NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- retries ------------------------------------------------------------ */
-
-static struct retry **retry_find(struct dynamic *d, const char *uid)
-{
-	struct retry **pp = &d->retries;
-
-	while (*pp && strcmp((*pp)->uid, uid) != 0)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-/* Whether the object @uid at @rv may be tried now; marks it seen. */
-static bool retry_due(struct dynamic *d, const char *uid, const char *rv)
-{
-	struct retry *c = *retry_find(d, uid);
-
-	if (!c)
-		return true;
-	c->seen = true;
-	if (rv && (!c->resource_version || strcmp(rv, c->resource_version) != 0))
-		return true;
-	return now_ns() >= c->next_ns;
-}
-
-/* Schedules the next attempt after a failure; returns the delay in seconds. */
+/* Records that handling @uid at @rv failed; the delay before the next try, in seconds. */
 static double retry_failed(struct dynamic *d, const char *uid, const char *rv)
 {
-	struct retry **pp = retry_find(d, uid), *c = *pp;
-	char *rv_copy = rv ? strdup(rv) : NULL;
-	uint64_t delay;
-
-	if (!c) {
-		c = calloc(1, sizeof(*c));
-		if (!c || !(c->uid = strdup(uid))) {
-			free(c);
-			free(rv_copy);
-			return 0; /* without memory, plain per-pass retries */
-		}
-		backoff_init(&c->backoff, RETRY_BASE_NS, RETRY_CAP_NS, now_ns() ^ (uintptr_t)c);
-		*pp = c;
-	}
-	free(c->resource_version);
-	c->resource_version = rv_copy;
-	c->seen = true;
-	delay = backoff_next(&c->backoff);
-	c->next_ns = now_ns() + delay;
-	return (double)delay / 1e9;
-}
-
-static void retry_forget(struct dynamic *d, const char *uid)
-{
-	struct retry **pp = retry_find(d, uid), *c = *pp;
-
-	if (!c)
-		return;
-	*pp = c->next;
-	free(c->uid);
-	free(c->resource_version);
-	free(c);
-}
-
-/* Forgets the objects no pass step looked at: gone, bound, or handed elsewhere. */
-static void retry_sweep(struct dynamic *d)
-{
-	struct retry **pp = &d->retries;
-
-	while (*pp) {
-		struct retry *c = *pp;
-
-		if (c->seen) {
-			c->seen = false;
-			pp = &c->next;
-			continue;
-		}
-		*pp = c->next;
-		free(c->uid);
-		free(c->resource_version);
-		free(c);
-	}
+	return (double)retryset_failed(d->retries, uid, rv, now_ns()) / 1e9;
 }
 
 /* ---- life cycle --------------------------------------------------------- */
@@ -163,7 +76,9 @@ int dynamic_new(struct kube *kube, const char *node_name, const char *carvefs_so
 		return -ENOMEM;
 	d->node_name = strdup(node_name);
 	d->socket = strdup(carvefs_socket ? carvefs_socket : WIRE_DEFAULT_SOCKET);
-	if (!d->node_name || !d->socket) {
+	if (!d->node_name || !d->socket ||
+	    retryset_new(RETRY_BASE_NS, RETRY_CAP_NS, 0, now_ns(), &d->retries) < 0 ||
+	    retryset_new(RETRY_BASE_NS, RETRY_CAP_NS, sizeof(bool), 0, &d->orphans) < 0) {
 		dynamic_free(d);
 		return -ENOMEM;
 	}
@@ -176,15 +91,8 @@ struct dynamic *dynamic_free(struct dynamic *d)
 {
 	if (!d)
 		return NULL;
-	while (d->retries)
-		retry_forget(d, d->retries->uid);
-	while (d->orphans) {
-		struct orphan *o = d->orphans;
-
-		d->orphans = o->next;
-		free(o->name);
-		free(o);
-	}
+	retryset_free(d->retries);
+	retryset_free(d->orphans);
 	json_decref(d->volumes);
 	json_decref(d->classes);
 	json_decref(d->pool);
@@ -710,48 +618,26 @@ static unsigned report_orphans(struct dynamic *d, const json_t *claims, const js
 	{
 		const char *name = json_string_value(json_object_get(v, "name"));
 		const char *claim_uid = jpath_str(v, "labels", DYNSPEC_LABEL_CLAIM_UID);
-		struct orphan *o;
+		bool *said;
 
 		if (!name || !claim_uid || volume_has_pv(pvs, name) || uid_in(claims, claim_uid))
 			continue;
 		if (orphan_reclaimable(d, v) && reclaim_orphan(d, v, name) == 0)
 			continue;
 		count++;
-		for (o = d->orphans; o && strcmp(o->name, name) != 0; o = o->next)
-			;
-		if (o) {
-			o->seen = true;
+		said = retryset_memo(d->orphans, name);
+		if (said && *said)
 			continue;
-		}
 		log_warn("volume '%s' was carved for claim '%s/%s' (uid %s), but neither the "
 			 "claim nor a PV exists any more; it is kept: delete it with "
 			 "'carvectl delete %s' if its data is not wanted",
 			 name, jpath_str(v, "labels", DYNSPEC_LABEL_CLAIM_NAMESPACE) ?: "?",
 			 jpath_str(v, "labels", DYNSPEC_LABEL_CLAIM_NAME) ?: "?", claim_uid, name);
-		o = calloc(1, sizeof(*o));
-		if (o && !(o->name = strdup(name))) {
-			free(o);
-			o = NULL;
-		}
-		if (o) {
-			o->seen = true;
-			o->next = d->orphans;
-			d->orphans = o;
-		}
+		if (said)
+			*said = true;
 	}
 	/* Forget those resolved since, so that a new orphan of the same name is said again. */
-	for (struct orphan **pp = &d->orphans; *pp;) {
-		struct orphan *o = *pp;
-
-		if (o->seen) {
-			o->seen = false;
-			pp = &o->next;
-			continue;
-		}
-		*pp = o->next;
-		free(o->name);
-		free(o);
-	}
+	retryset_sweep(d->orphans);
 	return count;
 }
 
@@ -847,7 +733,7 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 
 		if (!uid || !dynspec_claim_wanted(claim, d->node_name))
 			continue;
-		if (!retry_due(d, uid, rv)) {
+		if (!retryset_due(d->retries, uid, rv, now_ns())) {
 			log_debug("claim '%s/%s': failed recently; waiting before the next try",
 				  jpath_str(claim, "metadata", "namespace"),
 				  jpath_str(claim, "metadata", "name"));
@@ -872,7 +758,7 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 				 jpath_str(claim, "metadata", "namespace"),
 				 jpath_str(claim, "metadata", "name"), retry_failed(d, uid, rv));
 		} else {
-			retry_forget(d, uid);
+			retryset_succeeded(d->retries, uid);
 		}
 	}
 
@@ -881,7 +767,7 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 		const char *uid = jpath_str(pv, "metadata", "uid");
 		const char *rv = jpath_str(pv, "metadata", "resourceVersion");
 
-		if (!uid || !deletable(pv, hostname) || !retry_due(d, uid, rv))
+		if (!uid || !deletable(pv, hostname) || !retryset_due(d->retries, uid, rv, now_ns()))
 			continue;
 		r = delete_released(d, pv);
 		if (r == 0)
@@ -891,14 +777,14 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 			log_info("PV '%s': trying again in %.0f s",
 				 jpath_str(pv, "metadata", "name"), retry_failed(d, uid, rv));
 		} else {
-			retry_forget(d, uid);
+			retryset_succeeded(d->retries, uid);
 		}
 	}
 
 	if (d->volumes)
 		metrics_orphaned_volumes(report_orphans(d, claims, pvs));
 	/* Only a pass that saw every claim and PV can tell which retries are moot. */
-	retry_sweep(d);
+	retryset_sweep(d->retries);
 out:
 	json_decref(claims);
 	json_decref(pvs);

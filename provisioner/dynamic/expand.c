@@ -8,7 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "backoff.h"
 #include "static/cleaner.h"
 #include "duration.h"
 #include "kube/events.h"
@@ -16,6 +15,7 @@
 #include "log.h"
 #include "pv.h"
 #include "quantity.h"
+#include "retryset.h"
 #include "dynamic/sizing.h"
 #include "volclient.h"
 #include "jpath.h"
@@ -24,26 +24,23 @@
 #define EXPAND_RETRY_CAP_NS (300 * DURATION_NS_PER_SEC)
 
 /*
- * What the expander remembers of a claim between passes, by uid: the
- * request it last saw (to tell a lowered request), and its last failure
- * (to post one Event per distinct failure and to back off).
+ * What the expander remembers of a claim between passes, as the memo of its
+ * uid in the retry set: the request it last saw (to tell a lowered
+ * request), and its last failure (to post one Event per distinct failure).
+ * The set does the backoff, with the size tried as the version: a new size
+ * asked for is tried at once.
  */
 struct expand_claim {
-	char *uid;
 	uint64_t last_request_bytes;
 	uint64_t failed_target_bytes; /* 0: no failure pending */
 	int failed_error;
-	uint64_t next_try_ns;
-	struct backoff backoff;
 	bool shrink_reported;
-	bool seen; /* in the current pass */
-	struct expand_claim *next;
 };
 
 struct expand {
 	struct kube *kube; /* borrowed */
 	char *socket;
-	struct expand_claim *claims;
+	struct retryset *claims; /* by uid, with a struct expand_claim memo */
 };
 
 /* One PV of ours that is bound, with what the pass learned about it. */
@@ -67,71 +64,24 @@ int expand_new(struct kube *kube, const char *carvefs_socket, struct expand **re
 	if (!e)
 		return -ENOMEM;
 	e->kube = kube;
-	if (carvefs_socket && !(e->socket = strdup(carvefs_socket))) {
-		free(e);
+	if ((carvefs_socket && !(e->socket = strdup(carvefs_socket))) ||
+	    retryset_new(EXPAND_RETRY_BASE_NS, EXPAND_RETRY_CAP_NS, sizeof(struct expand_claim),
+			 now_ns(), &e->claims) < 0) {
+		expand_free(e);
 		return -ENOMEM;
 	}
 	*ret_expand = e;
 	return 0;
 }
 
-static void claim_free(struct expand_claim *c)
-{
-	free(c->uid);
-	free(c);
-}
-
 struct expand *expand_free(struct expand *e)
 {
 	if (!e)
 		return NULL;
-	while (e->claims) {
-		struct expand_claim *c = e->claims;
-
-		e->claims = c->next;
-		claim_free(c);
-	}
+	retryset_free(e->claims);
 	free(e->socket);
 	free(e);
 	return NULL;
-}
-
-/* The memory of claim @uid, made on first sight; NULL without memory. */
-static struct expand_claim *claim_get(struct expand *e, const char *uid)
-{
-	struct expand_claim *c;
-
-	for (c = e->claims; c; c = c->next)
-		if (strcmp(c->uid, uid) == 0)
-			return c;
-	c = calloc(1, sizeof(*c));
-	if (!c || !(c->uid = strdup(uid))) {
-		free(c);
-		return NULL;
-	}
-	backoff_init(&c->backoff, EXPAND_RETRY_BASE_NS, EXPAND_RETRY_CAP_NS,
-		     now_ns() ^ (uintptr_t)c);
-	c->next = e->claims;
-	e->claims = c;
-	return c;
-}
-
-/* Forgets the claims this pass did not see: deleted, or no longer ours. */
-static void claims_sweep(struct expand *e)
-{
-	struct expand_claim **pp = &e->claims;
-
-	while (*pp) {
-		struct expand_claim *c = *pp;
-
-		if (c->seen) {
-			c->seen = false;
-			pp = &c->next;
-			continue;
-		}
-		*pp = c->next;
-		claim_free(c);
-	}
 }
 
 /*
@@ -332,25 +282,20 @@ static bool refused(int r)
 }
 
 /* Reports a failed resize, once per distinct failure, and schedules the retry. */
-static void failed(struct expand *e, struct expand_claim *mem, const json_t *claim,
-		   const char *volume, uint64_t target_bytes, int err, const char *why,
-		   const char *ns, const char *name)
+static void failed(struct expand *e, struct expand_claim *mem, const char *uid,
+		   const char *version, const json_t *claim, const char *volume,
+		   uint64_t target_bytes, int err, const char *why, const char *ns,
+		   const char *name)
 {
 	char size[32], msg[WIRE_MSG_MAX + 128];
 	uint64_t delay;
 
 	if (quantity_format(target_bytes, size, sizeof(size)) < 0)
 		snprintf(size, sizeof(size), "%llu", (unsigned long long)target_bytes);
-	/* A new size asked for deserves a prompt retry, not the old one's backoff. */
-	if (mem && mem->failed_target_bytes != target_bytes)
-		backoff_reset(&mem->backoff);
-	delay = mem ? backoff_next(&mem->backoff) : 0;
+	delay = retryset_failed(e->claims, uid, version, now_ns());
 	log_warn("claim '%s/%s': cannot expand carvefs volume '%s' to %s: %s; "
 		 "trying again in %.0f s",
 		 ns, name, volume, size, why, (double)delay / 1e9);
-	if (!mem)
-		return;
-	mem->next_try_ns = now_ns() + delay;
 	/*
 	 * The daemon's sentence carries figures that move with every write, so
 	 * a failure is "the same" when its size and its cause are.
@@ -383,16 +328,15 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 	struct expand_claim *mem;
 	enum sizing_verdict verdict;
 	uint64_t req_bytes, target, have, size;
-	char why[WIRE_MSG_MAX], sz[32];
+	char why[WIRE_MSG_MAX], sz[32], version[SIZING_DECIMAL_MAX];
 	bool allows = false;
 	int r;
 
 	if (!ns || !name || !uid)
 		return 0;
-	mem = claim_get(e, uid);
+	mem = retryset_memo(e->claims, uid);
 	if (!mem)
 		return -ENOMEM;
-	mem->seen = true;
 	r = sizing_judge(request, capacity, mem->last_request_bytes, &verdict, &req_bytes, &target);
 	if (r < 0) {
 		log_debug("claim '%s/%s': request '%s' or PV capacity '%s' unreadable", ns, name,
@@ -421,7 +365,7 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 		 */
 		if (!status_cap || quantity_parse(status_cap, &have) < 0 || have >= req_bytes) {
 			mem->failed_target_bytes = 0;
-			backoff_reset(&mem->backoff);
+			retryset_succeeded(e->claims, uid);
 			return 0;
 		}
 		r = sizing_round_up(req_bytes, SIZING_ALIGN_BYTES, &target);
@@ -443,7 +387,8 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 			  cls);
 		return 0;
 	}
-	if (mem->failed_target_bytes == target && now_ns() < mem->next_try_ns) {
+	snprintf(version, sizeof(version), "%llu", (unsigned long long)target);
+	if (!retryset_due(e->claims, uid, version, now_ns())) {
 		log_debug("claim '%s/%s': expansion failed recently; waiting", ns, name);
 		return 0;
 	}
@@ -454,7 +399,7 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0) {
-		failed(e, mem, claim, cand->volume, target, r, why, ns, name);
+		failed(e, mem, uid, version, claim, cand->volume, target, r, why, ns, name);
 		return !refused(r);
 	}
 	if (have >= target) {
@@ -469,12 +414,13 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 		if (r == -ENOMEM)
 			return r;
 		if (r < 0) {
-			failed(e, mem, claim, cand->volume, target, r, why, ns, name);
+			failed(e, mem, uid, version, claim, cand->volume, target, r, why, ns,
+			       name);
 			return !refused(r);
 		}
 	}
 	mem->failed_target_bytes = 0;
-	backoff_reset(&mem->backoff);
+	retryset_succeeded(e->claims, uid);
 	r = finish(e, claim, cand->pv, cand->volume, size, ns, name);
 	if (r == -ENOMEM)
 		return r;
@@ -506,7 +452,7 @@ int expand_pass(struct expand *e, const struct expand_input *in)
 	}
 	/* Nothing of ours is bound: no need to ask the apiserver for claims. */
 	if (n == 0) {
-		claims_sweep(e);
+		retryset_sweep(e->claims);
 		r = 0;
 		goto out;
 	}
@@ -534,7 +480,7 @@ int expand_pass(struct expand *e, const struct expand_input *in)
 			goto out;
 		failures += r;
 	}
-	claims_sweep(e);
+	retryset_sweep(e->claims);
 	r = failures;
 out:
 	json_decref(claims);
