@@ -2,6 +2,7 @@
  * jpath.c - values nested in JSON objects; see jpath.h.
  */
 #include <stdarg.h>
+#include <string.h>
 
 #include "jpath.h"
 
@@ -35,4 +36,23 @@ const char *jpath_str_(const json_t *o, ...)
 	v = walk(o, ap);
 	va_end(ap);
 	return json_string_value(v);
+}
+
+json_t *jpath_find_(const json_t *items, const char *value, ...)
+{
+	json_t *item;
+	size_t i;
+
+	json_array_foreach(items, i, item)
+	{
+		const char *s;
+		va_list ap;
+
+		va_start(ap, value);
+		s = json_string_value(walk(item, ap));
+		va_end(ap);
+		if (s && strcmp(s, value) == 0)
+			return item;
+	}
+	return NULL;
 }

@@ -20,8 +20,16 @@
 /* The string at the keys given after @o, or NULL (also when not a string). */
 #define jpath_str(o, ...) jpath_str_((o), __VA_ARGS__, (const char *)NULL)
 
+/*
+ * The first item of the array @items whose string at the keys given after
+ * @value equals @value, or NULL (also when @items is not an array):
+ * jpath_find(pvs, name, "metadata", "name").
+ */
+#define jpath_find(items, value, ...) jpath_find_((items), (value), __VA_ARGS__, (const char *)NULL)
+
 /* The functions behind the macros: the keys end with a NULL. */
 json_t *jpath_get_(const json_t *o, ...);
 const char *jpath_str_(const json_t *o, ...);
+json_t *jpath_find_(const json_t *items, const char *value, ...);
 
 #endif

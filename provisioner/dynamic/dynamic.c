@@ -109,50 +109,13 @@ bool dynamic_in_use(const struct dynamic *d)
 
 bool dynamic_owns_volume(const struct dynamic *d, const char *name)
 {
-	const json_t *v;
-	size_t i;
-
 	if (!d->volumes)
 		return strncmp(name, "pvc-", 4) == 0;
-	json_array_foreach(d->volumes, i, v)
-	{
-		if (strcmp(json_string_value(json_object_get(v, "name")) ?: "", name) == 0)
-			return jpath_get(v, "labels", DYNSPEC_LABEL_CLAIM_UID) != NULL;
-	}
-	return false;
+	return jpath_get(jpath_find(d->volumes, name, "name"), "labels",
+			 DYNSPEC_LABEL_CLAIM_UID) != NULL;
 }
 
 /* ---- lookups and reports ------------------------------------------------ */
-
-static const json_t *find_volume(const struct dynamic *d, const char *name)
-{
-	const json_t *v;
-	size_t i;
-
-	json_array_foreach(d->volumes, i, v)
-	{
-		const char *n = json_string_value(json_object_get(v, "name"));
-
-		if (n && strcmp(n, name) == 0)
-			return v;
-	}
-	return NULL;
-}
-
-static const json_t *find_by_name(const json_t *items, const char *name)
-{
-	const json_t *o;
-	size_t i;
-
-	json_array_foreach(items, i, o)
-	{
-		const char *n = jpath_str(o, "metadata", "name");
-
-		if (n && strcmp(n, name) == 0)
-			return o;
-	}
-	return NULL;
-}
 
 /* Posts an Event on @claim; a failure is only worth a warning. */
 static void post(struct dynamic *d, const json_t *claim, const char *type, const char *reason,
@@ -261,7 +224,7 @@ static int carve(struct dynamic *d, const json_t *claim, const json_t *sc, const
 		 uint64_t size, const struct dynspec_params *params, double overcommit,
 		 json_t **ret_volume)
 {
-	const json_t *existing = find_volume(d, name);
+	const json_t *existing = jpath_find(d->volumes, name, "name");
 	json_t *req = NULL, *reply = NULL;
 	char msg[WIRE_MSG_MAX] = "", want[32], have[32];
 	int r;
@@ -395,7 +358,7 @@ static int provision(struct dynamic *d, const json_t *claim, const json_t *pvs,
 	r = dynspec_volume_name(claim, &name);
 	if (r < 0)
 		return r;
-	existing_pv = find_by_name(pvs, name);
+	existing_pv = jpath_find(pvs, name, "metadata", "name");
 	if (existing_pv) {
 		if (dynspec_pv_for_claim(existing_pv, uid)) {
 			log_debug("claim '%s/%s': PV '%s' exists; the PV controller binds it", ns,
@@ -508,7 +471,7 @@ static int delete_released(struct dynamic *d, const json_t *pv)
 			 name);
 		return -EAGAIN;
 	}
-	v = find_volume(d, volume);
+	v = jpath_find(d->volumes, volume, "name");
 	if (v) {
 		const char *label = jpath_str(v, "labels", DYNSPEC_LABEL_CLAIM_UID);
 
@@ -536,21 +499,6 @@ static int delete_released(struct dynamic *d, const json_t *pv)
 }
 
 /* ---- orphans ------------------------------------------------------------ */
-
-static bool uid_in(const json_t *items, const char *uid)
-{
-	const json_t *o;
-	size_t i;
-
-	json_array_foreach(items, i, o)
-	{
-		const char *u = jpath_str(o, "metadata", "uid");
-
-		if (u && strcmp(u, uid) == 0)
-			return true;
-	}
-	return false;
-}
 
 static bool volume_has_pv(const json_t *pvs, const char *volume)
 {
@@ -620,7 +568,8 @@ static unsigned report_orphans(struct dynamic *d, const json_t *claims, const js
 		const char *claim_uid = jpath_str(v, "labels", DYNSPEC_LABEL_CLAIM_UID);
 		bool *said;
 
-		if (!name || !claim_uid || volume_has_pv(pvs, name) || uid_in(claims, claim_uid))
+		if (!name || !claim_uid || volume_has_pv(pvs, name) ||
+		    jpath_find(claims, claim_uid, "metadata", "uid"))
 			continue;
 		if (orphan_reclaimable(d, v) && reclaim_orphan(d, v, name) == 0)
 			continue;

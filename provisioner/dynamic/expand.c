@@ -134,21 +134,6 @@ out:
 	return r;
 }
 
-static const json_t *claim_by_uid(const json_t *claims, const char *uid)
-{
-	const json_t *c;
-	size_t i;
-
-	json_array_foreach(claims, i, c)
-	{
-		const char *cuid = jpath_str(c, "metadata", "uid");
-
-		if (cuid && strcmp(cuid, uid) == 0)
-			return c;
-	}
-	return NULL;
-}
-
 /*
  * Whether the claim's StorageClass allows expansion. Classes are fetched
  * once per pass and kept in @cache (name -> class, or null when missing).
@@ -467,7 +452,7 @@ int expand_pass(struct expand *e, const struct expand_input *in)
 	for (i = 0; i < n; i++) {
 		const json_t *ref = jpath_get(cands[i].pv, "spec", "claimRef");
 		const char *uid = json_string_value(json_object_get(ref, "uid"));
-		const json_t *claim = uid ? claim_by_uid(claims, uid) : NULL;
+		const json_t *claim = uid ? jpath_find(claims, uid, "metadata", "uid") : NULL;
 		const char *phase = claim ? jpath_str(claim, "status", "phase") : NULL;
 		const char *bound = claim ? jpath_str(claim, "spec", "volumeName") : NULL;
 

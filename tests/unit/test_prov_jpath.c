@@ -43,10 +43,35 @@ static void test_walk(void **state)
 	json_decref(pv);
 }
 
+static void test_find(void **state)
+{
+	json_t *items = json_loads("[{\"name\": \"v1\"},"
+				   " {\"metadata\": {\"name\": \"a\", \"uid\": \"u1\"}},"
+				   " 7, null, {\"metadata\": {\"name\": 3, \"uid\": \"u2\"}},"
+				   " {\"metadata\": {\"name\": \"a\", \"uid\": \"u3\"}}]",
+				   0, NULL);
+
+	(void)state;
+	assert_non_null(items);
+	/* The first match, past items that are not objects or lack the field. */
+	assert_ptr_equal(jpath_find(items, "a", "metadata", "name"), json_array_get(items, 1));
+	assert_ptr_equal(jpath_find(items, "u3", "metadata", "uid"), json_array_get(items, 5));
+	assert_ptr_equal(jpath_find(items, "v1", "name"), json_array_get(items, 0));
+	/* Only strings match, whole. */
+	assert_null(jpath_find(items, "3", "metadata", "name"));
+	assert_null(jpath_find(items, "u", "metadata", "uid"));
+	assert_null(jpath_find(items, "v1", "metadata", "name"));
+	/* Not an array. */
+	assert_null(jpath_find(json_array_get(items, 1), "a", "name"));
+	assert_null(jpath_find(NULL, "a", "name"));
+	json_decref(items);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_walk),
+		cmocka_unit_test(test_find),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
