@@ -550,88 +550,83 @@ static int object_path(struct kube *k, const char *prefix, const char *name, cha
 	return r;
 }
 
-static int get_object(struct kube *k, const char *prefix, const char *name, json_t **ret)
+/*
+ * kube_request() as the object calls below promise it: the answer goes to
+ * *ret (may be NULL) on success only. On an error *ret is left alone and
+ * the Status object the server sent is only in kube_last_error(), so a
+ * caller never holds (and leaks) a Status it took for the object.
+ */
+static int request_object(struct kube *k, const char *method, const char *path,
+			  const json_t *body, json_t **ret)
+{
+	json_t *answer = NULL;
+	int r;
+
+	r = kube_request(k, method, path, body, NULL, &answer);
+	if (r == 0 && ret) {
+		*ret = answer;
+		answer = NULL;
+	}
+	json_decref(answer);
+	return r;
+}
+
+/* request_object() on the object @name below @prefix. */
+static int object_request(struct kube *k, const char *method, const char *prefix,
+			  const char *name, const json_t *body, json_t **ret)
 {
 	char *path = NULL;
 	int r;
 
 	r = object_path(k, prefix, name, &path);
 	if (r == 0)
-		r = kube_request(k, "GET", path, NULL, NULL, ret);
+		r = request_object(k, method, path, body, ret);
 	free(path);
 	return r;
 }
 
+#define PVS "/api/v1/persistentvolumes"
+
 int kube_get_pv(struct kube *k, const char *name, json_t **ret_pv)
 {
-	return get_object(k, "/api/v1/persistentvolumes", name, ret_pv);
+	return object_request(k, "GET", PVS, name, NULL, ret_pv);
 }
 
 int kube_get_node(struct kube *k, const char *name, json_t **ret_node)
 {
-	return get_object(k, "/api/v1/nodes", name, ret_node);
+	return object_request(k, "GET", "/api/v1/nodes", name, NULL, ret_node);
 }
 
 int kube_get_storage_class(struct kube *k, const char *name, json_t **ret_class)
 {
-	return get_object(k, "/apis/storage.k8s.io/v1/storageclasses", name, ret_class);
+	return object_request(k, "GET", "/apis/storage.k8s.io/v1/storageclasses", name, NULL,
+			      ret_class);
 }
 
 int kube_create_pv(struct kube *k, const json_t *pv, json_t **ret_pv)
 {
-	json_t *created = NULL;
-	int r;
-
-	r = kube_request(k, "POST", "/api/v1/persistentvolumes", pv, NULL, &created);
-	if (r == 0 && ret_pv) {
-		*ret_pv = created;
-		created = NULL;
-	}
-	json_decref(created);
-	return r;
+	return request_object(k, "POST", PVS, pv, ret_pv);
 }
 
 int kube_delete_pv(struct kube *k, const char *name, const char *uid)
 {
-	json_t *opts = NULL, *answer = NULL;
-	char *path = NULL;
+	json_t *opts = NULL;
 	int r;
 
-	r = object_path(k, "/api/v1/persistentvolumes", name, &path);
-	if (r < 0)
-		goto cleanup;
 	if (uid) {
 		opts = json_pack("{s:s, s:s, s:{s:s}}", "kind", "DeleteOptions", "apiVersion", "v1",
 				 "preconditions", "uid", uid);
-		if (!opts) {
-			r = -ENOMEM;
-			goto cleanup;
-		}
+		if (!opts)
+			return -ENOMEM;
 	}
-	r = kube_request(k, "DELETE", path, opts, NULL, &answer);
-cleanup:
+	r = object_request(k, "DELETE", PVS, name, opts, NULL);
 	json_decref(opts);
-	json_decref(answer);
-	free(path);
 	return r;
 }
 
 int kube_patch_pv(struct kube *k, const char *name, const json_t *patch, json_t **ret_pv)
 {
-	json_t *answer = NULL;
-	char *path = NULL;
-	int r;
-
-	r = object_path(k, "/api/v1/persistentvolumes", name, &path);
-	if (r == 0)
-		r = kube_request(k, "PATCH", path, patch, NULL, &answer);
-	if (r == 0 && ret_pv) {
-		*ret_pv = answer;
-		answer = NULL;
-	}
-	json_decref(answer);
-	free(path);
-	return r;
+	return object_request(k, "PATCH", PVS, name, patch, ret_pv);
 }
 
 int kube_list(struct kube *k, const char *collection, json_t **ret_items,
@@ -709,7 +704,7 @@ cleanup:
 
 int kube_list_pvs(struct kube *k, json_t **ret_items, char **ret_resource_version)
 {
-	return kube_list(k, "/api/v1/persistentvolumes", ret_items, ret_resource_version);
+	return kube_list(k, PVS, ret_items, ret_resource_version);
 }
 
 int kube_list_pvcs(struct kube *k, json_t **ret_items, char **ret_resource_version)
@@ -717,8 +712,9 @@ int kube_list_pvcs(struct kube *k, json_t **ret_items, char **ret_resource_versi
 	return kube_list(k, "/api/v1/persistentvolumeclaims", ret_items, ret_resource_version);
 }
 
-/* "/api/v1/namespaces/<ns>/persistentvolumeclaims/<name>" into *ret_path. */
-static int pvc_path(struct kube *k, const char *ns, const char *name, char **ret_path)
+/* object_request() on the claim @ns/@name. */
+static int pvc_request(struct kube *k, const char *method, const char *ns, const char *name,
+		       const json_t *body, json_t **ret)
 {
 	char *esc = curl_easy_escape(k->curl, ns, 0), *prefix = NULL;
 	int r;
@@ -730,40 +726,20 @@ static int pvc_path(struct kube *k, const char *ns, const char *name, char **ret
 		return -ENOMEM;
 	}
 	curl_free(esc);
-	r = object_path(k, prefix, name, ret_path);
+	r = object_request(k, method, prefix, name, body, ret);
 	free(prefix);
 	return r;
 }
 
 int kube_get_pvc(struct kube *k, const char *ns, const char *name, json_t **ret_pvc)
 {
-	char *path = NULL;
-	int r;
-
-	r = pvc_path(k, ns, name, &path);
-	if (r == 0)
-		r = kube_request(k, "GET", path, NULL, NULL, ret_pvc);
-	free(path);
-	return r;
+	return pvc_request(k, "GET", ns, name, NULL, ret_pvc);
 }
 
 int kube_patch_pvc(struct kube *k, const char *ns, const char *name, const json_t *patch,
 		   json_t **ret_pvc)
 {
-	json_t *answer = NULL;
-	char *path = NULL;
-	int r;
-
-	r = pvc_path(k, ns, name, &path);
-	if (r == 0)
-		r = kube_request(k, "PATCH", path, patch, NULL, &answer);
-	if (r == 0 && ret_pvc) {
-		*ret_pvc = answer;
-		answer = NULL;
-	}
-	json_decref(answer);
-	free(path);
-	return r;
+	return pvc_request(k, "PATCH", ns, name, patch, ret_pvc);
 }
 
 /* ---- watch -------------------------------------------------------------- */

@@ -83,6 +83,12 @@ int kube_list(struct kube *k, const char *collection, json_t **ret_items,
 int kube_list_pvs(struct kube *k, json_t **ret_items, char **ret_resource_version);
 /* Every claim of every namespace, as kube_list(). */
 int kube_list_pvcs(struct kube *k, json_t **ret_items, char **ret_resource_version);
+/*
+ * The calls on one object below hand the object the server answered with
+ * to their json_t ** (a new reference; may be NULL where it says so) on
+ * success only: on an error it is left alone, and the server's reason is
+ * in kube_last_error().
+ */
 int kube_get_pvc(struct kube *k, const char *ns, const char *name, json_t **ret_pvc);
 /* Applies the JSON merge patch @patch to the claim @ns/@name. */
 int kube_patch_pvc(struct kube *k, const char *ns, const char *name, const json_t *patch,

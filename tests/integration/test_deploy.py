@@ -527,9 +527,10 @@ def resource_of(path):
 def used_by_source():
     """{(group, resource): {verb: [where]}} from provisioner/**/*.c.
 
-    A function that calls kube_request(k, "METHOD", ...) uses METHOD on the
-    paths written in it or in the helpers it calls; when it has none (a
-    generic helper such as get_object), on the paths its callers pass it.
+    A function that calls kube_request(k, "METHOD", ...), or one of kube.c's
+    helpers that take the method second (object_request(k, "METHOD", ...)),
+    uses METHOD on the paths written in it or in the helpers it calls; when
+    it has none (a generic helper), on the paths its callers pass it.
     kube_watch is a watch; a GET through object_path() is a get, a GET of
     a collection a list. The generic watch (kwatch.c) lists and watches the
     collections its callers name in a kwatch_spec (`.collection = "..."`).
@@ -563,7 +564,7 @@ def used_by_source():
 
     def requests(key):
         body = funcs[key][0]
-        out = set(re.findall(r'\bkube_request\s*\(\s*[^,]+,\s*"([A-Z]+)"', body))
+        out = set(re.findall(r'\b\w+\s*\(\s*[^,()]+,\s*"(GET|POST|PUT|PATCH|DELETE)"', body))
         if re.search(r"\bkube_watch\s*\(", body):
             out.add("WATCH")
         return out
