@@ -77,6 +77,7 @@ CTL_SRCS := fs/ctl/carvectl.c fs/common/quantity.c fs/common/volname.c \
 # The provisioner's modules with no network, mounts or clock: unit-tested.
 PROV_PURE_SRCS := provisioner/config.c provisioner/pv.c provisioner/backoff.c \
 	provisioner/yamlscalar.c provisioner/jpath.c provisioner/retryset.c \
+	provisioner/growbuf.c \
 	provisioner/duration.c provisioner/metrics.c \
 	provisioner/kube/kubeconfig.c \
 	provisioner/dynamic/sizing.c provisioner/dynamic/dynspec.c

@@ -13,6 +13,7 @@
 #include "pv.h"
 #include "quantity.h"
 #include "yamlscalar.h"
+#include "growbuf.h"
 #include "jpath.h"
 
 #define GIB (UINT64_C(1) << 30)
@@ -391,31 +392,10 @@ json_t *pv_find(const json_t *pvs, const char *hostname, const char *path)
 
 /* ---- manifests: writing ------------------------------------------------- */
 
-struct outbuf {
-	char *p;
-	size_t len, cap;
-};
-
-static int outbuf_write(void *data, unsigned char *buffer, size_t size)
+/* libyaml's output handler: 1 for success, 0 for failure. */
+static int yaml_to_growbuf(void *data, unsigned char *buffer, size_t size)
 {
-	struct outbuf *b = data;
-
-	if (b->len + size + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		char *p;
-
-		while (cap < b->len + size + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p)
-			return 0;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, buffer, size);
-	b->len += size;
-	b->p[b->len] = '\0';
-	return 1;
+	return growbuf_append(data, buffer, size) == 0;
 }
 
 /*
@@ -526,7 +506,7 @@ static int emit_value(yaml_emitter_t *e, const json_t *v, int depth)
 
 int pv_manifest_format(const json_t *pv, char **ret_text, size_t *ret_len)
 {
-	struct outbuf b = { 0 };
+	struct growbuf b = { 0 };
 	yaml_emitter_t e;
 	yaml_event_t ev;
 	int r;
@@ -535,7 +515,7 @@ int pv_manifest_format(const json_t *pv, char **ret_text, size_t *ret_len)
 		return -EINVAL;
 	if (!yaml_emitter_initialize(&e))
 		return -ENOMEM;
-	yaml_emitter_set_output(&e, outbuf_write, &b);
+	yaml_emitter_set_output(&e, yaml_to_growbuf, &b);
 	yaml_emitter_set_unicode(&e, 1);
 	yaml_emitter_set_width(&e, -1); /* never fold a long path across lines */
 	yaml_emitter_set_indent(&e, 2);
@@ -555,14 +535,13 @@ int pv_manifest_format(const json_t *pv, char **ret_text, size_t *ret_len)
 		r = -ENOMEM;
 	yaml_emitter_delete(&e);
 	/* libyaml leaves the last line open after an implicit document end. */
-	if (r == 0 && b.len > 0 && b.p[b.len - 1] != '\n' &&
-	    !outbuf_write(&b, (unsigned char *)"\n", 1))
-		r = -ENOMEM;
-	if (r < 0 || !b.p) {
-		free(b.p);
+	if (r == 0 && b.len > 0 && b.data[b.len - 1] != '\n')
+		r = growbuf_append(&b, "\n", 1);
+	if (r < 0 || !b.data) {
+		free(b.data);
 		return r < 0 ? r : -ENOMEM;
 	}
-	*ret_text = b.p;
+	*ret_text = b.data;
 	*ret_len = b.len;
 	return 0;
 }

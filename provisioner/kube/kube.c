@@ -18,6 +18,7 @@
 #include "kube/kube.h"
 #include "log.h"
 #include "metrics.h"
+#include "growbuf.h"
 #include "jpath.h"
 
 /* A PV list of a large cluster is a few MB; anything far beyond is not sane. */
@@ -47,33 +48,6 @@ struct kube {
 	char err[512];
 };
 
-struct buf {
-	char *data;
-	size_t len, cap, max;
-};
-
-static int buf_append(struct buf *b, const char *p, size_t n)
-{
-	if (n > b->max - b->len)
-		return -EFBIG;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *d;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		d = realloc(b->data, cap);
-		if (!d)
-			return -ENOMEM;
-		b->data = d;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return 0;
-}
-
 __attribute__((format(printf, 2, 3)))
 static void set_err(struct kube *k, const char *fmt, ...)
 {
@@ -93,7 +67,7 @@ const char *kube_last_error(const struct kube *k)
 
 static int read_file(const char *path, size_t max, char **ret_text, size_t *ret_len)
 {
-	struct buf b = { .max = max };
+	struct growbuf b = { .max = max };
 	char chunk[8192];
 	int fd, r = 0;
 
@@ -111,7 +85,7 @@ static int read_file(const char *path, size_t max, char **ret_text, size_t *ret_
 		}
 		if (n == 0)
 			break;
-		r = buf_append(&b, chunk, (size_t)n);
+		r = growbuf_append(&b, chunk, (size_t)n);
 		if (r < 0)
 			goto cleanup;
 	}
@@ -442,9 +416,9 @@ static void set_status_err(struct kube *k, const char *method, const char *path,
 
 static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-	struct buf *b = userdata;
+	struct growbuf *b = userdata;
 
-	return buf_append(b, ptr, size * nmemb) < 0 ? 0 : size * nmemb;
+	return growbuf_append(b, ptr, size * nmemb) < 0 ? 0 : size * nmemb;
 }
 
 static uint64_t monotonic_ns(void)
@@ -459,7 +433,7 @@ int kube_request(struct kube *k, const char *method, const char *path, const jso
 		 long *ret_status, json_t **ret_json)
 {
 	struct curl_slist *headers = NULL;
-	struct buf resp = { .max = KUBE_BODY_MAX };
+	struct growbuf resp = { .max = KUBE_BODY_MAX };
 	json_t *answer = NULL;
 	char *url = NULL, *text = NULL;
 	const char *ct = NULL;
@@ -748,7 +722,7 @@ struct watch {
 	struct kube *k;
 	kube_watch_fn fn;
 	void *userdata;
-	struct buf line; /* bytes not yet ending in '\n', or an error body */
+	struct growbuf line; /* bytes not yet ending in '\n', or an error body */
 	long status;	 /* 0 until the first bytes arrive */
 	int r;		 /* why the stream was stopped; 0 if it was not */
 };
@@ -791,7 +765,7 @@ static size_t watch_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 	if (w->status == 0)
 		curl_easy_getinfo(w->k->curl, CURLINFO_RESPONSE_CODE, &w->status);
-	r = buf_append(&w->line, ptr, n);
+	r = growbuf_append(&w->line, ptr, n);
 	if (r < 0)
 		goto stop;
 	if (w->status != 200)
