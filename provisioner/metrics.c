@@ -164,70 +164,79 @@ static void put_histogram(struct promtext *o, const char *name, const struct pro
 #define REQUESTS PREFIX "apiserver_requests_"
 #define PROCTABLE PREFIX "proctable_"
 
+/*
+ * A family with one series per value of its first label, the counter or
+ * histogram at the same index holding each; the other labels are fixed.
+ */
+struct family {
+	const char *name;
+	const char *type; /* "counter" or "histogram" */
+	const char *help;
+	size_t n_labels;
+	counter_t *counters;	    /* for a counter */
+	struct histogram *histograms; /* for a histogram */
+};
+
+/*
+ * Writes @f with @l[0] taking each of the @n @values; only the series
+ * @show marks when it is not NULL.
+ */
+static void put_family(struct promtext *o, const struct family *f, struct promtext_label *l,
+		       const char *const *values, int n, const bool *show)
+{
+	promtext_family(o, f->name, f->type, f->help);
+	for (int i = 0; i < n; i++) {
+		if (show && !show[i])
+			continue;
+		l[0].value = values[i];
+		if (f->histograms)
+			put_histogram(o, f->name, l, f->n_labels, &f->histograms[i]);
+		else
+			promtext_u64(o, f->name, l, f->n_labels, get(&f->counters[i]));
+	}
+}
+
 static void put_pv_families(struct promtext *o)
 {
 	struct promtext_label l[2] = { { "mode", NULL }, { "type", "process" } };
-	int m;
+	const struct family families[] = {
+		{ DISCOVERY "total", "counter", "Number of persistent volumes created.", 1,
+		  reg.discovered, NULL },
+		{ DISCOVERY "duration_seconds", "histogram",
+		  "Duration of discovery passes, in seconds.", 1, NULL, reg.discovery },
+		{ DELETE "total", "counter",
+		  "Number of released volumes cleaned and their persistent volumes deleted.", 2,
+		  reg.deleted, NULL },
+		{ DELETE "failed_total", "counter",
+		  "Number of released volumes whose cleaning or deletion failed.", 2,
+		  reg.delete_failed, NULL },
+		{ DELETE "duration_seconds", "histogram",
+		  "Duration of cleaning a released volume and deleting its persistent volume, in seconds.",
+		  2, NULL, reg.delete_duration },
+	};
 
-	promtext_family(o, DISCOVERY "total", "counter", "Number of persistent volumes created.");
-	for (m = 0; m < N_MODES; m++) {
-		l[0].value = mode_name[m];
-		promtext_u64(o, DISCOVERY "total", l, 1, get(&reg.discovered[m]));
-	}
-	promtext_family(o, DISCOVERY "duration_seconds", "histogram",
-		   "Duration of discovery passes, in seconds.");
-	for (m = 0; m < N_MODES; m++) {
-		l[0].value = mode_name[m];
-		put_histogram(o, DISCOVERY "duration_seconds", l, 1, &reg.discovery[m]);
-	}
-	promtext_family(o, DELETE "total", "counter",
-		   "Number of released volumes cleaned and their persistent volumes deleted.");
-	for (m = 0; m < N_MODES; m++) {
-		l[0].value = mode_name[m];
-		promtext_u64(o, DELETE "total", l, 2, get(&reg.deleted[m]));
-	}
-	promtext_family(o, DELETE "failed_total", "counter",
-		   "Number of released volumes whose cleaning or deletion failed.");
-	for (m = 0; m < N_MODES; m++) {
-		l[0].value = mode_name[m];
-		promtext_u64(o, DELETE "failed_total", l, 2, get(&reg.delete_failed[m]));
-	}
-	promtext_family(o, DELETE "duration_seconds", "histogram",
-		   "Duration of cleaning a released volume and deleting its persistent volume, in seconds.");
-	for (m = 0; m < N_MODES; m++) {
-		l[0].value = mode_name[m];
-		put_histogram(o, DELETE "duration_seconds", l, 2, &reg.delete_duration[m]);
-	}
+	for (size_t i = 0; i < sizeof(families) / sizeof(*families); i++)
+		put_family(o, &families[i], l, mode_name, N_MODES, NULL);
 }
 
 static void put_api_families(struct promtext *o)
 {
 	struct promtext_label l = { "method", NULL };
-	int i;
+	bool show[N_METHODS];
+	const struct family families[] = {
+		{ REQUESTS "total", "counter", "Number of API server requests.", 1, reg.requests,
+		  NULL },
+		{ REQUESTS "failed_total", "counter", "Number of failed API server requests.", 1,
+		  reg.requests_failed, NULL },
+		{ REQUESTS "duration_seconds", "histogram",
+		  "Duration of API server requests, in seconds.", 1, NULL, reg.request_duration },
+	};
 
-	/* "other" appears once some request used another method. */
-	promtext_family(o, REQUESTS "total", "counter", "Number of API server requests.");
-	for (i = 0; i < N_METHODS; i++) {
-		if (i == METHOD_OTHER && get(&reg.requests[i]) == 0)
-			continue;
-		l.value = method_name[i];
-		promtext_u64(o, REQUESTS "total", &l, 1, get(&reg.requests[i]));
-	}
-	promtext_family(o, REQUESTS "failed_total", "counter", "Number of failed API server requests.");
-	for (i = 0; i < N_METHODS; i++) {
-		if (i == METHOD_OTHER && get(&reg.requests[i]) == 0)
-			continue;
-		l.value = method_name[i];
-		promtext_u64(o, REQUESTS "failed_total", &l, 1, get(&reg.requests_failed[i]));
-	}
-	promtext_family(o, REQUESTS "duration_seconds", "histogram",
-		   "Duration of API server requests, in seconds.");
-	for (i = 0; i < N_METHODS; i++) {
-		if (i == METHOD_OTHER && get(&reg.requests[i]) == 0)
-			continue;
-		l.value = method_name[i];
-		put_histogram(o, REQUESTS "duration_seconds", &l, 1, &reg.request_duration[i]);
-	}
+	/* "other" appears once some request used another method, in all three families. */
+	for (int i = 0; i < N_METHODS; i++)
+		show[i] = i != METHOD_OTHER || get(&reg.requests[i]) != 0;
+	for (size_t i = 0; i < sizeof(families) / sizeof(*families); i++)
+		put_family(o, &families[i], &l, method_name, N_METHODS, show);
 }
 
 static void put_proctable(struct promtext *o)
