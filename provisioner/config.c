@@ -380,6 +380,47 @@ static bool node_is_null(const yaml_node_t *n)
 }
 
 /*
+ * The number of pairs of @root, one key's whole value, into *ret_count: 0
+ * for an empty value, an error for anything else but a mapping, or for one
+ * of more than MAP_ENTRIES_MAX. @what and @entries say in messages what
+ * the mapping should be and what it holds.
+ */
+static int want_mapping(struct parser *p, const yaml_node_t *root, const char *what,
+			const char *entries, size_t *ret_count)
+{
+	size_t count;
+
+	*ret_count = 0;
+	if (node_is_null(root))
+		return 0;
+	if (root->type != YAML_MAPPING_NODE)
+		return perr(p, root, p->file, "must be a mapping%s, not %s", what, node_what(root));
+	count = (size_t)(root->data.mapping.pairs.top - root->data.mapping.pairs.start);
+	if (count > MAP_ENTRIES_MAX)
+		return perr(p, root, p->file, "has more than %d %s", MAP_ENTRIES_MAX, entries);
+	*ret_count = count;
+	return 0;
+}
+
+/*
+ * The name and value nodes of the pair @pr of the mapping @map at @key,
+ * whose keys are field names: those must be scalars.
+ */
+static int field_at(struct parser *p, const yaml_node_t *map, const yaml_node_pair_t *pr,
+		    const char *key, yaml_node_t **ret_name, yaml_node_t **ret_value)
+{
+	yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+
+	if (!k || !v)
+		return budget_error(p, map, key);
+	if (k->type != YAML_SCALAR_NODE)
+		return perr(p, k, key, "field names must be strings");
+	*ret_name = k;
+	*ret_value = v;
+	return 0;
+}
+
+/*
  * A string value into *ret (a copy, owned by the caller); NULL for an empty
  * (null) value, which the caller treats as "not set".
  */
@@ -590,17 +631,12 @@ static int parse_requirement(struct parser *p, const yaml_node_t *n, const char 
 			    node_what(n));
 	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
 	     pr++) {
-		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+		yaml_node_t *k, *v;
 		const char *f;
 
-		if (!k || !v) {
-			r = budget_error(p, n, key);
+		r = field_at(p, n, pr, key, &k, &v);
+		if (r < 0)
 			goto out;
-		}
-		if (k->type != YAML_SCALAR_NODE) {
-			r = perr(p, k, key, "field names must be strings");
-			goto out;
-		}
 		f = scalar_text(k);
 		keyf(fkey, sizeof(fkey), "%s.%s", key, f);
 		if (strcmp(f, "key") == 0 && !lkey) {
@@ -767,19 +803,14 @@ static int parse_selector(struct parser *p, const yaml_node_t *n, const char *ke
 		}
 		for (yaml_node_pair_t *pr = t->data.mapping.pairs.start;
 		     pr < t->data.mapping.pairs.top; pr++) {
-			yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+			yaml_node_t *k, *v;
 			char fkey[KEY_MAX];
 			json_t *reqs = NULL;
 			const char *f;
 
-			if (!k || !v) {
-				r = budget_error(p, t, tkey);
+			r = field_at(p, t, pr, tkey, &k, &v);
+			if (r < 0)
 				goto fail;
-			}
-			if (k->type != YAML_SCALAR_NODE) {
-				r = perr(p, k, tkey, "field names must be strings");
-				goto fail;
-			}
 			f = scalar_text(k);
 			keyf(fkey, sizeof(fkey), "%s.%s", tkey, f);
 			if (strcmp(f, "matchExpressions") != 0 && strcmp(f, "matchFields") != 0) {
@@ -928,14 +959,13 @@ static int parse_class(struct parser *p, const yaml_node_t *name_node, const yam
 	c->volume_mode = PROV_MODE_FILESYSTEM;
 	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start;
 	     n->type == YAML_MAPPING_NODE && pr < n->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+		yaml_node_t *k, *v;
 		char fkey[KEY_MAX];
 		int f;
 
-		if (!k || !v)
-			return budget_error(p, n, name);
-		if (k->type != YAML_SCALAR_NODE)
-			return perr(p, k, name, "field names must be strings");
+		r = field_at(p, n, pr, name, &k, &v);
+		if (r < 0)
+			return r;
 		keyf(fkey, sizeof(fkey), "%s.%s", name, scalar_text(k));
 		for (f = 0; f < F_COUNT; f++)
 			if (strcmp(scalar_text(k), class_fields[f]) == 0)
@@ -1035,15 +1065,11 @@ static int parse_class_map(struct parser *p, const yaml_node_t *root)
 {
 	struct prov_config *cfg = p->cfg;
 	size_t count;
+	int r;
 
-	if (node_is_null(root))
-		return 0;
-	if (root->type != YAML_MAPPING_NODE)
-		return perr(p, root, p->file, "must be a mapping of storage class names, not %s",
-			    node_what(root));
-	count = (size_t)(root->data.mapping.pairs.top - root->data.mapping.pairs.start);
-	if (count > MAP_ENTRIES_MAX)
-		return perr(p, root, p->file, "has more than %d classes", MAP_ENTRIES_MAX);
+	r = want_mapping(p, root, " of storage class names", "classes", &count);
+	if (r < 0 || node_is_null(root))
+		return r;
 	cfg->classes = calloc(count ? count : 1, sizeof(*cfg->classes));
 	if (!cfg->classes)
 		return -ENOMEM;
@@ -1052,7 +1078,6 @@ static int parse_class_map(struct parser *p, const yaml_node_t *root)
 		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
 		struct prov_class *c = &cfg->classes[i];
 		char *name = NULL;
-		int r;
 
 		if (!k || !v)
 			return budget_error(p, root, p->file);
@@ -1111,15 +1136,11 @@ static int parse_labels(struct parser *p, const yaml_node_t *root)
 {
 	struct prov_config *cfg = p->cfg;
 	size_t count;
+	int r;
 
-	if (node_is_null(root))
-		return 0;
-	if (root->type != YAML_MAPPING_NODE)
-		return perr(p, root, p->file, "must be a mapping of label names to values, not %s",
-			    node_what(root));
-	count = (size_t)(root->data.mapping.pairs.top - root->data.mapping.pairs.start);
-	if (count > MAP_ENTRIES_MAX)
-		return perr(p, root, p->file, "has more than %d labels", MAP_ENTRIES_MAX);
+	r = want_mapping(p, root, " of label names to values", "labels", &count);
+	if (r < 0 || node_is_null(root))
+		return r;
 	cfg->labels_for_pv = calloc(count ? count : 1, sizeof(*cfg->labels_for_pv));
 	if (!cfg->labels_for_pv)
 		return -ENOMEM;
@@ -1128,7 +1149,6 @@ static int parse_labels(struct parser *p, const yaml_node_t *root)
 		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
 		struct prov_label *l = &cfg->labels_for_pv[i];
 		char lkey[KEY_MAX];
-		int r;
 
 		if (!k || !v)
 			return budget_error(p, root, p->file);
@@ -1190,28 +1210,23 @@ static int parse_min_resync(struct parser *p, const yaml_node_t *root)
 static int parse_dynamic(struct parser *p, const yaml_node_t *root)
 {
 	size_t count;
+	int r;
 
-	if (node_is_null(root))
-		return 0;
-	if (root->type != YAML_MAPPING_NODE)
-		return perr(p, root, p->file, "must be a mapping (e.g. \"overcommit: 1.5\"), not %s",
-			    node_what(root));
-	count = (size_t)(root->data.mapping.pairs.top - root->data.mapping.pairs.start);
+	r = want_mapping(p, root, " (e.g. \"overcommit: 1.5\")", "fields", &count);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < count; i++) {
-		yaml_node_pair_t *pr = &root->data.mapping.pairs.start[i];
-		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+		yaml_node_t *k, *v;
 		char fkey[KEY_MAX];
 		enum yamlscalar_type kind;
 		double ratio = 0;
 
-		if (!k || !v)
-			return budget_error(p, root, p->file);
-		if (k->type != YAML_SCALAR_NODE)
-			return perr(p, k, p->file, "field names must be strings");
+		r = field_at(p, root, &root->data.mapping.pairs.start[i], p->file, &k, &v);
+		if (r < 0)
+			return r;
 		keyf(fkey, sizeof(fkey), "%s.%s", p->file, scalar_text(k));
 		if (strcmp(scalar_text(k), "overcommit") != 0) {
-			int r = pwarn(p, k, fkey, "unknown field, ignored");
-
+			r = pwarn(p, k, fkey, "unknown field, ignored");
 			if (r < 0)
 				return r;
 			continue;

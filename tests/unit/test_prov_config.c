@@ -570,6 +570,24 @@ static void test_dynamic_provisioning(void **state)
 	expect_error("dynamicProvisioning", "overcommit: \"1.5\"\n", "must be a number (a ratio such as 1.5), not \"1.5\"");
 	expect_error("dynamicProvisioning", "overcommit: [1]\n", "must be a number");
 	expect_error("dynamicProvisioning", "- overcommit\n", "must be a mapping");
+	expect_error("dynamicProvisioning", "? [overcommit]\n: 2\n",
+		     "dynamicProvisioning:1: dynamicProvisioning: field names must be strings");
+	expect_error("storageClassMap", "local:\n  ? {hostDir: /a}\n  : b\n",
+		     "storageClassMap:2: local: field names must be strings");
+	{
+		/* Every mapping of names has the same bound on its entries. */
+		static const char *const keys[] = { "labelsForPV", "dynamicProvisioning" };
+		static const char *const what[] = { "labels", "fields" };
+		char text[1100 * 12], want[64];
+		size_t n = 0;
+
+		for (int i = 0; i < 1025; i++)
+			n += (size_t)snprintf(text + n, sizeof(text) - n, "k%d: v\n", i);
+		for (int i = 0; i < 2; i++) {
+			snprintf(want, sizeof(want), "has more than 1024 %s", what[i]);
+			expect_error(keys[i], text, want);
+		}
+	}
 }
 
 int main(void)
