@@ -10,7 +10,6 @@
  * (with a hint to quote it). The walk charges every node it visits to a
  * budget, so a small file of nested aliases cannot make it run for ever.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -118,43 +117,26 @@ nomem:
 int provconfig_snapshot_read(int dir_fd, struct provconfig_snapshot **ret_snap)
 {
 	struct provconfig_snapshot *snap = NULL;
-	struct dirent *de;
-	DIR *d = NULL;
-	char *text = NULL;
-	size_t len = 0;
-	int fd, r;
+	char **names = NULL, *text = NULL;
+	size_t n = 0, len = 0;
+	int r;
 
-	/* A fresh fd: readdir must start at the top on every reload. */
-	fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		r = -errno;
-		close(fd);
+	r = fileio_list_names(dir_fd, 0, &names, &n);
+	if (r < 0)
 		return r;
-	}
 	r = provconfig_snapshot_new(&snap);
 	if (r < 0)
 		goto out;
-	for (;;) {
-		errno = 0;
-		de = readdir(d);
-		if (!de) {
-			r = -errno;
-			if (r < 0)
-				goto out;
-			break;
-		}
+	for (size_t i = 0; i < n; i++) {
 		/* "..data" and "..2024_01_01_..." belong to the ConfigMap volume. */
-		if (strncmp(de->d_name, "..", 2) == 0 || strcmp(de->d_name, ".") == 0)
+		if (strncmp(names[i], "..", 2) == 0)
 			continue;
-		r = fileio_read(dirfd(d), de->d_name, true, PROVCONFIG_FILE_MAX, &text, &len);
+		r = fileio_read(dir_fd, names[i], true, PROVCONFIG_FILE_MAX, &text, &len);
 		if (r == -ENOTSUP || r == -EISDIR || r == -ENOENT)
-			continue; /* a directory, a socket, or gone since readdir */
+			continue; /* a directory, a socket, or gone since it was listed */
 		if (r < 0)
 			goto out;
-		r = provconfig_snapshot_add(snap, de->d_name, text, len);
+		r = provconfig_snapshot_add(snap, names[i], text, len);
 		free(text);
 		text = NULL;
 		if (r < 0)
@@ -165,7 +147,7 @@ int provconfig_snapshot_read(int dir_fd, struct provconfig_snapshot **ret_snap)
 	r = 0;
 out:
 	provconfig_snapshot_free(snap);
-	closedir(d);
+	fileio_names_free(names, n);
 	return r;
 }
 

@@ -74,52 +74,39 @@ static int dirsink_list(struct sink *s, json_t **ret_pvs)
 {
 	struct dirsink *d = to_dirsink(s);
 	json_t *pvs = NULL;
-	struct dirent *de;
-	DIR *dir;
-	int fd, r;
+	char **names = NULL;
+	size_t n = 0;
+	int r;
 
-	fd = openat(d->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	dir = fdopendir(fd);
-	if (!dir) {
-		r = -errno;
-		close(fd);
+	r = fileio_list_names(d->dir_fd, 0, &names, &n);
+	if (r < 0)
 		return r;
-	}
 	pvs = json_array();
 	if (!pvs) {
 		r = -ENOMEM;
 		goto out;
 	}
-	for (;;) {
+	for (size_t i = 0; i < n; i++) {
+		const char *file = names[i];
 		char stem[PV_NAME_LEN_MAX + 1], *text = NULL;
 		const char *name;
 		json_t *pv = NULL;
 		size_t len = 0, stem_len;
 
-		errno = 0;
-		de = readdir(dir);
-		if (!de) {
-			r = -errno;
-			if (r < 0)
-				goto out;
-			break;
-		}
-		if (de->d_name[0] == '.' || !has_suffix(de->d_name, MANIFEST_SUFFIX))
+		if (file[0] == '.' || !has_suffix(file, MANIFEST_SUFFIX))
 			continue;
-		stem_len = strlen(de->d_name) - strlen(MANIFEST_SUFFIX);
+		stem_len = strlen(file) - strlen(MANIFEST_SUFFIX);
 		if (stem_len > PV_NAME_LEN_MAX)
 			continue;
-		memcpy(stem, de->d_name, stem_len);
+		memcpy(stem, file, stem_len);
 		stem[stem_len] = '\0';
 
-		r = fileio_read(dirfd(dir), de->d_name, false, MANIFEST_MAX, &text, &len);
+		r = fileio_read(d->dir_fd, file, false, MANIFEST_MAX, &text, &len);
 		if (r == -ENOENT)
 			continue;
 		if (r < 0) {
 			log_warn_errno(r, "%s/%s: cannot read the manifest, ignoring it", d->path,
-				       de->d_name);
+				       file);
 			continue;
 		}
 		r = pv_manifest_parse(text, len, &pv);
@@ -127,13 +114,13 @@ static int dirsink_list(struct sink *s, json_t **ret_pvs)
 		if (r == -ENOMEM)
 			goto out;
 		if (r < 0) {
-			log_warn("%s/%s: not a PV manifest, ignoring it", d->path, de->d_name);
+			log_warn("%s/%s: not a PV manifest, ignoring it", d->path, file);
 			continue;
 		}
 		name = pv_get_name(pv);
 		if (!name || strcmp(name, stem) != 0) {
 			log_warn("%s/%s: metadata.name is not '%s', ignoring it", d->path,
-				 de->d_name, stem);
+				 file, stem);
 			json_decref(pv);
 			continue;
 		}
@@ -147,7 +134,7 @@ static int dirsink_list(struct sink *s, json_t **ret_pvs)
 	r = 0;
 out:
 	json_decref(pvs);
-	closedir(dir);
+	fileio_names_free(names, n);
 	return r;
 }
 
