@@ -474,7 +474,6 @@ int ctlserver_start(const char *socket_path, ctlserver_dispatch_fn dispatch, voi
 	struct ctlserver *c;
 	bool bound = false;
 	struct stat st;
-	mode_t umask_old;
 	int r;
 
 	if (strlen(socket_path) >= sizeof(addr.sun_path)) {
@@ -515,12 +514,17 @@ int ctlserver_start(const char *socket_path, ctlserver_dispatch_fn dispatch, voi
 		goto err;
 	}
 	/*
-	 * The socket file takes its mode from the umask at bind() time; setting
-	 * it there leaves no window in which anyone but root could connect.
+	 * The socket file takes the mode of the socket's inode, less the umask,
+	 * at bind() time; setting it before bind() leaves no window in which
+	 * anyone but root could connect. Not through umask(): that is shared
+	 * with every thread, and the daemon's loop threads are already creating
+	 * files for the volumes mounted.
 	 */
-	umask_old = umask(0177);
+	if (fchmod(c->listen_fd, 0600) < 0) {
+		r = log_error_errno(-errno, "cannot set the mode of the control socket");
+		goto err;
+	}
 	r = bind(c->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ? -errno : 0;
-	umask(umask_old);
 	if (r < 0) {
 		log_error_errno(r, "cannot bind the control socket '%s'", socket_path);
 		goto err;

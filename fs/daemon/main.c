@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
@@ -260,6 +261,14 @@ int main(int argc, char **argv)
 		log_error("carvefs must run as root: it mounts filesystems and serves every uid");
 		return 1;
 	}
+	/*
+	 * The kernel has already applied the caller's umask to the mode of
+	 * every CREATE, MKDIR and MKNOD (we do not ask for FUSE_DONT_MASK nor
+	 * POSIX ACLs), so the backing object must get that mode as it is. The
+	 * umask is per process, shared by every thread: set once, before any
+	 * thread starts, and never changed. Our own files name their modes.
+	 */
+	umask(0);
 	fuse_set_log_func(fuse_log_to_ours);
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);

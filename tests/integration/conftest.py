@@ -155,6 +155,69 @@ def py_as(uid, gid, code, *args, check=True, timeout=60):
                   timeout=timeout)
 
 
+def call_as(uid, gid, fn, *args, groups=(), umask=None):
+    """Runs fn(*args) in a forked child whose real, effective and saved
+    uid/gid are uid/gid, with only groups as supplementary groups and, if
+    given, that umask; returns what fn returned (it must pickle). An OSError
+    in the child is raised again here with its errno; anything else fails
+    the test with the child's traceback."""
+    import pickle
+    import traceback
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 0
+        try:
+            os.close(rfd)
+            try:
+                os.setgroups(list(groups))
+                os.setresgid(gid, gid, gid)
+                os.setresuid(uid, uid, uid)
+                if umask is not None:
+                    os.umask(umask)
+                out = ("ok", fn(*args))
+            except OSError as e:
+                out = ("oserror", (e.errno, e.filename))
+            except BaseException:
+                out = ("exception", traceback.format_exc())
+            data = pickle.dumps(out)
+            while data:
+                data = data[os.write(wfd, data):]
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(wfd)
+    try:
+        with os.fdopen(rfd, "rb") as f:
+            data = f.read()
+    except BaseException:
+        # The time bound struck while the child was stuck: it goes too.
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not data:
+        pytest.fail(f"the child running {fn.__name__} as {uid}:{gid} failed "
+                    f"(wait status {status:#x})")
+    kind, value = pickle.loads(data)
+    if kind == "oserror":
+        raise OSError(value[0], os.strerror(value[0]), value[1])
+    if kind == "exception":
+        pytest.fail(f"{fn.__name__} as {uid}:{gid} raised:\n{value}")
+    return value
+
+
+def errno_as(uid, gid, fn, *args, **kw):
+    """The errno name fn(*args) fails with as uid/gid, or None if it works."""
+    import errno
+    try:
+        call_as(uid, gid, fn, *args, **kw)
+    except OSError as e:
+        return errno.errorcode[e.errno]
+    return None
+
+
 def tree_usage(root):
     """(bytes, objects) of a backing directory, as the daemon must count
     them: st_blocks * 512 of everything, the root included, hard links once;
@@ -219,8 +282,9 @@ class Daemon:
     expect it to, the test's main thread gets SIGUSR1 and fails at once,
     with the tail of the log in the message."""
 
-    def __init__(self, work, pool, discovery, socket, threads=2):
+    def __init__(self, work, pool, discovery, socket, threads=2, umask=None):
         self.work = work
+        self.umask = umask  # the daemon's umask; None: the test's own
         self.pool = pool
         self.discovery = discovery
         self.socket = socket
@@ -245,7 +309,8 @@ class Daemon:
         log.flush()
         try:
             return subprocess.Popen(self.argv(extra), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, close_fds=True)
+                                    stderr=subprocess.STDOUT, close_fds=True,
+                                    umask=-1 if self.umask is None else self.umask)
         finally:
             log.close()
 
@@ -527,9 +592,9 @@ class Work:
         """Bind-mounts source on target; undone by cleanup()."""
         run(["mount", "--bind", source, target])
 
-    def daemon(self, threads=2, pool=None, mnt=None, sock=None):
+    def daemon(self, threads=2, pool=None, mnt=None, sock=None, umask=None):
         d = Daemon(self.path, pool or self.pool, mnt or self.mnt, sock or self.sock,
-                   threads=threads)
+                   threads=threads, umask=umask)
         if self.daemons:
             d.log_path = os.path.join(self.path, f"carvefs-{len(self.daemons)}.log")
         self.daemons.append(d)

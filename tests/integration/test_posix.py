@@ -9,12 +9,14 @@ import ctypes.util
 import errno
 import mmap
 import os
+import socket
 import stat
 import time
 
 import pytest
 
-from conftest import (MiB, OTHER_GID, OTHER_UID, USER_GID, USER_UID, py_as, run_as)
+from conftest import (MiB, OTHER_GID, OTHER_UID, USER_GID, USER_UID, call_as, py_as,
+                      run_as)
 
 libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 AT_FDCWD = -100
@@ -73,6 +75,75 @@ open(f"{v}/dir/sub/deep", "w").close()
                                 f"mkdir {vol}/privdir"])
     assert stat.S_IMODE(os.stat(f"{vol}/private").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(f"{vol}/privdir").st_mode) == 0o700
+
+
+# Modes asked for by open(O_CREAT): permission bits and the three special ones.
+CREATE_MODES = (0o620, 0o666, 0o644, 0o4777, 0o2770, 0o1777, 0o7777, 0o000)
+MKDIR_MODES = (0o777, 0o750, 0o1777, 0o3777)
+
+
+def make_every_kind(base):
+    """As the caller: one object of each kind a pod can make, with the modes
+    above; the caller's umask applies."""
+    os.mkdir(base)
+    for m in CREATE_MODES:
+        os.close(os.open(f"{base}/f{m:o}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, m))
+    for m in MKDIR_MODES:
+        os.mkdir(f"{base}/d{m:o}", m)
+    os.mkfifo(f"{base}/fifo", 0o666)
+    os.mknod(f"{base}/sock", stat.S_IFSOCK | 0o777)
+    os.mknod(f"{base}/reg", stat.S_IFREG | 0o646)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(f"{base}/bound")
+    os.symlink("f666", f"{base}/link")
+
+
+def expected_modes(umask):
+    """What POSIX and Linux give make_every_kind() under umask, for a caller
+    who owns the (not setgid) parent: mkdir drops S_ISGID from the mode it is
+    given, a bound socket asks for 0777, a symlink is always 0777."""
+    want = {f"f{m:o}": stat.S_IFREG | (m & ~umask) for m in CREATE_MODES}
+    want.update({f"d{m:o}": stat.S_IFDIR | (m & 0o1777 & ~umask) for m in MKDIR_MODES})
+    want["fifo"] = stat.S_IFIFO | (0o666 & ~umask)
+    want["sock"] = stat.S_IFSOCK | (0o777 & ~umask)
+    want["reg"] = stat.S_IFREG | (0o646 & ~umask)
+    want["bound"] = stat.S_IFSOCK | (0o777 & ~umask)
+    want["link"] = stat.S_IFLNK | 0o777
+    return want
+
+
+def append(path, data):
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def test_modes_are_exact_whatever_the_daemons_umask(work, new_daemon):
+    d = new_daemon(umask=0o077)
+    d.start()
+    vol = d.create("um", 64 * MiB, "--mode", "1777")
+    # The daemon's own files keep the modes they are meant to have.
+    st = os.lstat(d.socket)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600, oct(st.st_mode)
+    for path, mode in ((work.pool, 0o700), (f"{work.pool}/volumes", 0o700),
+                       (f"{work.pool}/carvefs.meta", 0o600), (work.mnt, 0o755),
+                       (d.backing("um"), 0o1777)):
+        assert stat.S_IMODE(os.lstat(path).st_mode) == mode, f"{path}: {oct(os.lstat(path).st_mode)}"
+    for umask in (0, 0o002, 0o027):
+        base = f"{vol}/u{umask:03o}"
+        call_as(USER_UID, USER_GID, make_every_kind, base, umask=umask)
+        want = expected_modes(umask)
+        for root in (base, f"{d.backing('um')}/u{umask:03o}"):
+            got = {n: os.lstat(f"{root}/{n}").st_mode for n in want}
+            bad = {n: (oct(got[n]), oct(want[n])) for n in want if got[n] != want[n]}
+            assert not bad, f"umask {umask:03o}, {root}: (got, wanted) {bad}"
+    # What the owner granted others, others get.
+    call_as(OTHER_UID, OTHER_GID, append, f"{vol}/u000/f666", b"other")
+    call_as(OTHER_UID, OTHER_GID, append, f"{vol}/u000/f4777", b"other")
+    assert read(f"{vol}/u000/f666") == read(f"{vol}/u000/f4777") == b"other"
+    # The foreign write cleared the set-user-ID bit, and only that.
+    assert stat.S_IMODE(os.stat(f"{vol}/u000/f4777").st_mode) == 0o777
+    with pytest.raises(PermissionError):
+        call_as(OTHER_UID, OTHER_GID, append, f"{vol}/u027/f666", b"other")
 
 
 def test_setgid_directory_inheritance(vol):

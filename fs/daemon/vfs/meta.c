@@ -36,10 +36,13 @@ void meta_init(void *userdata, struct fuse_conn_info *conn)
 	 * offset buffer (uring.c). The writeback cache would accept writes
 	 * into the page cache that the quota must refuse later; the kernel's
 	 * own clearing of suid/sgid bits is what we rely on (no KILLPRIV).
+	 * Without DONT_MASK and POSIX ACLs the kernel applies the caller's
+	 * umask to the modes it sends, which is why the daemon runs with
+	 * umask 0 (main.c).
 	 */
 	conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
 			FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_POSIX_ACL |
-			FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS);
+			FUSE_CAP_DONT_MASK | FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS);
 	conn->want |= conn->capable & (FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC |
 				       FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_DIO |
 				       FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO |
