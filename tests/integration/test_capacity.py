@@ -9,8 +9,13 @@ import ctypes
 import ctypes.util
 import errno
 import mmap
+import contextlib
 import os
+import resource
+import signal
+import stat
 import subprocess
+import time
 
 import pytest
 
@@ -382,3 +387,129 @@ def test_root_is_limited_too(ext4_daemon, vol, block_size):
     assert p.returncode != 0 and "No space left on device" in p.stderr, p.stderr
     assert os.stat(f"{vol}/user").st_uid == USER_UID
     check_bounds(d, "cap", block_size)
+
+
+def files_open_below(pid, root):
+    """How many of the process's fds are files opened below root (O_PATH
+    ones excepted): the open handles of a daemon's volume."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = int(f.read().split("flags:")[1].split()[0], 8)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith(root + "/") and not flags & os.O_PATH:
+            n += 1
+    return n
+
+
+def fd_slots_free(pid, limit):
+    """How many fd numbers below limit the process does not use: how many
+    more files it can open under that RLIMIT_NOFILE."""
+    used = [int(n) for n in os.listdir(f"/proc/{pid}/fd")]
+    return limit - sum(1 for n in used if n < limit)
+
+
+# Every request that makes a name, each with a fresh name.
+MAKERS = {
+    "create": lambda vol, p: os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)),
+    "mkdir": lambda vol, p: os.mkdir(p),
+    "mkfifo": lambda vol, p: os.mkfifo(p),
+    "mknod-sock": lambda vol, p: os.mknod(p, stat.S_IFSOCK | 0o644),
+    "mknod-reg": lambda vol, p: os.mknod(p, stat.S_IFREG | 0o644),
+    "symlink": lambda vol, p: os.symlink("target", p),
+    "link": lambda vol, p: os.link(f"{vol}/target", p),
+}
+
+
+@pytest.mark.timeout_seconds(60)
+def test_a_failed_create_leaves_nothing_behind(ext4_daemon):
+    """When the daemon runs out of fds between making an object and looking
+    it up, the request fails and the directory, the usage and the inode
+    count are as before: a retry with O_EXCL must not find the name."""
+    d = ext4_daemon
+    # With an inode limit statfs reports the volume's count, not the pool's.
+    vol = d.create("fds", CAP, "--inodes", 10000)
+    back = d.backing("fds")
+    with open(f"{vol}/target", "w") as f:
+        f.write("t")
+    with open(f"{vol}/spare", "w") as f:
+        f.write("s")
+    pid = d.proc.pid
+    saved = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+
+    def usage():
+        v = os.statvfs(vol)
+        return v.f_blocks - v.f_bfree, v.f_files - v.f_ffree
+
+    def attempt(what, name):
+        """The request must fail for want of an fd and leave nothing."""
+        before = usage()
+        with pytest.raises(OSError) as ei:
+            MAKERS[what](vol, f"{vol}/{name}")
+        assert ei.value.errno == errno.EMFILE, f"{what} '{name}': {ei.value}"
+        assert not os.path.lexists(f"{back}/{name}"), f"{what} left '{name}' behind"
+        assert usage() == before, f"{what} '{name}' changed the usage"
+
+    # Exactly one fd number left to the daemon, once it has closed the
+    # handles of the files above (a RELEASE is sent after close() returns).
+    wait_until(lambda: files_open_below(pid, back) == 0, 10, "the daemon to close its handles")
+    limit = len(os.listdir(f"/proc/{pid}/fd"))
+    while fd_slots_free(pid, limit) < 1:
+        limit += 1
+    # The soft limit is what open() checks; the hard one stays, so that the
+    # soft one can go back up without CAP_SYS_RESOURCE.
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, saved[1]))
+    try:
+        # The open that makes the file takes the last fd; the lookup after it
+        # finds none.
+        os.stat(f"{vol}/spare")
+        assert not os.path.lexists(f"{vol}/c1")
+        attempt("create", "c1")
+        attempt("create", "c1")  # the retry with O_EXCL: no EEXIST
+        assert fd_slots_free(pid, limit) == 1
+        # The other requests are preceded by a LOOKUP of the name (the
+        # kernel never trusts a cached absence when it must create), which
+        # needs the last fd too: they fail after making the object only when
+        # another open takes that fd in between. A second process opens and
+        # closes a file over and over, so that this happens.
+        churn = os.fork()
+        if churn == 0:
+            try:
+                while True:
+                    with contextlib.suppress(OSError):
+                        os.close(os.open(f"{vol}/spare", os.O_RDONLY))
+            finally:
+                os._exit(0)
+        try:
+            made, failed = [], {what: 0 for what in MAKERS}
+            deadline = time.monotonic() + 20
+            while min(failed.values()) < 3 and time.monotonic() < deadline:
+                for what in MAKERS:
+                    name = f"n{len(made)}-{what}"
+                    before = usage()
+                    try:
+                        MAKERS[what](vol, f"{vol}/{name}")
+                        made.append(name)
+                        # Its lookup took the last fd: give it back.
+                        (os.rmdir if what == "mkdir" else os.unlink)(f"{vol}/{name}")
+                        continue
+                    except OSError as e:
+                        assert e.errno == errno.EMFILE, f"{what} '{name}': {e}"
+                    failed[what] += 1
+                    assert not os.path.lexists(f"{back}/{name}"), f"{what} left '{name}' behind"
+                    assert usage() == before, f"{what} '{name}' changed the usage"
+            assert min(failed.values()) >= 3, f"too few failures in 20 s: {failed}"
+        finally:
+            os.kill(churn, signal.SIGKILL)
+            os.waitpid(churn, 0)
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, saved)
+    # With fds again, the names can be made, and the daemon's count is exact.
+    assert sorted(os.listdir(back)) == ["spare", "target"]
+    MAKERS["create"](vol, f"{vol}/c1")
+    walked, objects = tree_usage(back)
+    s = d.stats("fds")
+    assert (s["used_bytes"], s["used_inodes"]) == (walked, objects), s

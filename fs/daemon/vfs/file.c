@@ -252,7 +252,7 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 		 struct fuse_file_info *fi)
 {
 	struct vfs *v = fuse_req_userdata(req);
-	struct inode *parent = inode_of(v, parent_ino), *in;
+	struct inode *parent = inode_of(v, parent_ino), *in = NULL;
 	struct fuse_entry_param e;
 	struct handle *h = NULL;
 	bool created = true;
@@ -292,31 +292,34 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 	}
 	r = inode_lookup(v, parent, name, created, &e);
 	if (r < 0)
-		goto out_fd;
+		goto err;
 	in = inode_of(v, e.ino);
 	(void)inode_settle_fd(v, parent, parent->fd);
 	if (in->type != S_IFREG) {
-		inode_forget(v, in, 1);
 		r = -EISDIR;
-		goto out_fd;
+		goto err;
 	}
 	if (fd < 0) {
 		fd = open_backing(in, fi->flags, &flags);
 		if (fd < 0) {
 			r = fd;
-			inode_forget(v, in, 1);
-			goto out_inode;
+			goto err;
 		}
 	}
 	if (!created && (fi->flags & O_TRUNC))
 		r = file_truncate(v, in, fd, 0);
 	if (r >= 0)
 		r = handle_new(v, in, fd, flags, fi->flags, &h);
-	if (r < 0) {
-		inode_forget(v, in, 1);
-		goto out_fd;
-	}
+	if (r < 0)
+		goto err;
 	fd = -1; /* the handle owns it */
+	goto out_fd;
+err:
+	/* A failed create leaves no file behind: the caller may well retry with O_EXCL. */
+	if (created)
+		inode_unmake(v, parent, name, in);
+	else if (in)
+		inode_forget(v, in, 1);
 out_fd:
 	if (fd >= 0)
 		close(fd);

@@ -268,6 +268,23 @@ void inode_forget(struct vfs *v, struct inode *in, uint64_t nlookup)
 	inode_maybe_destroy(v, in);
 }
 
+void inode_unmake(struct vfs *v, struct inode *parent, const char *name, struct inode *in)
+{
+	struct stat st;
+
+	/*
+	 * A volume's requests run one at a time on its loop thread, so the
+	 * name is still the object this request made. Without a fd to spare
+	 * (the usual reason to get here), fstatat() and unlinkat() still work.
+	 */
+	if (fstatat(parent->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		(void)unlinkat(parent->fd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+	/* No link left: the charge inode_lookup() made goes back with the entry. */
+	if (in)
+		inode_forget(v, in, 1);
+	(void)inode_settle_fd(v, parent, parent->fd);
+}
+
 void inode_close(struct vfs *v, struct inode *in)
 {
 	if (in->opens)

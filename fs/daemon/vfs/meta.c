@@ -262,7 +262,10 @@ static void make_object(fuse_req_t req, fuse_ino_t parent_ino, const char *name,
 		goto out_bytes;
 
 	r = inode_lookup(v, parent, name, true, &e);
-	(void)inode_settle_fd(v, parent, parent->fd);
+	if (r < 0)
+		inode_unmake(v, parent, name, NULL);
+	else
+		(void)inode_settle_fd(v, parent, parent->fd);
 out_bytes:
 	quota_release_bytes(v->quota, reserved);
 out_inode:
@@ -303,7 +306,10 @@ void meta_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char 
 		return;
 	}
 	r = inode_lookup(v, parent, newname, false, &e);
-	(void)inode_settle_fd(v, parent, parent->fd);
+	if (r < 0)
+		inode_unmake(v, parent, newname, NULL);
+	else
+		(void)inode_settle_fd(v, parent, parent->fd);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else

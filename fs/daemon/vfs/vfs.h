@@ -127,6 +127,15 @@ struct inode *inode_find(struct vfs *v, dev_t dev, ino_t ino);
  */
 int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool created,
 		 struct fuse_entry_param *e);
+/*
+ * Takes back the name @name below @parent that this request has just made
+ * (create, mknod, mkdir, symlink, link) when the request fails after all,
+ * so that the directory is as it was and a retry does not find the name.
+ * @in is the object's entry if inode_lookup() already returned it (its
+ * reference is dropped, which gives a created object's space and inode
+ * back), or NULL. The caller still holds the quota reservations it made.
+ */
+void inode_unmake(struct vfs *v, struct inode *parent, const char *name, struct inode *in);
 void inode_forget(struct vfs *v, struct inode *in, uint64_t nlookup);
 /* Drops an open handle's reference. */
 void inode_close(struct vfs *v, struct inode *in);
