@@ -155,6 +155,15 @@ def py_as(uid, gid, code, *args, check=True, timeout=60):
                   timeout=timeout)
 
 
+def clock_past(ts_ns):
+    """Waits until the filesystem clock has left ts_ns behind, so that a new
+    timestamp must differ (timestamps are taken from a coarse clock)."""
+    deadline = time.monotonic() + 5
+    while time.time_ns() < ts_ns + 20_000_000:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
 def call_as(uid, gid, fn, *args, groups=(), umask=None):
     """Runs fn(*args) in a forked child whose real, effective and saved
     uid/gid are uid/gid, with only groups as supplementary groups and, if

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from conftest import (MiB, OTHER_GID, OTHER_UID, USER_GID, USER_UID, call_as, py_as,
-                      run_as)
+from conftest import (MiB, OTHER_GID, OTHER_UID, USER_GID, USER_UID, call_as, clock_past,
+                      py_as, run_as)
 
 libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 AT_FDCWD = -100
@@ -43,15 +43,6 @@ def write(path, data, mode="wb"):
 def read(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-def clock_past(ts_ns):
-    """Waits until the filesystem clock has left ts_ns behind, so that a new
-    timestamp must differ (timestamps are taken from a coarse clock)."""
-    deadline = time.monotonic() + 5
-    while time.time_ns() < ts_ns + 20_000_000:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
 
 
 def test_new_objects_belong_to_the_caller(daemon, vol):
