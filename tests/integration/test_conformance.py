@@ -352,6 +352,9 @@ def test_set_gid_directory_passes_on_its_group(area):
         assert owner(area / f"g/{name}") == (USER_UID, GROUP), name
     assert mode(area / "g/d") == 0o2755
     assert mode(area / "g/x") == 0o755
+    # A member keeps it.
+    as_(USER, create, area / "g/y", 0o2755, groups=(GROUP,), umask=0)
+    assert mode(area / "g/y") == 0o2755
     # Outside the set-gid directory, the creator's group.
     as_(USER, create, area / "plain", 0o644, groups=(GROUP,))
     assert owner(area / "plain") == USER

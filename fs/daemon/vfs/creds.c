@@ -9,7 +9,12 @@
  * the effective set; the kernel already checked the caller's permissions
  * (default_permissions, with all of its supplementary groups, which we do
  * not have), so DAC_OVERRIDE and DAC_READ_SEARCH are raised again for the
- * backing call. Going back to fsuid 0 restores the full set by itself.
+ * backing call. So is FSETID: the kernel has also already dropped the
+ * set-gid bit from the mode of a new object in a set-gid directory whose
+ * group the caller is not in (counting its supplementary groups), and the
+ * backing filesystem, seeing only our fsgid, would drop it for callers who
+ * are in the group through a supplementary one. Going back to fsuid 0
+ * restores the full set by itself.
  */
 #include <errno.h>
 #include <linux/capability.h>
@@ -23,15 +28,16 @@
 
 static __thread bool creds_switched;
 
-static int caps_raise_dac(void)
+static int caps_raise_fs(void)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2];
-	const unsigned dac = (1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH);
+	const unsigned caps =
+		(1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH) | (1u << CAP_FSETID);
 
 	if (syscall(SYS_capget, &hdr, data) < 0)
 		return -errno;
-	data[0].effective |= dac & data[0].permitted;
+	data[0].effective |= caps & data[0].permitted;
 	if (syscall(SYS_capset, &hdr, data) < 0)
 		return -errno;
 	return 0;
@@ -52,7 +58,7 @@ int creds_enter(fuse_req_t req)
 		creds_leave();
 		return -EPERM;
 	}
-	r = caps_raise_dac();
+	r = caps_raise_fs();
 	if (r < 0)
 		creds_leave();
 	return r;
