@@ -32,6 +32,7 @@
 #include "log.h"
 #include "monitor.h"
 #include "uring.h"
+#include "vfs/vfs.h"
 #include "volume.h"
 #include "wire.h"
 
@@ -63,13 +64,15 @@ static void usage(FILE *f)
 		"                        ADDR: HOST:PORT, [IPV6]:PORT or :PORT (default: off)\n"
 		"  --foreground          do not fork; log to stderr (for systemd and pods)\n"
 		"  --threads N           event-loop threads (default: one per CPU)\n"
+		"  --fd-cache N          fds of backing files and directories kept open for\n"
+		"                        all volumes together (default %d, at least %d)\n"
 		"  --log-level LEVEL     error, warn, info (default) or debug\n"
 		"  --help                this text\n"
 		"  --version             the version\n"
 		"\n"
 		"SIGTERM or SIGINT unmount every volume, record usage and exit 0.\n"
 		"Volumes are managed with carvectl(8).\n",
-		WIRE_DEFAULT_SOCKET);
+		WIRE_DEFAULT_SOCKET, VFS_FD_CACHE_DEFAULT, VFS_FD_CACHE_MIN);
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -81,6 +84,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "listen", required_argument, NULL, 'L' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "fd-cache", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -123,6 +127,16 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return -EINVAL;
 			}
 			o->threads = (unsigned)n;
+			break;
+		case 'c':
+			errno = 0;
+			n = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || n < VFS_FD_CACHE_MIN || n > 1u << 24) {
+				log_error("--fd-cache takes a number from %d to %u, not '%s'",
+					  VFS_FD_CACHE_MIN, 1u << 24, optarg);
+				return -EINVAL;
+			}
+			vfs_set_fd_cache(n);
 			break;
 		case 'l':
 			if (log_level_parse(optarg, &o->level) < 0) {
@@ -168,9 +182,10 @@ static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list
 }
 
 /*
- * Every inode the kernel knows holds an fd here, for all volumes together:
- * a limit of a few thousand would cap how many files the volumes can have
- * in use, and past it even unlink fails (EMFILE). As root the hard limit
+ * Every file a pod has open holds an fd here, for all volumes together, on
+ * top of the --fd-cache fds of backing objects: a limit of a few thousand
+ * would cap how many files the volumes can have open, and past it even
+ * unlink fails (EMFILE). As root the hard limit
  * may go up to the kernel's fs.nr_open; otherwise take what the hard limit
  * allows.
  */

@@ -1,7 +1,7 @@
 /*
  * dir.c - directory handles: opendir, readdir(plus), releasedir, fsyncdir.
  *
- * A handle owns a real directory fd, opened from the inode's O_PATH fd, and
+ * A handle owns a real directory fd, opened from the inode's (borrowed) O_PATH fd, and
  * a DIR stream over it; offsets are the backing filesystem's telldir cookies,
  * which is what lets a kernel resume a listing at any entry.
  */
@@ -49,18 +49,27 @@ static struct dir_handle *dir_of(struct fuse_file_info *fi)
 void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *v = fuse_req_userdata(req);
-	struct inode *in = inode_of(v, ino);
+	struct inode *in = NULL;
 	struct dir_handle *d;
-	int fd;
+	int pathfd, fd;
 
 	d = calloc(1, sizeof(*d));
 	if (!d) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	pathfd = inode_borrow(v, ino, &in);
+	if (pathfd < 0) {
+		fuse_reply_err(req, -pathfd);
+		free(d);
+		return;
+	}
+	fd = openat(pathfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		fd = -errno;
+	inode_fd_put(v, in);
 	if (fd < 0) {
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, -fd);
 		free(d);
 		return;
 	}
@@ -95,11 +104,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct vfs *v = fuse_req_userdata(req);
 	struct dir_handle *d = dir_of(fi);
-	struct inode *dir = inode_of(v, ino);
+	struct inode *dir = d->inode;
 	char *buf, *p;
 	size_t rem = size;
 	int err = 0;
 
+	(void)ino; /* the handle knows its directory */
 	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);

@@ -150,15 +150,19 @@ static int handle_fd_for(struct handle *h, uintptr_t addr, uint64_t off, uint64_
 	return h->fd_buffered;
 }
 
-static int open_backing(struct inode *in, int client_flags, int *ret_flags)
+static int open_backing(struct vfs *v, struct inode *in, int client_flags, int *ret_flags)
 {
-	int flags = backing_flags(client_flags), fd;
+	int flags = backing_flags(client_flags), pathfd, fd;
 
-	fd = reopen(in->fd, flags);
+	pathfd = inode_fd_get(v, in);
+	if (pathfd < 0)
+		return pathfd;
+	fd = reopen(pathfd, flags);
 	if (fd == -EINVAL && (flags & O_DIRECT)) {
 		flags &= ~O_DIRECT;
-		fd = reopen(in->fd, flags);
+		fd = reopen(pathfd, flags);
 	}
+	inode_fd_put(v, in);
 	if (fd >= 0)
 		*ret_flags = flags;
 	return fd;
@@ -224,11 +228,15 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct handle *h = NULL;
 	int fd, flags, r;
 
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
 	if (in->type != S_IFREG) {
 		fuse_reply_err(req, in->type == S_IFDIR ? EISDIR : EINVAL);
 		return;
 	}
-	fd = open_backing(in, fi->flags, &flags);
+	fd = open_backing(v, in, fi->flags, &flags);
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
 		return;
@@ -252,7 +260,7 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 		 struct fuse_file_info *fi)
 {
 	struct vfs *v = fuse_req_userdata(req);
-	struct inode *parent = inode_of(v, parent_ino), *in = NULL;
+	struct inode *parent = NULL, *in = NULL;
 	struct fuse_entry_param e;
 	struct handle *h = NULL;
 	bool created = true;
@@ -262,8 +270,13 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 	 * and it spares a reopen. O_DIRECT is left to open_backing(), which
 	 * copes with a backing filesystem that refuses it.
 	 */
-	int cflags = backing_flags(fi->flags) & ~O_DIRECT, fd = -1, flags = cflags, r;
+	int cflags = backing_flags(fi->flags) & ~O_DIRECT, fd = -1, flags = cflags, pfd, r;
 
+	pfd = inode_borrow(v, parent_ino, &parent);
+	if (pfd < 0) {
+		fuse_reply_err(req, -pfd);
+		return;
+	}
 	r = quota_reserve_inode(v->quota);
 	if (r < 0)
 		goto out;
@@ -275,11 +288,11 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 	 * inode); O_NOFOLLOW keeps a symlink planted at the name from being
 	 * followed out of the volume.
 	 */
-	fd = openat(parent->fd, name, O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | cflags,
+	fd = openat(pfd, name, O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | cflags,
 		    mode & ~S_IFMT);
 	if (fd < 0 && errno == EEXIST && !(fi->flags & O_EXCL)) {
 		created = false;
-		fd = openat(parent->fd, name, O_NOFOLLOW | O_CLOEXEC | O_RDONLY);
+		fd = openat(pfd, name, O_NOFOLLOW | O_CLOEXEC | O_RDONLY);
 	}
 	if (fd < 0)
 		r = -errno;
@@ -294,13 +307,13 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 	if (r < 0)
 		goto err;
 	in = inode_of(v, e.ino);
-	(void)inode_settle_fd(v, parent, parent->fd);
+	(void)inode_settle_fd(v, parent, pfd);
 	if (in->type != S_IFREG) {
 		r = -EISDIR;
 		goto err;
 	}
 	if (fd < 0) {
-		fd = open_backing(in, fi->flags, &flags);
+		fd = open_backing(v, in, fi->flags, &flags);
 		if (fd < 0) {
 			r = fd;
 			goto err;
@@ -326,6 +339,7 @@ out_fd:
 out_inode:
 	quota_release_inode(v->quota);
 out:
+	inode_fd_put(v, parent);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else

@@ -2,7 +2,8 @@
  * meta.c - metadata requests: lookup, attributes, names, links, xattrs,
  * statfs.
  *
- * Every handler works on O_PATH fds of the inodes involved (vfs.h) and
+ * Every handler works on O_PATH fds of the inodes involved, borrowed from
+ * the fd cache for the length of the request (vfs.h, inode.c), and
  * settles the quota from the backing filesystem's own st_blocks. Creating
  * requests (mknod, mkdir, symlink) reserve their inode first, so a volume at
  * its inode limit refuses the (limit + 1)th object with ENOSPC, and run with
@@ -56,10 +57,11 @@ void meta_init(void *userdata, struct fuse_conn_info *conn)
 void meta_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs *v = req_vfs(req);
+	struct inode *dir = inode_of(v, parent);
 	struct fuse_entry_param e;
 	int r;
 
-	r = inode_lookup(v, inode_of(v, parent), name, false, &e);
+	r = dir ? inode_lookup(v, dir, name, false, &e) : -ESTALE;
 	if (r == -ENOENT) {
 		/* A negative entry, cached like a positive one: saves repeated misses. */
 		memset(&e, 0, sizeof(e));
@@ -93,18 +95,19 @@ void meta_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *fo
 void meta_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *v = req_vfs(req);
+	struct inode *in = inode_of(v, ino);
 	struct stat st;
 	int r;
 
 	(void)fi;
-	r = inode_stat(inode_of(v, ino), &st);
+	r = in ? inode_stat(v, in, &st) : -ESTALE;
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
 		fuse_reply_attr(req, &st, v->attr_timeout);
 }
 
-static int setattr_mode(struct inode *in, struct fuse_file_info *fi, mode_t mode)
+static int setattr_mode(struct inode *in, int fd, struct fuse_file_info *fi, mode_t mode)
 {
 	char path[64];
 
@@ -113,12 +116,11 @@ static int setattr_mode(struct inode *in, struct fuse_file_info *fi, mode_t mode
 	if (in->type == S_IFLNK)
 		return -EOPNOTSUPP;
 	/* fchmod() refuses O_PATH fds; the /proc link reaches the same object. */
-	inode_procpath(in->fd, path, sizeof(path));
+	inode_procpath(fd, path, sizeof(path));
 	return chmod(path, mode) < 0 ? -errno : 0;
 }
 
-static int setattr_times(struct inode *in, struct fuse_file_info *fi, const struct stat *attr,
-			 int to_set)
+static int setattr_times(int fd, struct fuse_file_info *fi, const struct stat *attr, int to_set)
 {
 	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
 
@@ -132,10 +134,11 @@ static int setattr_times(struct inode *in, struct fuse_file_info *fi, const stru
 		tv[1] = attr->st_mtim;
 	if (fi)
 		return futimens(((struct handle *)(uintptr_t)fi->fh)->fd, tv) < 0 ? -errno : 0;
-	return utimensat(in->fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	return utimensat(fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
-static int setattr_size(struct vfs *v, struct inode *in, struct fuse_file_info *fi, off_t size)
+static int setattr_size(struct vfs *v, struct inode *in, int path_fd, struct fuse_file_info *fi,
+			off_t size)
 {
 	char path[64];
 	int fd, r;
@@ -144,7 +147,7 @@ static int setattr_size(struct vfs *v, struct inode *in, struct fuse_file_info *
 		return file_truncate(v, in, ((struct handle *)(uintptr_t)fi->fh)->fd, size);
 	if (in->type != S_IFREG)
 		return in->type == S_IFDIR ? -EISDIR : -EINVAL;
-	inode_procpath(in->fd, path, sizeof(path));
+	inode_procpath(path_fd, path, sizeof(path));
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -157,12 +160,17 @@ void meta_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		  struct fuse_file_info *fi)
 {
 	struct vfs *v = req_vfs(req);
-	struct inode *in = inode_of(v, ino);
+	struct inode *in = NULL;
 	struct stat st;
-	int r = 0;
+	int fd, r = 0;
 
+	fd = inode_borrow(v, ino, &in);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
 	if (to_set & FUSE_SET_ATTR_MODE) {
-		r = setattr_mode(in, fi, attr->st_mode);
+		r = setattr_mode(in, fd, fi, attr->st_mode);
 		if (r < 0)
 			goto out;
 	}
@@ -170,24 +178,26 @@ void meta_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
-		if (fchownat(in->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+		if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
 			r = -errno;
 			goto out;
 		}
 	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		r = setattr_size(v, in, fi, attr->st_size);
+		r = setattr_size(v, in, fd, fi, attr->st_size);
 		if (r < 0)
 			goto out;
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 		      FUSE_SET_ATTR_MTIME_NOW)) {
-		r = setattr_times(in, fi, attr, to_set);
+		r = setattr_times(fd, fi, attr, to_set);
 		if (r < 0)
 			goto out;
 	}
-	r = inode_stat(in, &st);
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		r = -errno;
 out:
+	inode_fd_put(v, in);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -197,12 +207,22 @@ out:
 void meta_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct vfs *v = req_vfs(req);
+	struct inode *in = NULL;
 	char buf[PATH_MAX + 1];
 	ssize_t n;
+	int fd;
 
-	n = readlinkat(inode_of(v, ino)->fd, "", buf, sizeof(buf));
+	fd = inode_borrow(v, ino, &in);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	n = readlinkat(fd, "", buf, sizeof(buf));
+	if (n < 0)
+		n = -errno;
+	inode_fd_put(v, in);
 	if (n < 0) {
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, (int)-n);
 		return;
 	}
 	if ((size_t)n >= sizeof(buf)) {
@@ -224,14 +244,19 @@ static void make_object(fuse_req_t req, fuse_ino_t parent_ino, const char *name,
 			enum make_kind kind, mode_t mode, const char *target)
 {
 	struct vfs *v = req_vfs(req);
-	struct inode *parent = inode_of(v, parent_ino);
+	struct inode *parent = NULL;
 	uint64_t reserved = 0, want = 0;
 	struct fuse_entry_param e;
-	int r;
+	int pfd, r;
 
 	if (kind == MAKE_NODE && !S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode)) {
 		/* Device nodes: a pod must not carry them onto the host's disk. */
 		fuse_reply_err(req, EPERM);
+		return;
+	}
+	pfd = inode_borrow(v, parent_ino, &parent);
+	if (pfd < 0) {
+		fuse_reply_err(req, -pfd);
 		return;
 	}
 	r = quota_reserve_inode(v->quota);
@@ -248,13 +273,13 @@ static void make_object(fuse_req_t req, fuse_ino_t parent_ino, const char *name,
 		goto out_bytes;
 	switch (kind) {
 	case MAKE_NODE:
-		r = mknodat(parent->fd, name, mode, 0) < 0 ? -errno : 0;
+		r = mknodat(pfd, name, mode, 0) < 0 ? -errno : 0;
 		break;
 	case MAKE_DIR:
-		r = mkdirat(parent->fd, name, mode) < 0 ? -errno : 0;
+		r = mkdirat(pfd, name, mode) < 0 ? -errno : 0;
 		break;
 	case MAKE_SYMLINK:
-		r = symlinkat(target, parent->fd, name) < 0 ? -errno : 0;
+		r = symlinkat(target, pfd, name) < 0 ? -errno : 0;
 		break;
 	}
 	creds_leave();
@@ -265,12 +290,13 @@ static void make_object(fuse_req_t req, fuse_ino_t parent_ino, const char *name,
 	if (r < 0)
 		inode_unmake(v, parent, name, NULL);
 	else
-		(void)inode_settle_fd(v, parent, parent->fd);
+		(void)inode_settle_fd(v, parent, pfd);
 out_bytes:
 	quota_release_bytes(v->quota, reserved);
 out_inode:
 	quota_release_inode(v->quota);
 out:
+	inode_fd_put(v, parent);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -296,20 +322,35 @@ void meta_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const cha
 void meta_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	struct vfs *v = req_vfs(req);
-	struct inode *in = inode_of(v, ino), *parent = inode_of(v, newparent);
+	struct inode *in = NULL, *parent = NULL;
 	struct fuse_entry_param e;
-	int r;
+	int fd, pfd = -1, r;
 
+	fd = inode_borrow(v, ino, &in);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	pfd = inode_borrow(v, newparent, &parent);
+	if (pfd < 0) {
+		r = pfd;
+		goto out;
+	}
 	/* A hard link costs no inode: it is the same object under a second name. */
-	if (linkat(in->fd, "", parent->fd, newname, AT_EMPTY_PATH) < 0) {
-		fuse_reply_err(req, errno);
-		return;
+	if (linkat(fd, "", pfd, newname, AT_EMPTY_PATH) < 0) {
+		r = -errno;
+		goto out;
 	}
 	r = inode_lookup(v, parent, newname, false, &e);
 	if (r < 0)
 		inode_unmake(v, parent, newname, NULL);
 	else
-		(void)inode_settle_fd(v, parent, parent->fd);
+		(void)inode_settle_fd(v, parent, pfd);
+out:
+	if (pfd >= 0)
+		inode_fd_put(v, parent);
+	if (fd >= 0)
+		inode_fd_put(v, in);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -319,21 +360,32 @@ void meta_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char 
 static void remove_entry(fuse_req_t req, fuse_ino_t parent_ino, const char *name, int flags)
 {
 	struct vfs *v = req_vfs(req);
-	struct inode *parent = inode_of(v, parent_ino);
+	struct inode *parent = NULL;
+	struct inode_key key;
 	struct stat before;
-	int r = 0;
+	int pfd, r = 0;
 
-	if (fstatat(parent->fd, name, &before, AT_SYMLINK_NOFOLLOW) < 0) {
+	pfd = inode_borrow(v, parent_ino, &parent);
+	if (pfd < 0) {
+		fuse_reply_err(req, -pfd);
+		return;
+	}
+	if (fstatat(pfd, name, &before, AT_SYMLINK_NOFOLLOW) < 0) {
 		r = -errno;
 		goto out;
 	}
-	if (unlinkat(parent->fd, name, flags) < 0) {
+	/* Which tracked object loses the link, known before the name is gone. */
+	r = inode_key_at(pfd, name, &key);
+	if (r < 0)
+		goto out;
+	if (unlinkat(pfd, name, flags) < 0) {
 		r = -errno;
 		goto out;
 	}
-	inode_unlinked(v, &before);
-	(void)inode_settle_fd(v, parent, parent->fd);
+	inode_unlinked(v, &before, &key);
+	(void)inode_settle_fd(v, parent, pfd);
 out:
+	inode_fd_put(v, parent);
 	fuse_reply_err(req, -r);
 }
 
@@ -351,19 +403,34 @@ void meta_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name, fuse_i
 		 const char *newname, unsigned int flags)
 {
 	struct vfs *v = req_vfs(req);
-	struct inode *parent = inode_of(v, parent_ino), *newparent = inode_of(v, newparent_ino);
+	struct inode *parent = NULL, *newparent = NULL;
+	struct inode_key victim_key;
 	struct stat victim;
 	bool replaced = false;
-	int r = 0;
+	int pfd = -1, npfd = -1, r = 0;
 
 	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
 		r = -EINVAL;
 		goto out;
 	}
+	pfd = inode_borrow(v, parent_ino, &parent);
+	if (pfd < 0) {
+		r = pfd;
+		goto out;
+	}
+	npfd = inode_borrow(v, newparent_ino, &newparent);
+	if (npfd < 0) {
+		r = npfd;
+		goto out;
+	}
 	if (!(flags & RENAME_EXCHANGE) &&
-	    fstatat(newparent->fd, newname, &victim, AT_SYMLINK_NOFOLLOW) == 0)
+	    fstatat(npfd, newname, &victim, AT_SYMLINK_NOFOLLOW) == 0) {
+		r = inode_key_at(npfd, newname, &victim_key);
+		if (r < 0)
+			goto out;
 		replaced = true;
-	if (renameat2(parent->fd, name, newparent->fd, newname, flags) < 0) {
+	}
+	if (renameat2(pfd, name, npfd, newname, flags) < 0) {
 		r = -errno;
 		goto out;
 	}
@@ -371,14 +438,18 @@ void meta_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name, fuse_i
 		struct stat now;
 
 		/* The name may have pointed at the renamed object itself (a no-op rename). */
-		if (fstatat(newparent->fd, newname, &now, AT_SYMLINK_NOFOLLOW) != 0 ||
+		if (fstatat(npfd, newname, &now, AT_SYMLINK_NOFOLLOW) != 0 ||
 		    now.st_ino != victim.st_ino || now.st_dev != victim.st_dev)
-			inode_unlinked(v, &victim);
+			inode_unlinked(v, &victim, &victim_key);
 	}
-	(void)inode_settle_fd(v, parent, parent->fd);
+	(void)inode_settle_fd(v, parent, pfd);
 	if (newparent != parent)
-		(void)inode_settle_fd(v, newparent, newparent->fd);
+		(void)inode_settle_fd(v, newparent, npfd);
 out:
+	if (npfd >= 0)
+		inode_fd_put(v, newparent);
+	if (pfd >= 0)
+		inode_fd_put(v, parent);
 	fuse_reply_err(req, -r);
 }
 
@@ -431,46 +502,68 @@ static int xattr_allowed(const char *name, bool for_write)
 	return -EOPNOTSUPP;
 }
 
-static int xattr_path(struct inode *in, char *buf, size_t len)
+/*
+ * Borrows the fd of @ino and puts the /proc link reaching its object into
+ * @buf; the caller puts *ret_in back. Symlinks and nodes carry no user xattrs.
+ */
+static int xattr_path(struct vfs *v, fuse_ino_t ino, char *buf, size_t len,
+		      struct inode **ret_in)
 {
-	/* The /proc link reaches the object; symlinks and nodes carry no user xattrs. */
+	struct inode *in = inode_of(v, ino);
+	int fd;
+
+	if (!in)
+		return -ESTALE;
 	if (in->type != S_IFREG && in->type != S_IFDIR)
 		return -EPERM;
-	inode_procpath(in->fd, buf, len);
+	fd = inode_fd_get(v, in);
+	if (fd < 0)
+		return fd;
+	inode_procpath(fd, buf, len);
+	*ret_in = in;
 	return 0;
 }
 
-/* The path to change @name of @ino through, if that name may be changed. */
-static int xattr_target(fuse_req_t req, fuse_ino_t ino, const char *name, bool for_write,
-			char *path, size_t len)
+/* The path to change @name of @ino through, if that name may be changed; as xattr_path(). */
+static int xattr_target(struct vfs *v, fuse_ino_t ino, const char *name, bool for_write,
+			char *path, size_t len, struct inode **ret_in)
 {
 	int r = xattr_allowed(name, for_write);
 
 	if (r == 0)
-		r = xattr_path(inode_of(req_vfs(req), ino), path, len);
+		r = xattr_path(v, ino, path, len, ret_in);
 	return r;
 }
 
 void meta_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 		   size_t size, int flags)
 {
+	struct vfs *v = req_vfs(req);
+	struct inode *in = NULL;
 	char path[64];
 	int r;
 
-	r = xattr_target(req, ino, name, true, path, sizeof(path));
-	if (r == 0 && setxattr(path, name, value, size, flags) < 0)
+	r = xattr_target(v, ino, name, true, path, sizeof(path), &in);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (setxattr(path, name, value, size, flags) < 0)
 		r = -errno;
+	inode_fd_put(v, in);
 	fuse_reply_err(req, -r);
 }
 
 void meta_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	struct vfs *v = req_vfs(req);
+	struct inode *in = NULL;
 	char path[64];
 	char *buf = NULL;
 	ssize_t n;
 	int r;
 
-	r = xattr_target(req, ino, name, false, path, sizeof(path));
+	r = xattr_target(v, ino, name, false, path, sizeof(path), &in);
 	if (r < 0) {
 		fuse_reply_err(req, r == -EOPNOTSUPP || r == -EPERM ? ENODATA : -r);
 		return;
@@ -481,12 +574,12 @@ void meta_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size
 			fuse_reply_err(req, errno);
 		else
 			fuse_reply_xattr(req, (size_t)n);
-		return;
+		goto out;
 	}
 	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
-		return;
+		goto out;
 	}
 	n = getxattr(path, name, buf, size);
 	if (n < 0)
@@ -494,27 +587,36 @@ void meta_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);
+out:
+	inode_fd_put(v, in);
 }
 
 void meta_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct vfs *v = req_vfs(req);
+	struct inode *in = NULL;
 	char path[64];
 	char *all = NULL, *out = NULL;
 	ssize_t n;
 	size_t used = 0;
+	int r;
 
-	if (xattr_path(inode_of(v, ino), path, sizeof(path)) < 0) {
+	r = xattr_path(v, ino, path, sizeof(path), &in);
+	if (r == -EPERM) {
 		if (size == 0)
 			fuse_reply_xattr(req, 0);
 		else
 			fuse_reply_buf(req, NULL, 0);
 		return;
 	}
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
 	n = listxattr(path, NULL, 0);
 	if (n < 0) {
 		fuse_reply_err(req, errno);
-		return;
+		goto out;
 	}
 	all = malloc((size_t)n + 1);
 	out = malloc((size_t)n + 1);
@@ -546,15 +648,23 @@ void meta_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 out:
 	free(all);
 	free(out);
+	inode_fd_put(v, in);
 }
 
 void meta_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+	struct vfs *v = req_vfs(req);
+	struct inode *in = NULL;
 	char path[64];
 	int r;
 
-	r = xattr_target(req, ino, name, true, path, sizeof(path));
-	if (r == 0 && removexattr(path, name) < 0)
+	r = xattr_target(v, ino, name, true, path, sizeof(path), &in);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (removexattr(path, name) < 0)
 		r = -errno;
+	inode_fd_put(v, in);
 	fuse_reply_err(req, -r);
 }

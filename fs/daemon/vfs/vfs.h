@@ -4,21 +4,28 @@
  * dir.c, file.c, ops.c, vfs.c); the rest of the daemon sees struct vfs
  * through the functions at the bottom only.
  *
- * Confinement: every inode holds an O_PATH | O_NOFOLLOW fd of its backing
- * object and every operation is relative to such an fd. Nothing is resolved
- * by path from the pool, no symlink is ever followed by the daemon, and an
- * object on another filesystem (a mount planted in the backing directory) is
- * refused, so no name a pod can create reaches outside the volume.
+ * Confinement: every inode is found by a confined, fd-relative, no-follow
+ * lookup, and known afterwards by the file handle of what was found; every
+ * operation is relative to an O_PATH | O_NOFOLLOW fd of such an object,
+ * reopened from that handle. Nothing is resolved by path from the pool, no
+ * symlink is ever followed by the daemon, and an object on another
+ * filesystem (a mount planted in the backing directory) is refused, so no
+ * name a pod can create reaches outside the volume. Only handles the daemon
+ * took itself (or that its predecessor exported, through the root-only
+ * hand-over) are ever opened, and a reopened object must still be on the
+ * volume's filesystem and mount.
  *
  * Threads: all of a volume's requests run on the one loop thread its session
  * is attached to, and work from other threads (wipe) is run there through
  * uring_session_call(). So the inode table needs no lock. The quota has its
- * own (a leaf), and the counters in struct vfs_stats are atomics read by the
+ * own (a leaf), and so has the fd cache, which all volumes share (a leaf,
+ * inode.c); the counters in struct vfs_stats are atomics read by the
  * control and HTTP threads.
  */
 #ifndef CARVEFS_VFS_H
 #define CARVEFS_VFS_H
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -34,13 +41,18 @@
 
 struct walk_usage;
 
+/*
+ * A backing object the kernel knows, by the file handle of that object
+ * (name_to_handle_at), not by an open fd: fds are opened on demand and kept
+ * in a bounded cache shared by all volumes (inode.c), so the number of
+ * inodes the kernel caches does not bound the daemon's fds.
+ */
 struct inode {
-	int fd; /* O_PATH | O_NOFOLLOW of the backing object; owned */
-	dev_t dev;
-	ino_t ino;
-	mode_t type;	 /* S_IFMT bits */
-	uint64_t nlookup; /* references the kernel holds */
-	unsigned opens;	 /* open file and directory handles */
+	uint64_t nodeid;     /* FUSE node id: never reused for another object */
+	uint64_t generation; /* the same for the life of the node id */
+	mode_t type;	     /* S_IFMT bits */
+	uint64_t nlookup;    /* references the kernel holds */
+	unsigned opens;	     /* open file and directory handles */
 	/* This object's share of quota's used bytes (st_blocks * 512 when last seen). */
 	uint64_t charged_bytes;
 	uint64_t size; /* st_size when last seen */
@@ -55,7 +67,19 @@ struct inode {
 	uint64_t write_claimed_bytes;
 	uint64_t write_held_bytes;
 	bool uncounted; /* unlinked before a recount: not part of the quota's usage */
-	struct inode *hnext;
+	/*
+	 * protected by the fd cache's lock (inode.c): the cached O_PATH fd
+	 * (-1 when not open), the borrowers using it, the LRU links. The
+	 * root's fd is opened once and never changes.
+	 */
+	int fd;
+	unsigned pins;
+	struct inode *lru_prev, *lru_next;
+	struct inode *id_next;	   /* in vfs->buckets, by node id */
+	struct inode *handle_next; /* in vfs->hbuckets, by handle: hard links share an entry */
+	int handle_type;
+	unsigned handle_bytes; /* at most MAX_HANDLE_SZ */
+	unsigned char handle[];
 };
 
 /* An open regular file. */
@@ -82,8 +106,10 @@ struct vfs_stats {
 struct vfs {
 	char name[64];
 	struct inode *root;
-	struct inode **buckets; /* hash of (dev, ino) */
+	struct inode **buckets;	 /* by node id */
+	struct inode **hbuckets; /* by file handle */
 	size_t nbuckets, ninodes;
+	uint64_t next_nodeid; /* the next node id to give out: ids are never reused */
 	struct quota *quota;
 	uint64_t block_bytes; /* allocation unit of the backing filesystem */
 	dev_t dev;	      /* the backing filesystem: nothing else is served */
@@ -116,9 +142,21 @@ struct vfs {
 /* inode.c */
 int inode_table_init(struct vfs *v, int root_fd);
 void inode_table_fini(struct vfs *v);
+/* The inode of a node id, or NULL if the kernel sent one we do not know. */
 struct inode *inode_of(struct vfs *v, fuse_ino_t ino);
-fuse_ino_t inode_nodeid(struct vfs *v, struct inode *in);
-struct inode *inode_find(struct vfs *v, dev_t dev, ino_t ino);
+/*
+ * Borrows the O_PATH | O_NOFOLLOW fd of @in, reopening it from its handle if
+ * it is not cached; the fd stays open until the matching inode_fd_put().
+ * Returns the fd (not owned by the caller) or -errno: -ESTALE once the
+ * object is gone (no link and nothing holding it).
+ */
+int inode_fd_get(struct vfs *v, struct inode *in);
+void inode_fd_put(struct vfs *v, struct inode *in);
+/*
+ * inode_of() and inode_fd_get() together: the fd of node @ino, borrowed, and
+ * its inode in *ret_in; -ESTALE for an unknown node id.
+ */
+int inode_borrow(struct vfs *v, fuse_ino_t ino, struct inode **ret_in);
 /*
  * Looks @name up below @parent without following symlinks and fills @e (one
  * more kernel reference). @created says the object was just made by this
@@ -136,19 +174,34 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
  * back), or NULL. The caller still holds the quota reservations it made.
  */
 void inode_unmake(struct vfs *v, struct inode *parent, const char *name, struct inode *in);
+/* Drops @nlookup kernel references (clamped at zero). Accepts NULL. */
 void inode_forget(struct vfs *v, struct inode *in, uint64_t nlookup);
 /* Drops an open handle's reference. */
 void inode_close(struct vfs *v, struct inode *in);
 /* Charges the change of the object's allocation since it was last seen. */
 void inode_settle(struct vfs *v, struct inode *in, const struct stat *st);
 int inode_settle_fd(struct vfs *v, struct inode *in, int fd);
+/* inode_settle_fd() through the inode's own (borrowed) fd. */
+int inode_settle_self(struct vfs *v, struct inode *in);
 /*
- * Accounts an object that lost a link (unlink, rmdir, rename over it): if the
- * daemon does not track it and the link was its last, its space and inode are
- * given back now; a tracked one gives them back when its last reference goes.
+ * The file handle of @name below @dir_fd (not followed), to tell a tracked
+ * object from the name before the name goes away.
  */
-void inode_unlinked(struct vfs *v, const struct stat *before);
-int inode_stat(struct inode *in, struct stat *st);
+struct inode_key {
+	int type;
+	unsigned bytes;
+	unsigned char data[MAX_HANDLE_SZ];
+};
+int inode_key_at(int dir_fd, const char *name, struct inode_key *ret_key);
+/*
+ * Accounts an object that lost a link (unlink, rmdir, rename over it), as
+ * @before (its stat) and @key (its handle, or NULL if none could be taken)
+ * described it while it was linked: if the daemon does not track it and the
+ * link was its last, its space and inode are given back now; a tracked one
+ * gives them back when its last open handle goes.
+ */
+void inode_unlinked(struct vfs *v, const struct stat *before, const struct inode_key *key);
+int inode_stat(struct vfs *v, struct inode *in, struct stat *st);
 /* "/proc/self/fd/N" of @fd into @buf (at least 32 bytes). */
 void inode_procpath(int fd, char *buf, size_t len);
 /*
@@ -157,6 +210,21 @@ void inode_procpath(int fd, char *buf, size_t len);
  * counted: linked objects their blocks, unlinked ones nothing.
  */
 void inode_table_recount(struct vfs *v);
+/*
+ * The table as a self-describing binary blob for a successor daemon (see
+ * inode.c for the layout): every entry's node id, generation, handle, type,
+ * lookup count and quota share, and the next node id. *ret_buf is malloc'd
+ * and owned by the caller. Returns 0 or -errno.
+ */
+int inode_table_export(struct vfs *v, void **ret_buf, size_t *ret_len);
+/*
+ * Recreates the entries of an exported table in a freshly initialised table
+ * of the same volume (only its root set up), with the same node ids and
+ * generations; opens nothing (fds open on first use). A blob that is not
+ * exactly well formed, or is of another volume, gives -EINVAL and leaves the
+ * table as it was. Returns 0 or -errno.
+ */
+int inode_table_import(struct vfs *v, const void *buf, size_t len);
 
 /* creds.c: create objects as the caller, never as root first. */
 int creds_enter(fuse_req_t req);
@@ -261,6 +329,14 @@ struct vfs *vfs_free(struct vfs *v);
 int vfs_wipe(struct vfs *v, uint64_t *ret_skipped);
 /* Applies new IO limits to the live volume; queued requests see them at once. */
 int vfs_set_limits(struct vfs *v, const struct io_limits *limits);
+/*
+ * How many fds of backing objects the daemon keeps open for all volumes
+ * together (--fd-cache; open files and each volume's root come on top).
+ * Set before any volume is mounted.
+ */
+#define VFS_FD_CACHE_DEFAULT 4096
+#define VFS_FD_CACHE_MIN 16
+void vfs_set_fd_cache(size_t max_fds);
 
 /* A volume's IO counters (struct vfs_stats) read at one moment. */
 struct vfs_counters {
