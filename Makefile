@@ -133,6 +133,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(call obj,$(BUILD),$(UNIT_LINK_SRCS))
 	@$(if $(Q),echo "  CCLD    $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(UNIT_INC) $(LDFLAGS) -o $@ $< $(filter %.o,$^) $(UNIT_LIBS)
 
+# The inode table is tested on a real directory: no FUSE session or ring.
+$(BUILD)/tests/test_inode: $(call obj,$(BUILD),fs/daemon/vfs/inode.c)
+
 unit-binaries: $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 # The unit tests run in a separate ASan+UBSan build tree.

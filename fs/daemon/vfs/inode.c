@@ -225,7 +225,7 @@ static int inode_reopen(struct vfs *v, struct inode *in)
 	h.fh.handle_bytes = in->handle_bytes;
 	h.fh.handle_type = in->handle_type;
 	memcpy(h.fh.f_handle, in->handle, in->handle_bytes);
-	fd = open_by_handle_at(v->root->fd, &h.fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	fd = open_by_handle_at(v->handle_fd, &h.fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	r = check_confined(v, fd, &st);
@@ -449,6 +449,9 @@ int inode_table_init(struct vfs *v, int root_fd)
 	r = key_of(root_fd, "", AT_EMPTY_PATH, &key);
 	if (r < 0)
 		return r;
+	v->handle_fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (v->handle_fd < 0)
+		return -errno;
 	v->buckets = calloc(INITIAL_BUCKETS, sizeof(*v->buckets));
 	v->hbuckets = calloc(INITIAL_BUCKETS, sizeof(*v->hbuckets));
 	root = inode_new(key.type, key.bytes, key.data);
@@ -457,6 +460,8 @@ int inode_table_init(struct vfs *v, int root_fd)
 		free(v->hbuckets);
 		v->buckets = v->hbuckets = NULL;
 		free(root);
+		close(v->handle_fd);
+		v->handle_fd = -1;
 		return -ENOMEM;
 	}
 	v->nbuckets = INITIAL_BUCKETS;
@@ -498,6 +503,8 @@ void inode_table_fini(struct vfs *v)
 	v->buckets = v->hbuckets = NULL;
 	v->root = NULL;
 	v->ninodes = 0;
+	close(v->handle_fd);
+	v->handle_fd = -1;
 }
 
 void inode_settle(struct vfs *v, struct inode *in, const struct stat *st)

@@ -110,6 +110,7 @@ struct vfs {
 	struct inode **hbuckets; /* by file handle */
 	size_t nbuckets, ninodes;
 	uint64_t next_nodeid; /* the next node id to give out: ids are never reused */
+	int handle_fd;	      /* the root opened O_RDONLY: open_by_handle_at() refuses O_PATH */
 	struct quota *quota;
 	uint64_t block_bytes; /* allocation unit of the backing filesystem */
 	dev_t dev;	      /* the backing filesystem: nothing else is served */
