@@ -179,15 +179,20 @@ static void close_all(const int *fds, size_t n)
 
 /*
  * Caches @fd as @in's (owned by the cache from now on), borrowed once if
- * @pin. Only the loop thread owning @in ever sets its fd, so nobody else
- * can have cached one since the caller saw none.
+ * @pin, unless @in has one cached already: then returns false and @fd stays
+ * the caller's. Only the loop thread owning @in ever caches its fd, so one
+ * that saw none cached, and borrowed nothing, always succeeds.
  */
-static void cache_adopt(struct inode *in, int fd, bool pin)
+static bool cache_adopt(struct inode *in, int fd, bool pin)
 {
 	int victims[EVICT_BATCH];
 	size_t n;
 
 	pthread_mutex_lock(&fd_cache.lock);
+	if (in->fd >= 0) {
+		pthread_mutex_unlock(&fd_cache.lock);
+		return false;
+	}
 	in->fd = fd;
 	if (pin)
 		in->pins++;
@@ -196,6 +201,7 @@ static void cache_adopt(struct inode *in, int fd, bool pin)
 	n = trim_locked(victims);
 	pthread_mutex_unlock(&fd_cache.lock);
 	close_all(victims, n);
+	return true;
 }
 
 /* Takes @in's fd out of the cache and closes it; @in must not be borrowed. */
@@ -256,7 +262,7 @@ int inode_fd_get(struct vfs *v, struct inode *in)
 		return fd;
 	fd = inode_reopen(v, in);
 	if (fd >= 0)
-		cache_adopt(in, fd, true);
+		(void)cache_adopt(in, fd, true);
 	return fd;
 }
 
@@ -656,10 +662,8 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
 		goto err;
 	in = inode_find(v, key.type, key.bytes, key.data);
 	if (in) {
-		/* Only this thread sets the fd of its volume's inodes: no race. */
-		if (in->fd < 0 && in != v->root)
-			cache_adopt(in, fd, false);
-		else
+		/* Keep the fd just opened if the entry has none cached. */
+		if (in == v->root || !cache_adopt(in, fd, false))
 			close(fd);
 	} else {
 		in = inode_new(key.type, key.bytes, key.data);
@@ -673,7 +677,7 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
 		in->charged_bytes = allocated_bytes(&st);
 		in->size = (uint64_t)st.st_size;
 		itab_insert(v, in);
-		cache_adopt(in, fd, false);
+		(void)cache_adopt(in, fd, false);
 		if (created)
 			quota_charge_bytes(v->quota, (int64_t)in->charged_bytes);
 	}
