@@ -319,38 +319,56 @@ void meta_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const cha
 	make_object(req, parent, name, MAKE_SYMLINK, 0, link);
 }
 
+/* Two nodes' fds borrowed together (the same node twice is fine). */
+struct borrowed_pair {
+	struct inode *a, *b;
+	int fd_a, fd_b;
+};
+
+/* Borrows both or, returning -errno, neither. */
+static int borrow_pair(struct vfs *v, fuse_ino_t a, fuse_ino_t b, struct borrowed_pair *ret)
+{
+	ret->fd_a = inode_borrow(v, a, &ret->a);
+	if (ret->fd_a < 0)
+		return ret->fd_a;
+	ret->fd_b = inode_borrow(v, b, &ret->b);
+	if (ret->fd_b < 0) {
+		inode_fd_put(v, ret->a);
+		return ret->fd_b;
+	}
+	return 0;
+}
+
+static void put_pair(struct vfs *v, struct borrowed_pair *p)
+{
+	inode_fd_put(v, p->b);
+	inode_fd_put(v, p->a);
+}
+
 void meta_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	struct vfs *v = req_vfs(req);
-	struct inode *in = NULL, *parent = NULL;
+	struct borrowed_pair p;
 	struct fuse_entry_param e;
-	int fd, pfd = -1, r;
+	int r;
 
-	fd = inode_borrow(v, ino, &in);
-	if (fd < 0) {
-		r = fd;
-		goto out;
-	}
-	pfd = inode_borrow(v, newparent, &parent);
-	if (pfd < 0) {
-		r = pfd;
-		goto out;
+	r = borrow_pair(v, ino, newparent, &p);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
 	}
 	/* A hard link costs no inode: it is the same object under a second name. */
-	if (linkat(fd, "", pfd, newname, AT_EMPTY_PATH) < 0) {
+	if (linkat(p.fd_a, "", p.fd_b, newname, AT_EMPTY_PATH) < 0) {
 		r = -errno;
 		goto out;
 	}
-	r = inode_lookup(v, parent, newname, false, &e);
+	r = inode_lookup(v, p.b, newname, false, &e);
 	if (r < 0)
-		inode_unmake(v, parent, newname, NULL);
+		inode_unmake(v, p.b, newname, NULL);
 	else
-		(void)inode_settle_fd(v, parent, pfd);
+		(void)inode_settle_fd(v, p.b, p.fd_b);
 out:
-	if (pfd >= 0)
-		inode_fd_put(v, parent);
-	if (fd >= 0)
-		inode_fd_put(v, in);
+	put_pair(v, &p);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -403,26 +421,23 @@ void meta_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name, fuse_i
 		 const char *newname, unsigned int flags)
 {
 	struct vfs *v = req_vfs(req);
-	struct inode *parent = NULL, *newparent = NULL;
+	struct borrowed_pair p;
 	struct inode_key victim_key;
 	struct stat victim;
 	bool replaced = false;
-	int pfd = -1, npfd = -1, r = 0;
+	int pfd, npfd, r;
 
 	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
-		r = -EINVAL;
-		goto out;
+		fuse_reply_err(req, EINVAL);
+		return;
 	}
-	pfd = inode_borrow(v, parent_ino, &parent);
-	if (pfd < 0) {
-		r = pfd;
-		goto out;
+	r = borrow_pair(v, parent_ino, newparent_ino, &p);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
 	}
-	npfd = inode_borrow(v, newparent_ino, &newparent);
-	if (npfd < 0) {
-		r = npfd;
-		goto out;
-	}
+	pfd = p.fd_a;
+	npfd = p.fd_b;
 	if (!(flags & RENAME_EXCHANGE) &&
 	    fstatat(npfd, newname, &victim, AT_SYMLINK_NOFOLLOW) == 0) {
 		r = inode_key_at(npfd, newname, &victim_key);
@@ -442,14 +457,11 @@ void meta_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name, fuse_i
 		    now.st_ino != victim.st_ino || now.st_dev != victim.st_dev)
 			inode_unlinked(v, &victim, &victim_key);
 	}
-	(void)inode_settle_fd(v, parent, pfd);
-	if (newparent != parent)
-		(void)inode_settle_fd(v, newparent, npfd);
+	(void)inode_settle_fd(v, p.a, pfd);
+	if (p.b != p.a)
+		(void)inode_settle_fd(v, p.b, npfd);
 out:
-	if (npfd >= 0)
-		inode_fd_put(v, newparent);
-	if (pfd >= 0)
-		inode_fd_put(v, parent);
+	put_pair(v, &p);
 	fuse_reply_err(req, -r);
 }
 
