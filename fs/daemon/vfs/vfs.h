@@ -215,7 +215,10 @@ void inode_table_recount(struct vfs *v);
  * The table as a self-describing binary blob for a successor daemon (see
  * inode.c for the layout): every entry's node id, generation, handle, type,
  * lookup count and quota share, and the next node id. *ret_buf is malloc'd
- * and owned by the caller. Returns 0 or -errno.
+ * and owned by the caller. Run it on the volume's loop thread, or once its
+ * session stopped. Open handles (opens) and writes in flight are not part
+ * of it: the successor counts the handles it takes over itself. Returns 0
+ * or -errno.
  */
 int inode_table_export(struct vfs *v, void **ret_buf, size_t *ret_len);
 /*
