@@ -46,6 +46,7 @@
 #include "sink/sink.h"
 #include "wire.h"
 #include "jpath.h"
+#include "clock.h"
 
 #define DEFAULT_PERIOD_NS (10 * DURATION_NS_PER_SEC)
 /* How long a burst of config file events is given to settle before a reload. */
@@ -86,7 +87,6 @@ struct state {
 	bool warned_owner_ref;
 };
 
-static uint64_t now_ns(void);
 
 #define CLEAN_RETRY_BASE_NS (5ull * DURATION_NS_PER_SEC)
 #define CLEAN_RETRY_CAP_NS (300ull * DURATION_NS_PER_SEC)
@@ -316,13 +316,13 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 			log_debug("PV '%s' is released but its volume \"%s\" is not here", name, path);
 			continue;
 		}
-		if (!retryset_due(st->clean_retries, name, NULL, now_ns())) {
+		if (!retryset_due(st->clean_retries, name, NULL, clock_now_ns())) {
 			log_debug("PV '%s': cleaning failed recently; waiting before the next try",
 				  name);
 			continue;
 		}
 		log_info("PV '%s' released: cleaning \"%s\"", name, v->mount_path);
-		start = now_ns();
+		start = clock_now_ns();
 		metrics_delete_started();
 		r = cleaner_clean(&(struct cleaner_target){
 			.mount_path = v->mount_path,
@@ -332,16 +332,16 @@ static unsigned release_volumes(struct state *st, const struct disc_result *res,
 			.block_cleaner_command = v->cls->block_cleaner_command,
 			.carvefs_socket = st->opt.carvefs_socket });
 		if (r < 0) {
-			metrics_delete_done(v->is_block, false, now_ns() - start);
+			metrics_delete_done(v->is_block, false, clock_now_ns() - start);
 			log_warn("PV '%s': cleaning failed; trying again in %.0f s", name,
-				 (double)retryset_failed(st->clean_retries, name, NULL, now_ns()) /
+				 (double)retryset_failed(st->clean_retries, name, NULL, clock_now_ns()) /
 					 1e9);
 			errors++;
 			continue;
 		}
 		retryset_succeeded(st->clean_retries, name);
 		r = sink_remove(st->sink, name);
-		metrics_delete_done(v->is_block, r >= 0 || r == -ENOENT, now_ns() - start);
+		metrics_delete_done(v->is_block, r >= 0 || r == -ENOENT, clock_now_ns() - start);
 		if (r < 0 && r != -ENOENT) {
 			log_error_errno(r, "PV '%s': cleaned, but cannot delete it", name);
 			errors++;
@@ -377,7 +377,7 @@ static int run_pass(struct state *st)
 	const char *hostname;
 	char *prov = NULL;
 	unsigned errors = 0;
-	uint64_t start = now_ns();
+	uint64_t start = clock_now_ns();
 	size_t i;
 	int r;
 
@@ -473,7 +473,7 @@ static int run_pass(struct state *st)
 	r = errors > 0 ? -EIO : 0;
 out:
 	if (res)
-		record_pass(st->cfg, now_ns() - start);
+		record_pass(st->cfg, clock_now_ns() - start);
 	discovery_result_free(res);
 	json_decref(node);
 	json_decref(pvs);
@@ -708,14 +708,6 @@ cleanup:
 
 /* ---- the loop ----------------------------------------------------------- */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * DURATION_NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
-
 static void drain(int fd)
 {
 	char buf[4096];
@@ -755,7 +747,7 @@ static int wait_next(struct state *st, int sig_fd, int *ino_fd, uint64_t deadlin
 					   .events = POLLIN },
 					 { .fd = st->claim_watch ? kwatch_fd(st->claim_watch) : -1,
 					   .events = POLLIN } };
-		uint64_t now = now_ns();
+		uint64_t now = clock_now_ns();
 		int timeout_ms, n;
 
 		if (now >= deadline_ns) {
@@ -824,7 +816,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (discovery_new(&st.disc) < 0 ||
-	    retryset_new(CLEAN_RETRY_BASE_NS, CLEAN_RETRY_CAP_NS, 0, now_ns() ^ (uint64_t)getpid(),
+	    retryset_new(CLEAN_RETRY_BASE_NS, CLEAN_RETRY_CAP_NS, 0, clock_now_ns() ^ (uint64_t)getpid(),
 			 &st.clean_retries) < 0) {
 		log_error("out of memory");
 		goto out;
@@ -887,7 +879,7 @@ int main(int argc, char **argv)
 	ino_fd = watch_config(st.opt.config_dir);
 
 	for (;;) {
-		uint64_t start = now_ns();
+		uint64_t start = clock_now_ns();
 
 		r = run_pass(&st);
 		health_set_ready(st.health, r == 0);

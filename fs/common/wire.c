@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "wire.h"
+#include "clock.h"
 
 void wire_set_msg(char *ret_msg, const char *fmt, ...)
 {
@@ -75,14 +76,6 @@ int wire_connect(const char *path)
 	return fd;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Waits until @fd is ready for @events or @deadline_ns passes (UINT64_MAX:
  * never). Returns 0 or -ETIMEDOUT. poll() is given the rest rounded up to a
@@ -98,7 +91,7 @@ static int wait_fd(int fd, short events, uint64_t deadline_ns)
 		if (deadline_ns == UINT64_MAX) {
 			timeout = -1;
 		} else {
-			now = now_ns();
+			now = clock_now_ns();
 			if (now >= deadline_ns)
 				return -ETIMEDOUT;
 			left_ms = (deadline_ns - now + 999999) / 1000000;
@@ -223,7 +216,7 @@ out:
 int wire_call(int fd, const char *request, int timeout_ms, char **ret_reply)
 {
 	uint64_t deadline_ns =
-		timeout_ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)timeout_ms * 1000000;
+		timeout_ms < 0 ? UINT64_MAX : clock_now_ns() + (uint64_t)timeout_ms * 1000000;
 	size_t len = strlen(request);
 	int r, r_send;
 

@@ -35,6 +35,7 @@
 #include "ctlserver.h"
 #include "log.h"
 #include "wire.h"
+#include "clock.h"
 
 #define CTLSERVER_CLIENTS_MAX 64
 #define CTLSERVER_BACKLOG 16
@@ -75,14 +76,6 @@ struct ctlserver {
 	uint64_t accept_paused_until_ns;
 	struct client clients[CTLSERVER_CLIENTS_MAX];
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 json_t *ctlserver_error_reply(const char *code, const char *msg)
 {
@@ -125,7 +118,7 @@ static int client_queue(struct client *cl, json_t *reply)
 	cl->out[len + 1] = '\0';
 	cl->out_len = len + 1;
 	cl->out_off = 0;
-	cl->deadline_ns = now_ns() + CTLSERVER_STALL_NS;
+	cl->deadline_ns = clock_now_ns() + CTLSERVER_STALL_NS;
 	return 0;
 }
 
@@ -144,7 +137,7 @@ static int client_flush(struct client *cl)
 			return -errno;
 		}
 		cl->out_off += (size_t)n;
-		cl->deadline_ns = now_ns() + CTLSERVER_STALL_NS;
+		cl->deadline_ns = clock_now_ns() + CTLSERVER_STALL_NS;
 		if (cl->out_off == cl->out_len) {
 			free(cl->out);
 			cl->out = NULL;
@@ -265,7 +258,7 @@ static void accept_one(struct ctlserver *c)
 	if (fd < 0) {
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
 			log_warn_errno(-errno, "control socket: cannot accept a connection");
-			c->accept_paused_until_ns = now_ns() + CTLSERVER_ACCEPT_BACKOFF_NS;
+			c->accept_paused_until_ns = clock_now_ns() + CTLSERVER_ACCEPT_BACKOFF_NS;
 		}
 		return;
 	}
@@ -296,7 +289,7 @@ static void accept_one(struct ctlserver *c)
 			client_close(cl);
 			return;
 		}
-		cl->deadline_ns = now_ns() + CTLSERVER_REJECT_NS;
+		cl->deadline_ns = clock_now_ns() + CTLSERVER_REJECT_NS;
 		return;
 	}
 	cl->in = malloc(CTLSERVER_IN_MAX);
@@ -313,7 +306,7 @@ static void *ctlserver_thread(void *arg)
 	struct client *owner[2 + CTLSERVER_CLIENTS_MAX];
 
 	for (;;) {
-		uint64_t now = now_ns(), next = 0;
+		uint64_t now = clock_now_ns(), next = 0;
 		nfds_t n = 0;
 		int timeout_ms = -1, r;
 
@@ -353,7 +346,7 @@ static void *ctlserver_thread(void *arg)
 		}
 		if (pfds[0].revents)
 			break;
-		now = now_ns();
+		now = clock_now_ns();
 		for (nfds_t i = 1; i < n; i++) {
 			struct client *cl = owner[i];
 			short rev = pfds[i].revents;

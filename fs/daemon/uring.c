@@ -32,6 +32,7 @@
 
 #include "log.h"
 #include "uring.h"
+#include "clock.h"
 
 #define RING_ENTRIES 256
 #define PAGE 4096u
@@ -105,14 +106,6 @@ struct uring_pool {
 };
 
 static __thread struct uring_loop *tl_loop;
-
-uint64_t uring_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static char *rxbuf_get(struct uring_loop *l)
 {

@@ -98,7 +98,4 @@ struct io_uring_sqe *uring_sqe(struct uring_op *op);
 void *uring_rxbuf_take(void);
 void uring_rxbuf_put(void *rxbuf);
 
-/* Nanoseconds of CLOCK_MONOTONIC. */
-uint64_t uring_now_ns(void);
-
 #endif

@@ -33,6 +33,7 @@
 #include "volume.h"
 #include "walk.h"
 #include "wire.h"
+#include "clock.h"
 
 #define DEFAULT_ROOT_MODE 0755
 
@@ -129,7 +130,7 @@ static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_reco
 		.used_bytes = rec->used_bytes,
 		.used_inodes = rec->used_inodes,
 	};
-	uint64_t t0 = uring_now_ns();
+	uint64_t t0 = clock_now_ns();
 	int r;
 
 	if (mkdirat(m->discovery_fd, vol->name, 0755) < 0 && errno != EEXIST)
@@ -152,7 +153,7 @@ static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_reco
 		quantity_format_human(u.used_bytes, used, sizeof(used));
 		log_info("volume '%s': usage recounted after an unclean stop: %s in %llu inodes (%.2f s)",
 			 vol->name, used, (unsigned long long)u.used_inodes,
-			 (double)(uring_now_ns() - t0) / 1e9);
+			 (double)(clock_now_ns() - t0) / 1e9);
 	}
 	return 0;
 }
@@ -562,7 +563,7 @@ int volmgr_delete(struct volmgr *m, const char *name, bool force, char *ret_msg)
 		goto out;
 	volume_remove(m, vol);
 	snprintf(trash, sizeof(trash), "%s%s-%llu", POOL_TRASH_PREFIX, name,
-		 (unsigned long long)uring_now_ns());
+		 (unsigned long long)clock_now_ns());
 	if (renameat(m->volumes_fd, name, m->volumes_fd, trash) < 0) {
 		log_warn_errno(-errno, "volume '%s' deleted, but its data could not be moved away",
 			       name);

@@ -23,6 +23,7 @@
 #include "volclient.h"
 #include "wire.h"
 #include "jpath.h"
+#include "clock.h"
 
 #define RETRY_BASE_NS (2ull * DURATION_NS_PER_SEC)
 #define RETRY_CAP_NS (300ull * DURATION_NS_PER_SEC)
@@ -51,18 +52,10 @@ struct dynamic {
 	bool in_use; /* some StorageClass is carvefs.io/local's */
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * DURATION_NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
-
 /* Records that handling @uid at @rv failed; the delay before the next try, in seconds. */
 static double retry_failed(struct dynamic *d, const char *uid, const char *rv)
 {
-	return (double)retryset_failed(d->retries, uid, rv, now_ns()) / 1e9;
+	return (double)retryset_failed(d->retries, uid, rv, clock_now_ns()) / 1e9;
 }
 
 /* ---- life cycle --------------------------------------------------------- */
@@ -77,7 +70,7 @@ int dynamic_new(struct kube *kube, const char *node_name, const char *carvefs_so
 	d->node_name = strdup(node_name);
 	d->socket = strdup(carvefs_socket ? carvefs_socket : WIRE_DEFAULT_SOCKET);
 	if (!d->node_name || !d->socket ||
-	    retryset_new(RETRY_BASE_NS, RETRY_CAP_NS, 0, now_ns(), &d->retries) < 0 ||
+	    retryset_new(RETRY_BASE_NS, RETRY_CAP_NS, 0, clock_now_ns(), &d->retries) < 0 ||
 	    retryset_new(RETRY_BASE_NS, RETRY_CAP_NS, sizeof(bool), 0, &d->orphans) < 0) {
 		dynamic_free(d);
 		return -ENOMEM;
@@ -682,7 +675,7 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 
 		if (!uid || !dynspec_claim_wanted(claim, d->node_name))
 			continue;
-		if (!retryset_due(d->retries, uid, rv, now_ns())) {
+		if (!retryset_due(d->retries, uid, rv, clock_now_ns())) {
 			log_debug("claim '%s/%s': failed recently; waiting before the next try",
 				  jpath_str(claim, "metadata", "namespace"),
 				  jpath_str(claim, "metadata", "name"));
@@ -716,7 +709,7 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 		const char *uid = jpath_str(pv, "metadata", "uid");
 		const char *rv = jpath_str(pv, "metadata", "resourceVersion");
 
-		if (!uid || !deletable(pv, hostname) || !retryset_due(d->retries, uid, rv, now_ns()))
+		if (!uid || !deletable(pv, hostname) || !retryset_due(d->retries, uid, rv, clock_now_ns()))
 			continue;
 		r = delete_released(d, pv);
 		if (r == 0)

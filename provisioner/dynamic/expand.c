@@ -19,6 +19,7 @@
 #include "dynamic/sizing.h"
 #include "volclient.h"
 #include "jpath.h"
+#include "clock.h"
 
 #define EXPAND_RETRY_BASE_NS (10 * DURATION_NS_PER_SEC)
 #define EXPAND_RETRY_CAP_NS (300 * DURATION_NS_PER_SEC)
@@ -49,14 +50,6 @@ struct candidate {
 	const char *volume; /* the carvefs volume's name */
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * DURATION_NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
-
 int expand_new(struct kube *kube, const char *carvefs_socket, struct expand **ret_expand)
 {
 	struct expand *e = calloc(1, sizeof(*e));
@@ -66,7 +59,7 @@ int expand_new(struct kube *kube, const char *carvefs_socket, struct expand **re
 	e->kube = kube;
 	if ((carvefs_socket && !(e->socket = strdup(carvefs_socket))) ||
 	    retryset_new(EXPAND_RETRY_BASE_NS, EXPAND_RETRY_CAP_NS, sizeof(struct expand_claim),
-			 now_ns(), &e->claims) < 0) {
+			 clock_now_ns(), &e->claims) < 0) {
 		expand_free(e);
 		return -ENOMEM;
 	}
@@ -277,7 +270,7 @@ static void failed(struct expand *e, struct expand_claim *mem, const char *uid,
 
 	if (quantity_format(target_bytes, size, sizeof(size)) < 0)
 		snprintf(size, sizeof(size), "%llu", (unsigned long long)target_bytes);
-	delay = retryset_failed(e->claims, uid, version, now_ns());
+	delay = retryset_failed(e->claims, uid, version, clock_now_ns());
 	log_warn("claim '%s/%s': cannot expand carvefs volume '%s' to %s: %s; "
 		 "trying again in %.0f s",
 		 ns, name, volume, size, why, (double)delay / 1e9);
@@ -373,7 +366,7 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 		return 0;
 	}
 	snprintf(version, sizeof(version), "%llu", (unsigned long long)target);
-	if (!retryset_due(e->claims, uid, version, now_ns())) {
+	if (!retryset_due(e->claims, uid, version, clock_now_ns())) {
 		log_debug("claim '%s/%s': expansion failed recently; waiting", ns, name);
 		return 0;
 	}

@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "growbuf.h"
 #include "jpath.h"
+#include "clock.h"
 
 /* A PV list of a large cluster is a few MB; anything far beyond is not sane. */
 #define KUBE_BODY_MAX (256 * 1024 * 1024)
@@ -421,14 +422,6 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return growbuf_append(b, ptr, size * nmemb) < 0 ? 0 : size * nmemb;
 }
 
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
-}
-
 int kube_request(struct kube *k, const char *method, const char *path, const json_t *body,
 		 long *ret_status, json_t **ret_json)
 {
@@ -471,7 +464,7 @@ int kube_request(struct kube *k, const char *method, const char *path, const jso
 		curl_easy_setopt(k->curl, CURLOPT_POSTFIELDS, text);
 		curl_easy_setopt(k->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text));
 	}
-	start = monotonic_ns();
+	start = clock_now_ns();
 	c = curl_easy_perform(k->curl);
 	if (c != CURLE_OK) {
 		r = c == CURLE_WRITE_ERROR ? -EFBIG : curl_errno(c);
@@ -497,7 +490,7 @@ int kube_request(struct kube *k, const char *method, const char *path, const jso
 	}
 cleanup:
 	if (start)
-		metrics_api_request(method, r >= 0, monotonic_ns() - start);
+		metrics_api_request(method, r >= 0, clock_now_ns() - start);
 	curl_slist_free_all(headers);
 	json_decref(answer);
 	free(resp.data);

@@ -36,6 +36,7 @@
 
 #include "throttle.h"
 #include "vfs.h"
+#include "clock.h"
 
 #define DIO_ALIGN 512u
 #define PAGE_BYTES 4096u
@@ -386,7 +387,7 @@ static void queue_pop_submit(struct io_queue *q, uint64_t now_ns)
 static void queue_dispatch(struct io_queue *q)
 {
 	struct file_throttle *ft = q->vfs->throttle;
-	uint64_t now = uring_now_ns();
+	uint64_t now = clock_now_ns();
 
 	while (q->head) {
 		uint64_t wait = ft->released ?
@@ -433,7 +434,7 @@ static void io_start(struct file_io *io)
 		io_submit(io);
 		return;
 	}
-	now = uring_now_ns();
+	now = clock_now_ns();
 	wait = q->head ? 1 : throttle_admit(ft->buckets, io->dir, io->len, now);
 	if (!wait) {
 		io_submit(io);
@@ -460,7 +461,7 @@ int file_throttle_new(struct vfs *v, const struct io_limits *limits)
 		free(ft);
 		return r;
 	}
-	throttle_set_limits(ft->buckets, limits, uring_now_ns());
+	throttle_set_limits(ft->buckets, limits, clock_now_ns());
 	for (int d = 0; d < 2; d++) {
 		ft->queues[d].timer_op.complete = queue_timer_complete;
 		ft->queues[d].vfs = v;
@@ -484,7 +485,7 @@ void file_throttle_set(struct vfs *v, const struct io_limits *limits)
 {
 	struct file_throttle *ft = v->throttle;
 
-	throttle_set_limits(ft->buckets, limits, uring_now_ns());
+	throttle_set_limits(ft->buckets, limits, clock_now_ns());
 	for (int d = 0; d < 2; d++) {
 		if (ft->queues[d].timer_armed)
 			queue_cancel_timer(&ft->queues[d]);
@@ -510,7 +511,7 @@ static void read_complete(struct uring_op *op, int res, uint32_t cqe_flags)
 
 	(void)cqe_flags;
 	histogram_observe(&io->vfs->stats.read_latency, &histogram_io_bounds,
-			  uring_now_ns() - io->arrival_ns);
+			  clock_now_ns() - io->arrival_ns);
 	if (res < 0) {
 		fuse_reply_err(io->req, -res);
 	} else {
@@ -527,7 +528,7 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 {
 	struct vfs *v = fuse_req_userdata(req);
 	struct handle *h = handle_of(fi);
-	uint64_t arrival_ns = uring_now_ns();
+	uint64_t arrival_ns = clock_now_ns();
 	struct file_io *io;
 	int fd;
 
@@ -698,7 +699,7 @@ static void write_complete(struct uring_op *op, int res, uint32_t cqe_flags)
 	else
 		free(io->buf);
 	histogram_observe(&v->stats.write_latency, &histogram_io_bounds,
-			  uring_now_ns() - io->arrival_ns);
+			  clock_now_ns() - io->arrival_ns);
 	if (res < 0) {
 		fuse_reply_err(io->req, -res);
 	} else {
@@ -714,7 +715,7 @@ void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, of
 {
 	struct vfs *v = fuse_req_userdata(req);
 	struct handle *h = handle_of(fi);
-	uint64_t arrival_ns = uring_now_ns();
+	uint64_t arrival_ns = clock_now_ns();
 	struct file_io *io;
 	uint64_t reserved = 0;
 	size_t len = fuse_buf_size(bufv);
