@@ -1,15 +1,19 @@
 /*
  * fileio.h - reading a small file whole, or a directory's names, safely,
- * relative to a directory fd.
+ * relative to a directory fd; replacing a file atomically.
  *
  * For configuration, manifests and the volume table: files that someone
- * else may have replaced by a FIFO, a device or something huge. Never logs.
+ * else may have replaced by a FIFO, a device or something huge, and files
+ * that must be either the old or the new version after a crash, never a
+ * torn one. Never logs.
  */
 #ifndef CARVEFS_FILEIO_H
 #define CARVEFS_FILEIO_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h> /* RENAME_NOREPLACE */
+#include <sys/types.h>
 
 /*
  * Reads the regular file @name below @dirfd into a malloc'd buffer owned by
@@ -32,5 +36,37 @@ int fileio_read(int dirfd, const char *name, bool follow, size_t max_bytes, char
 int fileio_list_names(int dirfd, size_t max_names, char ***ret_names, size_t *ret_n);
 /* Frees what fileio_list_names() returned; accepts NULL. */
 void fileio_names_free(char **names, size_t n);
+
+/*
+ * Atomic replacement is two steps, so that a caller can act between them
+ * (the volume table keeps the previous copy):
+ *
+ *	fileio_write_tmp(dirfd, ".x.tmp", buf, len, 0600);  write, fsync, close
+ *	fileio_commit(dirfd, ".x.tmp", "x", 0);             rename, fsync the directory
+ *
+ * A reader sees the old file or the new one, never a part of either, and
+ * after a crash the directory holds one of them (and perhaps the temporary
+ * file, which the next write removes).
+ */
+
+/*
+ * Writes @len bytes of @buf into a new file @tmp_name below @dirfd (any fd
+ * of the directory, O_PATH included), created with @mode (the umask
+ * applies), then fsyncs and closes it. A file or symlink already at
+ * @tmp_name (a crashed write, or planted) is removed first, and the new one
+ * is created O_EXCL|O_NOFOLLOW, so nothing outside the directory is
+ * written. Returns 0 or -errno, and removes @tmp_name on failure.
+ */
+int fileio_write_tmp(int dirfd, const char *tmp_name, const void *buf, size_t len, mode_t mode);
+
+/*
+ * Renames @tmp_name to @name below @dirfd and fsyncs the directory, so the
+ * rename survives a crash. @rename_flags: 0 replaces @name;
+ * RENAME_NOREPLACE fails with -EEXIST if @name exists (also on
+ * filesystems without renameat2(): there a link-and-unlink does it).
+ * Returns 0 or -errno. If the rename fails, @tmp_name is removed and @name
+ * is as it was; if only the fsync fails, @name is already the new file.
+ */
+int fileio_commit(int dirfd, const char *tmp_name, const char *name, unsigned rename_flags);
 
 #endif

@@ -1,9 +1,10 @@
 /*
- * fileio.c - bounded whole-file reads; see include/fileio.h.
+ * fileio.c - bounded whole-file reads, atomic replacement; see include/fileio.h.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -144,3 +145,80 @@ out:
 	*ret_n = n;
 	return 0;
 }
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		/* A regular file that takes nothing would make this loop forever. */
+		if (n == 0)
+			return -EIO;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fileio_write_tmp(int dirfd, const char *tmp_name, const void *buf, size_t len, mode_t mode)
+{
+	int fd, r;
+
+	if (unlinkat(dirfd, tmp_name, 0) < 0 && errno != ENOENT)
+		return -errno;
+	fd = openat(dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	r = write_all(fd, buf, len);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	/* close() can report a delayed write error (NFS): it counts. */
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r < 0)
+		(void)unlinkat(dirfd, tmp_name, 0);
+	return r;
+}
+
+/* rename(RENAME_NOREPLACE) where renameat2() is refused: link() never replaces. */
+static int rename_noreplace(int dirfd, const char *from, const char *to)
+{
+	if (renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	if (linkat(dirfd, from, dirfd, to, 0) < 0)
+		return -errno;
+	(void)unlinkat(dirfd, from, 0);
+	return 0;
+}
+
+int fileio_commit(int dirfd, const char *tmp_name, const char *name, unsigned rename_flags)
+{
+	int dfd, r;
+
+	if (rename_flags & ~(unsigned)RENAME_NOREPLACE)
+		return -EINVAL;
+	/* Opened first: an fd for the fsync must not fail after the rename. */
+	dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	if (rename_flags & RENAME_NOREPLACE)
+		r = rename_noreplace(dirfd, tmp_name, name);
+	else
+		r = renameat(dirfd, tmp_name, dirfd, name) < 0 ? -errno : 0;
+	if (r < 0) {
+		(void)unlinkat(dirfd, tmp_name, 0);
+		goto out;
+	}
+	r = fsync(dfd) < 0 ? -errno : 0;
+out:
+	close(dfd);
+	return r;
+}
+

@@ -599,24 +599,6 @@ found:
 	return 0;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, buf, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Whether carvefs.meta holds a complete, checksummed table. */
 static bool current_is_intact(int dirfd)
 {
@@ -640,10 +622,10 @@ static bool current_is_intact(int dirfd)
 int table_save(int dirfd, struct table *t)
 {
 	uint64_t generation = t->generation;
-	bool tmp_exists = false, rotated = false;
+	bool rotated = false;
 	char *buf = NULL;
-	int fd = -1, dfd = -1, r;
 	size_t len;
+	int r;
 
 	t->generation = generation + 1;
 	r = table_encode(t, &buf, &len);
@@ -651,58 +633,28 @@ int table_save(int dirfd, struct table *t)
 	if (r < 0)
 		return r;
 
-	/* @dirfd may be an O_PATH fd, which fsync() refuses. */
-	dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		r = -errno;
-		goto out;
-	}
-	/* A leftover of a crashed save, or a symlink someone planted. */
-	(void)unlinkat(dirfd, TABLE_FILE_TMP, 0);
-	fd = openat(dirfd, TABLE_FILE_TMP, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
-		    0600);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	tmp_exists = true;
-	r = write_all(fd, buf, len);
+	r = fileio_write_tmp(dirfd, TABLE_FILE_TMP, buf, len, 0600);
 	if (r < 0)
 		goto out;
-	if (fsync(fd) < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = close(fd);
-	fd = -1;
-	if (r < 0) {
-		r = -errno;
-		goto out;
-	}
-
 	if (current_is_intact(dirfd)) {
 		if (renameat(dirfd, TABLE_FILE, dirfd, TABLE_FILE_PREV) < 0) {
 			r = -errno;
+			(void)unlinkat(dirfd, TABLE_FILE_TMP, 0);
 			goto out;
 		}
 		rotated = true;
 	}
-	if (renameat(dirfd, TABLE_FILE_TMP, dirfd, TABLE_FILE) < 0) {
-		r = -errno;
-		if (rotated)
-			(void)renameat(dirfd, TABLE_FILE_PREV, dirfd, TABLE_FILE);
-		goto out;
-	}
-	tmp_exists = false;
-	t->generation = generation + 1;
-	r = fsync(dfd) < 0 ? -errno : 0;
+	r = fileio_commit(dirfd, TABLE_FILE_TMP, TABLE_FILE, 0);
+	/*
+	 * If the rename failed, the previous copy goes back (it never replaces
+	 * a new table: when only the directory's fsync failed, the new one is
+	 * in place and stays).
+	 */
+	if (r < 0 && rotated)
+		(void)renameat2(dirfd, TABLE_FILE_PREV, dirfd, TABLE_FILE, RENAME_NOREPLACE);
+	if (r == 0)
+		t->generation = generation + 1;
 out:
-	if (fd >= 0)
-		close(fd);
-	if (tmp_exists)
-		(void)unlinkat(dirfd, TABLE_FILE_TMP, 0);
-	if (dfd >= 0)
-		close(dfd);
 	free(buf);
 	return r;
 }

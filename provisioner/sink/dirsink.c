@@ -53,23 +53,6 @@ static bool has_suffix(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-
 static int dirsink_list(struct sink *s, json_t **ret_pvs)
 {
 	struct dirsink *d = to_dirsink(s);
@@ -144,10 +127,10 @@ static int dirsink_create(struct sink *s, const json_t *pv)
 	const char *name = pv_get_name(pv);
 	char file[PV_NAME_LEN_MAX + sizeof(MANIFEST_SUFFIX)];
 	char tmp[PV_NAME_LEN_MAX + 64];
-	char *text = NULL;
+	char *text = NULL, *whole = NULL;
 	size_t len = 0;
 	struct stat st;
-	int fd = -1, r;
+	int n, r;
 
 	if (!name || !pv_name_ok(name))
 		return -EINVAL;
@@ -161,39 +144,19 @@ static int dirsink_create(struct sink *s, const json_t *pv)
 	r = pv_manifest_format(pv, &text, &len);
 	if (r < 0)
 		return r;
-
-	fd = openat(d->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0) {
-		r = -errno;
+	n = asprintf(&whole, "%s%.*s", manifest_header, (int)len, text);
+	if (n < 0) {
+		whole = NULL;
+		r = -ENOMEM;
 		goto out;
 	}
-	r = write_all(fd, manifest_header, sizeof(manifest_header) - 1);
-	if (r == 0)
-		r = write_all(fd, text, len);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	fd = -1;
+	r = fileio_write_tmp(d->dir_fd, tmp, whole, (size_t)n, 0644);
 	if (r < 0)
 		goto out;
 	/* RENAME_NOREPLACE: a manifest that appeared meanwhile is not overwritten. */
-	if (renameat2(d->dir_fd, tmp, d->dir_fd, file, RENAME_NOREPLACE) < 0) {
-		r = -errno;
-		if (r == -EINVAL && renameat(d->dir_fd, tmp, d->dir_fd, file) == 0)
-			r = 0;
-		if (r < 0)
-			goto out;
-	}
-	/* The rename is durable only once the directory is. */
-	if (fsync(d->dir_fd) < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = 0;
+	r = fileio_commit(d->dir_fd, tmp, file, RENAME_NOREPLACE);
 out:
-	if (r < 0)
-		(void)unlinkat(d->dir_fd, tmp, 0);
+	free(whole);
 	free(text);
 	return r;
 }
