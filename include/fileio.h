@@ -1,6 +1,7 @@
 /*
  * fileio.h - reading a small file whole, or a directory's names, safely,
- * relative to a directory fd; replacing a file atomically.
+ * relative to a directory fd; replacing a file atomically; creating a
+ * directory and its parents.
  *
  * For configuration, manifests and the volume table: files that someone
  * else may have replaced by a FIFO, a device or something huge, and files
@@ -68,5 +69,15 @@ int fileio_write_tmp(int dirfd, const char *tmp_name, const void *buf, size_t le
  * is as it was; if only the fsync fails, @name is already the new file.
  */
 int fileio_commit(int dirfd, const char *tmp_name, const char *name, unsigned rename_flags);
+
+/*
+ * Creates the directory @path and any missing parent, as "mkdir -p -m
+ * @mode" does: the last component gets @mode, the parents it creates 0755
+ * (the umask applies to both); directories that exist keep their mode, an
+ * operator may have set it on purpose. Returns 0, -ENOTDIR if @path or a
+ * parent exists but is not a directory, -EINVAL for an empty @path, or
+ * -errno.
+ */
+int fileio_mkdir_p(const char *path, mode_t mode);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * fileio.c - bounded whole-file reads, atomic replacement; see include/fileio.h.
+ * fileio.c - bounded whole-file reads, atomic replacement, mkdir -p; see
+ * include/fileio.h.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -222,3 +223,45 @@ out:
 	return r;
 }
 
+/* mkdir() that accepts an existing directory, and only a directory. */
+static int mkdir_one(const char *path, mode_t mode)
+{
+	struct stat st;
+
+	if (mkdir(path, mode) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -errno;
+	if (stat(path, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int fileio_mkdir_p(const char *path, mode_t mode)
+{
+	char *buf;
+	size_t len;
+	int r = 0;
+
+	if (!path || path[0] == '\0')
+		return -EINVAL;
+	buf = strdup(path);
+	if (!buf)
+		return -ENOMEM;
+	/* "a/b/" and "a/b" are the same directory. */
+	for (len = strlen(buf); len > 1 && buf[len - 1] == '/'; len--)
+		buf[len - 1] = '\0';
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/' || p[-1] == '/')
+			continue;
+		*p = '\0';
+		r = mkdir_one(buf, 0755);
+		*p = '/';
+		if (r < 0)
+			goto out;
+	}
+	r = mkdir_one(buf, mode);
+out:
+	free(buf);
+	return r;
+}

@@ -36,6 +36,7 @@
 #include "log.h"
 #include "wire.h"
 #include "clock.h"
+#include "fileio.h"
 
 #define CTLSERVER_CLIENTS_MAX 64
 #define CTLSERVER_BACKLOG 16
@@ -404,24 +405,10 @@ static int make_parent_dirs(const char *path)
 	if (!dir)
 		return -ENOMEM;
 	slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		goto out;
-	*slash = '\0';
-	for (char *p = dir + 1;; p++) {
-		bool last = *p == '\0';
-
-		if (*p != '/' && !last)
-			continue;
-		*p = '\0';
-		if (mkdir(dir, last ? 0700 : 0755) < 0 && errno != EEXIST) {
-			r = -errno;
-			goto out;
-		}
-		if (last)
-			break;
-		*p = '/';
+	if (slash && slash != dir) {
+		*slash = '\0';
+		r = fileio_mkdir_p(dir, 0700);
 	}
-out:
 	free(dir);
 	return r;
 }

@@ -25,6 +25,7 @@
 #include "quantity.h"
 #include "walk.h"
 #include "wire.h"
+#include "fileio.h"
 
 struct pool {
 	char pool_dir[PATH_MAX];
@@ -32,27 +33,6 @@ struct pool {
 	int pool_fd, volumes_fd, discovery_fd, lock_fd;
 	struct table *table;
 };
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-	size_t len = strlen(path);
-
-	if (len == 0 || len >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
 
 /* Empties and removes volumes/<name>; used for trash directories. */
 int pool_remove_tree(struct pool *p, const char *name)
@@ -106,10 +86,10 @@ static int pool_open_dirs(struct pool *p, const char *pool_dir, const char *disc
 	char real[PATH_MAX];
 	int r;
 
-	r = mkdir_p(pool_dir, 0700);
+	r = fileio_mkdir_p(pool_dir, 0700);
 	if (r < 0)
 		return log_error_errno(r, "cannot create the pool directory '%s'", pool_dir);
-	r = mkdir_p(discovery_dir, 0755);
+	r = fileio_mkdir_p(discovery_dir, 0755);
 	if (r < 0)
 		return log_error_errno(r, "cannot create the discovery directory '%s'",
 				       discovery_dir);

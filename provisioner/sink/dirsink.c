@@ -195,32 +195,6 @@ static const struct sink_ops dirsink_ops = {
 	.free = dirsink_free,
 };
 
-/* mkdir -p, mode 0755 for what it creates. */
-static int mkdir_parents(const char *path)
-{
-	char *p = strdup(path);
-	int r = 0;
-
-	if (!p)
-		return -ENOMEM;
-	for (char *c = p + 1;; c++) {
-		if (*c != '/' && *c != '\0')
-			continue;
-		char saved = *c;
-
-		*c = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			r = -errno;
-			break;
-		}
-		*c = saved;
-		if (saved == '\0')
-			break;
-	}
-	free(p);
-	return r;
-}
-
 /* Removes temporary files a crash left behind: ".<name>.yaml.<pid>.tmp". */
 static void remove_stale_tmp(struct dirsink *d)
 {
@@ -263,7 +237,7 @@ int dirsink_open(const char *path, struct sink **ret_sink)
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = mkdir_parents(path);
+	r = fileio_mkdir_p(path, 0755);
 	if (r < 0)
 		goto fail;
 	d->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

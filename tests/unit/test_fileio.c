@@ -1,6 +1,7 @@
 /*
  * Tests for fileio.c's writing half: atomic replacement (temporary file,
- * rename, with and without RENAME_NOREPLACE, planted symlinks).
+ * rename, with and without RENAME_NOREPLACE, planted symlinks) and mkdir -p
+ * (modes, existing entries, trailing slashes).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -118,6 +119,55 @@ static void test_write_tmp_fails_cleanly(void **state)
 	assert_int_equal(fileio_write_tmp(base_fd, "no/such/dir.tmp", "x", 1, 0644), -ENOENT);
 }
 
+static mode_t mode_of(const char *rel)
+{
+	char p[256];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", base, rel);
+	assert_int_equal(stat(p, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	return st.st_mode & 07777;
+}
+
+static void test_mkdir_p_modes(void **state)
+{
+	char p[256];
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/a/b/c", base);
+	assert_int_equal(fileio_mkdir_p(p, 0700), 0);
+	assert_int_equal(mode_of("a"), 0755);
+	assert_int_equal(mode_of("a/b"), 0755);
+	assert_int_equal(mode_of("a/b/c"), 0700);
+	/* Again: existing directories are fine and keep their mode. */
+	assert_int_equal(chmod(p, 0711), 0);
+	assert_int_equal(fileio_mkdir_p(p, 0700), 0);
+	assert_int_equal(mode_of("a/b/c"), 0711);
+
+	snprintf(p, sizeof(p), "%s//x//y/", base);
+	assert_int_equal(fileio_mkdir_p(p, 0750), 0);
+	assert_int_equal(mode_of("x"), 0755);
+	assert_int_equal(mode_of("x/y"), 0750);
+}
+
+static void test_mkdir_p_refuses_what_is_not_a_directory(void **state)
+{
+	char p[256];
+	int fd;
+
+	(void)state;
+	fd = openat(base_fd, "file", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/file", base);
+	assert_int_equal(fileio_mkdir_p(p, 0755), -ENOTDIR);
+	snprintf(p, sizeof(p), "%s/file/below", base);
+	assert_int_equal(fileio_mkdir_p(p, 0755), -ENOTDIR);
+	assert_int_equal(fileio_mkdir_p("", 0755), -EINVAL);
+	assert_int_equal(fileio_mkdir_p(NULL, 0755), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -125,6 +175,8 @@ int main(void)
 		cmocka_unit_test(test_planted_symlink_is_not_followed),
 		cmocka_unit_test(test_noreplace_keeps_the_existing_file),
 		cmocka_unit_test(test_write_tmp_fails_cleanly),
+		cmocka_unit_test(test_mkdir_p_modes),
+		cmocka_unit_test(test_mkdir_p_refuses_what_is_not_a_directory),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
