@@ -24,6 +24,7 @@
 
 #include "duration.h"
 #include "fileio.h"
+#include "k8sname.h"
 #include "config.h"
 #include "yamlscalar.h"
 
@@ -497,56 +498,6 @@ fail:
 
 /* ---- value rules -------------------------------------------------------- */
 
-static bool is_lower_alnum(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-static bool is_alnum(char c)
-{
-	return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
-}
-
-/* A DNS-1123 subdomain: what StorageClass names and label prefixes are. */
-static bool dns_subdomain_valid(const char *s, size_t len)
-{
-	if (len == 0 || len > 253 || !is_lower_alnum(s[0]) || !is_lower_alnum(s[len - 1]))
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '.') {
-			/* each dot-separated label starts and ends alphanumeric */
-			if (!is_lower_alnum(s[i - 1]) || !is_lower_alnum(s[i + 1]))
-				return false;
-		} else if (!is_lower_alnum(s[i]) && s[i] != '-') {
-			return false;
-		}
-	}
-	return true;
-}
-
-/* A label value, or the name part of a label key when @len > 0 is required. */
-static bool label_name_valid(const char *s, size_t len)
-{
-	if (len == 0)
-		return true;
-	if (len > 63 || !is_alnum(s[0]) || !is_alnum(s[len - 1]))
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!is_alnum(s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
-			return false;
-	return true;
-}
-
-static bool label_key_valid(const char *s)
-{
-	const char *slash = strchr(s, '/');
-	const char *name = slash ? slash + 1 : s;
-
-	if (slash && !dns_subdomain_valid(s, (size_t)(slash - s)))
-		return false;
-	return *name != '\0' && label_name_valid(name, strlen(name));
-}
-
 /*
  * Cleans an absolute path lexically, as Go's filepath.Clean does, so that
  * hostDir + "/" + entry is exactly the path the upstream provisioner puts in
@@ -606,6 +557,7 @@ static int parse_requirement(struct parser *p, const yaml_node_t *n, const char 
 	size_t n_values = 0;
 	bool has_values = false;
 	json_t *o = NULL, *arr = NULL;
+	struct errmsg why;
 	int r;
 
 	if (n->type != YAML_MAPPING_NODE)
@@ -646,8 +598,8 @@ static int parse_requirement(struct parser *p, const yaml_node_t *n, const char 
 		r = perr(p, n, key, "key is required");
 		goto out;
 	}
-	if (!label_key_valid(lkey)) {
-		r = perr(p, n, key, "\"%s\" is not a valid label key", lkey);
+	if (k8sname_label_key(lkey, &why) < 0) {
+		r = perr(p, n, key, "\"%s\" is not a valid label key: %s", lkey, why.text);
 		goto out;
 	}
 	if (!op) {
@@ -1059,6 +1011,7 @@ static int parse_class_map(struct parser *p, const yaml_node_t *root)
 		yaml_node_pair_t *pr = &root->data.mapping.pairs.start[i];
 		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
 		struct prov_class *c = &cfg->classes[i];
+		struct errmsg why;
 		char *name = NULL;
 
 		if (!k || !v)
@@ -1068,10 +1021,9 @@ static int parse_class_map(struct parser *p, const yaml_node_t *root)
 			return r;
 		cfg->n_classes = i + 1; /* from here on c is released with the config */
 		c->name = name;
-		if (!name || !dns_subdomain_valid(name, strlen(name)))
-			return perr(p, k, p->file,
-				    "\"%s\" is not a valid storage class name (lowercase letters, digits, '-' and '.')",
-				    name ? name : "");
+		if (k8sname_dns_subdomain(name, &why) < 0)
+			return perr(p, k, p->file, "\"%s\" is not a valid storage class name: %s",
+				    name ? name : "", why.text);
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(cfg->classes[j].name, name) == 0)
 				return perr(p, k, name, "storage class given twice");
@@ -1101,10 +1053,12 @@ static int parse_node_labels(struct parser *p, const yaml_node_t *root)
 		const yaml_node_t *item = yaml_document_get_node(&p->doc,
 								 root->data.sequence.items.start[i]);
 		char ikey[KEY_MAX];
+		struct errmsg why;
 
 		keyf(ikey, sizeof(ikey), "%s[%zu]", p->file, i);
-		if (!label_key_valid(v[i]))
-			return perr(p, item, ikey, "\"%s\" is not a valid label name", v[i]);
+		if (k8sname_label_key(v[i], &why) < 0)
+			return perr(p, item, ikey, "\"%s\" is not a valid label name: %s", v[i],
+				    why.text);
 	}
 	return 0;
 }
@@ -1130,6 +1084,7 @@ static int parse_labels(struct parser *p, const yaml_node_t *root)
 		yaml_node_pair_t *pr = &root->data.mapping.pairs.start[i];
 		yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
 		struct prov_label *l = &cfg->labels_for_pv[i];
+		struct errmsg why;
 		char lkey[KEY_MAX];
 
 		if (!k || !v)
@@ -1138,9 +1093,9 @@ static int parse_labels(struct parser *p, const yaml_node_t *root)
 		r = want_string(p, k, p->file, &l->key);
 		if (r < 0)
 			return r;
-		if (!l->key || !label_key_valid(l->key))
-			return perr(p, k, p->file, "\"%s\" is not a valid label name",
-				    l->key ? l->key : "");
+		if (k8sname_label_key(l->key, &why) < 0)
+			return perr(p, k, p->file, "\"%s\" is not a valid label name: %s",
+				    l->key ? l->key : "", why.text);
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(cfg->labels_for_pv[j].key, l->key) == 0)
 				return perr(p, k, l->key, "label given twice");
@@ -1152,10 +1107,10 @@ static int parse_labels(struct parser *p, const yaml_node_t *root)
 			l->value = strdup("");
 		if (!l->value)
 			return -ENOMEM;
-		if (!label_name_valid(l->value, strlen(l->value)))
+		if (k8sname_label_value(l->value, &why) < 0)
 			return perr(p, v, lkey,
-				    "\"%s\" is not a valid label value (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit)",
-				    l->value);
+				    "\"%s\" is not a valid label value (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit): %s",
+				    l->value, why.text);
 	}
 	qsort(cfg->labels_for_pv, cfg->n_labels_for_pv, sizeof(*cfg->labels_for_pv), label_cmp);
 	return 0;

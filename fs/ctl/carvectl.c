@@ -275,7 +275,7 @@ static int bad_option(int c, const char *cmd, char *const argv[], int argc)
 /* The single NAME operand, checked as the daemon would. */
 static int get_name_operand(const char *cmd, int argc, char *const argv[], const char **ret_name)
 {
-	const char *reason = NULL;
+	struct errmsg reason;
 
 	if (optind >= argc)
 		return fail_usage("'%s' needs a volume name (see 'carvectl %s --help')", cmd, cmd);
@@ -283,7 +283,7 @@ static int get_name_operand(const char *cmd, int argc, char *const argv[], const
 		return fail_usage("'%s' takes one volume name; unexpected '%s'", cmd,
 				  argv[optind + 1]);
 	if (volname_validate(argv[optind], &reason) < 0)
-		return fail_usage("volume name '%s' is invalid: %s", argv[optind], reason);
+		return fail_usage("volume name '%s' is invalid: %s", argv[optind], reason.text);
 	*ret_name = argv[optind];
 	return 0;
 }

@@ -89,8 +89,9 @@ static int check_fields(struct request *rq, const char *const *allowed)
 static int get_name(struct request *rq, const char **ret_name)
 {
 	json_t *v = json_object_get(rq->obj, "name");
-	const char *reason = NULL;
+	struct errmsg reason;
 	const char *name;
+	int r;
 
 	if (!v)
 		return fail(rq, WIRE_E_BAD_REQUEST, -EINVAL,
@@ -99,9 +100,13 @@ static int get_name(struct request *rq, const char **ret_name)
 		return fail(rq, WIRE_E_BAD_REQUEST, -EINVAL, "field 'name' must be a string");
 	name = json_string_value(v);
 	/* An embedded NUL would make the name checked differ from the name sent. */
-	if (strlen(name) != json_string_length(v) || volname_validate(name, &reason) < 0)
+	if (strlen(name) != json_string_length(v))
+		r = errmsg_set(&reason, -EINVAL, "contains a NUL byte");
+	else
+		r = volname_validate(name, &reason);
+	if (r < 0)
 		return fail(rq, WIRE_E_INVALID, -EINVAL, "volume name '%.*s' is invalid: %s",
-			    VOLNAME_MAX + 8, name, reason ? reason : "contains a NUL byte");
+			    VOLNAME_MAX + 8, name, reason.text);
 	*ret_name = name;
 	return 0;
 }

@@ -425,10 +425,10 @@ const char *volmgr_pool_dir(const struct volmgr *m)
 
 static int validate_name(const char *name, char *ret_msg)
 {
-	const char *why = NULL;
+	struct errmsg why;
 
 	if (volname_validate(name, &why) < 0) {
-		wire_set_msg(ret_msg, "volume name '%s' is invalid: %s", name, why ? why : "bad name");
+		wire_set_msg(ret_msg, "volume name '%s' is invalid: %s", name, why.text);
 		return -EINVAL;
 	}
 	return 0;

@@ -14,13 +14,13 @@
 #include "log.h"
 #include "pv.h"
 #include "fileio.h"
+#include "k8sname.h"
 #include "sink/sink.h"
 
 #define MANIFEST_SUFFIX ".yaml"
 #define TMP_SUFFIX ".tmp"
 #define MANIFEST_MAX (1024 * 1024)
-/* A PV name is a DNS subdomain: at most 253 characters. */
-#define PV_NAME_LEN_MAX 253
+#define PV_NAME_LEN_MAX K8SNAME_SUBDOMAIN_MAX
 
 static const char manifest_header[] =
 	"# Written by carve-provisioner; removed when its volume goes away.\n";
@@ -36,14 +36,14 @@ static struct dirsink *to_dirsink(struct sink *s)
 	return (struct dirsink *)s;
 }
 
-/* A PV name is safe as a file name only if it is a DNS subdomain. */
+/*
+ * A PV name is a DNS-1123 subdomain: that also makes it a safe file name
+ * (no '/', never "." or "..", no leading '.' to hide among the temporary
+ * files).
+ */
 static bool pv_name_ok(const char *name)
 {
-	size_t len = strlen(name);
-
-	if (len == 0 || len > PV_NAME_LEN_MAX || name[0] == '.' || name[0] == '-')
-		return false;
-	return strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-.") == len;
+	return k8sname_dns_subdomain(name, NULL) == 0;
 }
 
 static bool has_suffix(const char *s, const char *suffix)

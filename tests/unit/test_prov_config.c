@@ -279,7 +279,7 @@ static void test_wrong_types(void **state)
 	expect_error("storageClassMap", "local: /mnt\n",
 		     "storageClassMap:1: local: must be a mapping with hostDir and mountDir, not a string");
 	expect_error("storageClassMap", "Local: {hostDir: /a, mountDir: /b}\n",
-		     "storageClassMap:1: storageClassMap: \"Local\" is not a valid storage class name");
+		     "storageClassMap:1: storageClassMap: \"Local\" is not a valid storage class name: must contain only lowercase letters, digits, '-' and '.'");
 	expect_error("storageClassMap",
 		     "a: {hostDir: /a, mountDir: /b}\nb: {hostDir: /a, mountDir: /b}\n"
 		     "a: {hostDir: /a, mountDir: /b}\n",
@@ -296,7 +296,7 @@ static void test_wrong_types(void **state)
 	expect_error("nodeLabelsForPV", "zone: a\n",
 		     "nodeLabelsForPV:1: nodeLabelsForPV: must be a list of strings, not a mapping");
 	expect_error("nodeLabelsForPV", "- a\n- b c\n",
-		     "nodeLabelsForPV:2: nodeLabelsForPV[1]: \"b c\" is not a valid label name");
+		     "nodeLabelsForPV:2: nodeLabelsForPV[1]: \"b c\" is not a valid label name: must contain only letters");
 	expect_error("labelsForPV", "- a\n", "labelsForPV:1: labelsForPV: must be a mapping");
 	expect_error("labelsForPV", "a: b\ntier: 1\n",
 		     "labelsForPV:2: labelsForPV.tier: must be a string, not a number; quote it: \"1\"");
@@ -305,8 +305,12 @@ static void test_wrong_types(void **state)
 	expect_error("labelsForPV", "a: -bad\n",
 		     "labelsForPV:1: labelsForPV.a: \"-bad\" is not a valid label value");
 	expect_error("labelsForPV", "Bad_Prefix/x: y\n",
-		     "labelsForPV:1: labelsForPV: \"Bad_Prefix/x\" is not a valid label name");
+		     "labelsForPV:1: labelsForPV: \"Bad_Prefix/x\" is not a valid label name: prefix before '/' must contain only lowercase");
 	expect_error("labelsForPV", "a: b\na: c\n", "labelsForPV:2: a: label given twice");
+	expect_error("storageClassMap", "a..b: {hostDir: /a, mountDir: /b}\n",
+		     "\"a..b\" is not a valid storage class name: must have a letter or digit on both sides of each '.'");
+	expect_error("labelsForPV", "a..b/x: y\n",
+		     "\"a..b/x\" is not a valid label name: prefix before '/' must have a letter or digit");
 
 	/* durations */
 	expect_error("minResyncPeriod", "5\n",

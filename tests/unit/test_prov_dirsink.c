@@ -154,6 +154,14 @@ static void test_bad_names(void **state)
 	assert_int_equal(sink_create(s, pv), -EINVAL);
 	json_object_set_new(json_object_get(pv, "metadata"), "name", json_string("Upper"));
 	assert_int_equal(sink_create(s, pv), -EINVAL);
+	/* Kubernetes refuses these PV names; so does the sink, not only "." and "/". */
+	json_object_set_new(json_object_get(pv, "metadata"), "name", json_string("a..b"));
+	assert_int_equal(sink_create(s, pv), -EINVAL);
+	json_object_set_new(json_object_get(pv, "metadata"), "name", json_string("a-"));
+	assert_int_equal(sink_create(s, pv), -EINVAL);
+	json_object_set_new(json_object_get(pv, "metadata"), "name", json_string("a-.b"));
+	assert_int_equal(sink_create(s, pv), -EINVAL);
+	assert_int_equal(sink_remove(s, "a..b"), -EINVAL);
 	json_object_del(json_object_get(pv, "metadata"), "name");
 	assert_int_equal(sink_create(s, pv), -EINVAL);
 	json_decref(pv);

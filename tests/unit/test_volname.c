@@ -14,25 +14,24 @@
 
 static void expect_valid(const char *name)
 {
-	const char *reason = "untouched";
+	struct errmsg reason = { "untouched" };
 
 	if (volname_validate(name, &reason) != 0)
-		fail_msg("'%s' refused: %s", name, reason);
-	assert_string_equal(reason, "untouched");
+		fail_msg("'%s' refused: %s", name, reason.text);
+	assert_string_equal(reason.text, "untouched");
 	assert_int_equal(volname_validate(name, NULL), 0);
 }
 
 /* @words: a part of the reason that names the rule broken. */
 static void expect_invalid(const char *name, const char *words)
 {
-	const char *reason = NULL;
+	struct errmsg reason = { "" };
 
 	if (volname_validate(name, &reason) != -EINVAL)
 		fail_msg("'%s' accepted", name ? name : "(null)");
-	assert_non_null(reason);
-	if (!strstr(reason, words))
-		fail_msg("'%s': reason \"%s\" does not say \"%s\"", name ? name : "(null)", reason,
-			 words);
+	if (!strstr(reason.text, words))
+		fail_msg("'%s': reason \"%s\" does not say \"%s\"", name ? name : "(null)",
+			 reason.text, words);
 	assert_int_equal(volname_validate(name, NULL), -EINVAL);
 }
 
