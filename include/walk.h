@@ -6,7 +6,10 @@
  * symlink and never descend into another mount (an entry whose device or
  * mount id differs, a bind mount of the same filesystem included, is left
  * alone and counted in *skipped), so a pod's symlinks or a mount planted in
- * the directory cannot make them touch anything outside.
+ * the directory cannot make them touch anything outside. A directory
+ * swapped for another between its check and its open is not entered
+ * (-ESTALE). Without mount ids (Linux before 5.8) they refuse to work
+ * (-EOPNOTSUPP): a device check alone cannot see a bind mount.
  * Neither logs.
  */
 #ifndef CARVEFS_WALK_H

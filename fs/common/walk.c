@@ -99,6 +99,23 @@ static bool same_mount(const struct entry *top, const struct entry *e)
 	return e->dev == top->dev && e->mnt_id == top->mnt_id;
 }
 
+/*
+ * The directory just opened must be the entry just checked: one swapped in
+ * between (a rename, a mount on it) is left alone with -ESTALE rather than
+ * walked, as it may lie outside.
+ */
+static int same_entry(int fd, const struct entry *checked)
+{
+	struct entry opened;
+	int r;
+
+	r = entry_stat(fd, "", AT_EMPTY_PATH, &opened);
+	if (r < 0)
+		return r;
+	if (opened.ino != checked->ino || !same_mount(checked, &opened))
+		return -ESTALE;
+	return 0;
+}
 
 struct frame {
 	char **names; /* entries of this directory, read when it was entered */
@@ -255,6 +272,14 @@ static int walk_tree(int dirfd, struct walk_state *w)
 				if (errno == ENOENT)
 					continue;
 				r = -errno;
+				if (w->mode == WALK_USAGE)
+					goto out;
+				keep_first(&w->first_error, r);
+				continue;
+			}
+			r = same_entry(sub, &e);
+			if (r < 0) {
+				close(sub);
 				if (w->mode == WALK_USAGE)
 					goto out;
 				keep_first(&w->first_error, r);

@@ -8,16 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "static/cleaner.h"
-#include "fileio.h"
 #include "static/discovery.h"
 #include "log.h"
+#include "walk.h"
 #include "volclient.h"
 
 extern char **environ;
@@ -48,202 +47,26 @@ int cleaner_wipe_carvefs(const char *socket_path, const char *name, int timeout_
 
 /* ---- other filesystems -------------------------------------------------- */
 
-/*
- * One directory being emptied. Only the innermost one has an open fd; the
- * others are remembered by name and identity so the walk can climb back.
- */
-struct frame {
-	char **names; /* the entries, read up front */
-	size_t n_names, next;
-	char *name; /* this directory's name in its parent; NULL at the top */
-	dev_t dev;
-	ino_t ino;
-};
-
-struct identity {
-	dev_t dev;
-	uint64_t mnt_id;
-	bool has_mnt_id;
-};
-
-static void frame_release(struct frame *f)
-{
-	fileio_names_free(f->names, f->n_names);
-	free(f->name);
-}
-
-static void keep_first(int *first, int r)
-{
-	if (r < 0 && *first == 0)
-		*first = r;
-}
-
-/*
- * statx without following a symlink or triggering an automount. The mount
- * id (Linux 5.8) also catches a bind mount from the same filesystem, which
- * st_dev alone cannot tell apart.
- */
-static int stat_entry(int dfd, const char *name, struct statx *ret)
-{
-	if (statx(dfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
-		  STATX_TYPE | STATX_INO | STATX_MNT_ID, ret) < 0)
-		return -errno;
-	return 0;
-}
-
-static bool same_mount(const struct identity *root, const struct statx *stx)
-{
-	if (makedev(stx->stx_dev_major, stx->stx_dev_minor) != root->dev)
-		return false;
-	if (root->has_mnt_id && (stx->stx_mask & STATX_MNT_ID))
-		return stx->stx_mnt_id == root->mnt_id;
-	return true;
-}
-
-static int frames_push(struct frame **frames, size_t *n, size_t *cap, struct frame *f)
-{
-	if (*n == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 16;
-		struct frame *grown = realloc(*frames, ncap * sizeof(*grown));
-
-		if (!grown)
-			return -ENOMEM;
-		*frames = grown;
-		*cap = ncap;
-	}
-	(*frames)[(*n)++] = *f;
-	return 0;
-}
-
 int cleaner_delete_contents(const char *mount_path, uint64_t *ret_skipped)
 {
-	struct frame *frames = NULL, top = { 0 };
-	size_t n_frames = 0, cap = 0;
-	struct identity root;
-	struct statx stx;
 	uint64_t skipped = 0;
-	bool reported = false;
-	int cur = -1, first = 0, r;
+	int fd, r;
 
-	cur = open(mount_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (cur < 0)
+	fd = open(mount_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
 		return log_error_errno(-errno, "cannot open \"%s\" to clean it", mount_path);
-	if (statx(cur, "", AT_EMPTY_PATH, STATX_TYPE | STATX_INO | STATX_MNT_ID, &stx) < 0) {
-		r = -errno;
-		goto out;
-	}
-	root.dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
-	root.has_mnt_id = stx.stx_mask & STATX_MNT_ID;
-	root.mnt_id = stx.stx_mnt_id;
-	top.dev = root.dev;
-	top.ino = stx.stx_ino;
-	r = fileio_list_names(cur, 0, &top.names, &top.n_names);
-	if (r == 0)
-		r = frames_push(&frames, &n_frames, &cap, &top);
-	if (r < 0) {
-		frame_release(&top);
-		goto out;
-	}
-
-	while (n_frames > 0) {
-		struct frame *f = &frames[n_frames - 1];
-
-		if (f->next < f->n_names) {
-			const char *name = f->names[f->next++];
-			struct frame child = { 0 };
-			struct stat st;
-			int fd;
-
-			r = stat_entry(cur, name, &stx);
-			if (r < 0) {
-				if (r != -ENOENT)
-					keep_first(&first, r);
-				continue;
-			}
-			if (!same_mount(&root, &stx)) {
-				log_warn("\"%s\": left \"%s\" alone, it is another mount", mount_path,
-					 name);
-				skipped++;
-				continue;
-			}
-			if (!S_ISDIR(stx.stx_mode)) {
-				if (unlinkat(cur, name, 0) < 0 && errno != ENOENT)
-					keep_first(&first, -errno);
-				continue;
-			}
-			fd = openat(cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (fd < 0) {
-				if (errno != ENOENT)
-					keep_first(&first, -errno);
-				continue;
-			}
-			/* Swapped for something else between statx and open: leave it. */
-			if (fstat(fd, &st) < 0 || st.st_ino != stx.stx_ino || st.st_dev != root.dev) {
-				keep_first(&first, -ESTALE);
-				close(fd);
-				continue;
-			}
-			child.dev = st.st_dev;
-			child.ino = st.st_ino;
-			child.name = strdup(name);
-			r = child.name ? fileio_list_names(fd, 0, &child.names, &child.n_names) : -ENOMEM;
-			if (r == 0)
-				r = frames_push(&frames, &n_frames, &cap, &child);
-			if (r < 0) {
-				frame_release(&child);
-				close(fd);
-				if (r == -ENOMEM)
-					goto out;
-				keep_first(&first, r);
-				continue;
-			}
-			close(cur);
-			cur = fd;
-			continue;
-		}
-
-		/* This directory is done: climb to its parent and remove it. */
-		if (n_frames == 1)
-			break;
-		{
-			struct frame *parent = &frames[n_frames - 2];
-			struct stat st;
-			int pfd;
-
-			pfd = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			if (pfd < 0) {
-				r = -errno;
-				goto out;
-			}
-			if (fstat(pfd, &st) < 0 || st.st_dev != parent->dev ||
-			    st.st_ino != parent->ino) {
-				/* Moved while we worked: removing by name could hit the wrong tree. */
-				close(pfd);
-				r = log_error_errno(-ESTALE, "\"%s\" changed while being cleaned",
-						    mount_path);
-				reported = true;
-				goto out;
-			}
-			close(cur);
-			cur = pfd;
-			if (unlinkat(cur, f->name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-				keep_first(&first, -errno);
-			frame_release(f);
-			n_frames--;
-		}
-	}
-	r = first;
-out:
-	if (r < 0 && !reported)
+	r = walk_wipe(fd, &skipped);
+	close(fd);
+	if (r == -ESTALE)
+		log_error_errno(r, "\"%s\" changed while being cleaned", mount_path);
+	else if (r == -EOPNOTSUPP)
+		log_error("\"%s\" not cleaned: the kernel does not tell mounts apart (needs Linux 5.8)",
+			  mount_path);
+	else if (r < 0)
 		log_error_errno(r, "cleaning \"%s\" left some of it", mount_path);
 	if (skipped > 0)
 		log_warn("\"%s\": %llu mount(s) inside were not cleaned", mount_path,
 			 (unsigned long long)skipped);
-	while (n_frames > 0)
-		frame_release(&frames[--n_frames]);
-	free(frames);
-	if (cur >= 0)
-		close(cur);
 	if (ret_skipped)
 		*ret_skipped = skipped;
 	return r;

@@ -51,12 +51,11 @@ const char *cleaner_carvefs_name(const char *source, const char *mount_path);
 
 /*
  * Removes everything below the directory @mount_path and keeps the
- * directory. Works fd-relative with O_NOFOLLOW, checks each entry's device
- * and mount id against the mountpoint's and leaves other mounts alone
- * (counted in *ret_skipped, which may be NULL). Holds a bounded number of
- * fds however deep the tree: it climbs back up through ".." and checks that
- * it lands where it came from, stopping with -ESTALE if the tree was moved
- * meanwhile. Goes on past errors and returns the first.
+ * directory, with walk_wipe() (walk.h: no symlink followed, other mounts
+ * left alone and counted in *ret_skipped, which may be NULL, -ESTALE if the
+ * tree moves underneath, -EOPNOTSUPP without mount ids). @mount_path itself
+ * must be a directory, not a symlink to one (-ENOTDIR). Goes on past errors
+ * and returns the first.
  */
 int cleaner_delete_contents(const char *mount_path, uint64_t *ret_skipped);
 

@@ -1,7 +1,10 @@
 /*
  * Usage walk and wipe on real directories: counts match lstat, hard links
- * count once, symlinks are never followed, and a tree thousands of levels
- * deep is walked and wiped under a file descriptor limit of 32.
+ * count once, symlinks are never followed, a bind mount inside the tree
+ * (same filesystem, other mount) is neither counted nor wiped, and a tree
+ * thousands of levels deep is walked and wiped under a file descriptor
+ * limit of 32. The mount test runs in a mount namespace of its own, so
+ * nothing it mounts is seen outside this process.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -154,11 +159,54 @@ static void test_deep_tree_needs_no_fd_per_level(void **state)
 	free(top);
 }
 
+static void test_bind_mount_inside_is_left_alone(void **state)
+{
+	char *top = make_tmp(), *outside = make_tmp();
+	char mnt[256];
+	struct walk_usage u;
+	uint64_t skipped = 0;
+	int fd, ofd;
+
+	(void)state;
+	if (unshare(CLONE_NEWNS) < 0)
+		skip(); /* needs root (CAP_SYS_ADMIN): make check runs as root */
+	/* Our namespace's mounts must not propagate back to the host's. */
+	assert_int_equal(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+
+	ofd = open(outside, O_PATH | O_DIRECTORY);
+	assert_true(ofd >= 0);
+	write_file(ofd, "precious", 8192);
+	fd = open(top, O_PATH | O_DIRECTORY);
+	assert_true(fd >= 0);
+	write_file(fd, "mine", 4096);
+	assert_int_equal(mkdirat(fd, "mnt", 0755), 0);
+	snprintf(mnt, sizeof(mnt), "%s/mnt", top);
+	/* The same filesystem: only the mount id tells it apart. */
+	assert_int_equal(mount(outside, mnt, NULL, MS_BIND, NULL), 0);
+
+	assert_int_equal(walk_usage(fd, &u), 0);
+	assert_int_equal(u.inodes, 1); /* "mine"; not "mnt", not "precious" */
+	assert_int_equal(u.skipped, 1);
+	assert_int_equal(walk_wipe(fd, &skipped), 0);
+	assert_int_equal(skipped, 1);
+	assert_int_equal(faccessat(fd, "mine", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+	assert_int_equal(faccessat(ofd, "precious", F_OK, AT_SYMLINK_NOFOLLOW), 0);
+
+	assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+	close(fd);
+	close(ofd);
+	rm_rf(top);
+	rm_rf(outside);
+	free(top);
+	free(outside);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_usage_matches_lstat_and_links_count_once),
 		cmocka_unit_test(test_deep_tree_needs_no_fd_per_level),
+		cmocka_unit_test(test_bind_mount_inside_is_left_alone),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
