@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "duration.h"
+#include "errmsg.h"
 
 struct unit {
 	const char *name;
@@ -47,12 +48,47 @@ static bool is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
+/*
+ * A decimal number: digits, then optionally '.' and digits, either side of
+ * the point possibly empty (".5", "1."), as Go reads a duration's numbers.
+ * 128-bit intermediates make every term exact: a whole part of up to 2^64
+ * times the largest unit still fits, so overflow is one compare.
+ */
+struct decimal {
+	unsigned __int128 whole, frac, scale; /* the value is whole + frac / scale */
+	bool digits;			      /* at least one digit was read */
+	bool overflow;			      /* whole > UINT64_MAX */
+	bool dropped;			      /* a non-zero digit past 18 decimals was ignored */
+};
+
+/* Reads a decimal at @p into *d; returns where it stopped. */
+static const char *decimal_scan(const char *p, struct decimal *d)
+{
+	*d = (struct decimal){ .scale = 1 };
+	for (; is_digit(*p); p++) {
+		d->digits = true;
+		if (!d->overflow) {
+			d->whole = d->whole * 10 + (unsigned)(*p - '0');
+			d->overflow = d->whole > UINT64_MAX;
+		}
+	}
+	if (*p != '.')
+		return p;
+	for (p++; is_digit(*p); p++) {
+		d->digits = true;
+		/* Digits below a nanosecond of an hour cannot matter to a duration. */
+		if (d->scale < (unsigned __int128)1000000000000000000ULL) {
+			d->frac = d->frac * 10 + (unsigned)(*p - '0');
+			d->scale *= 10;
+		} else if (*p != '0') {
+			d->dropped = true;
+		}
+	}
+	return p;
+}
+
 int duration_parse(const char *s, uint64_t *ret_ns)
 {
-	/*
-	 * 128-bit intermediates make every term exact: a whole part of up to
-	 * 2^64 times the largest unit still fits, so overflow is one compare.
-	 */
 	unsigned __int128 total = 0;
 	bool negative = false;
 	const char *p = s;
@@ -71,46 +107,51 @@ int duration_parse(const char *s, uint64_t *ret_ns)
 		return -EINVAL;
 
 	while (*p != '\0') {
-		unsigned __int128 whole = 0, frac = 0, scale = 1;
-		bool digits = false, overflow = false;
+		struct decimal d;
 		const struct unit *u;
 		size_t ulen;
 
-		while (is_digit(*p)) {
-			if (!overflow) {
-				whole = whole * 10 + (unsigned)(*p - '0');
-				overflow = whole > UINT64_MAX;
-			}
-			digits = true;
-			p++;
-		}
-		if (*p == '.') {
-			p++;
-			while (is_digit(*p)) {
-				/* Digits below a nanosecond of an hour cannot matter. */
-				if (scale < (unsigned __int128)1000000000000000000ULL) {
-					frac = frac * 10 + (unsigned)(*p - '0');
-					scale *= 10;
-				}
-				digits = true;
-				p++;
-			}
-		}
-		if (!digits)
+		p = decimal_scan(p, &d);
+		if (!d.digits)
 			return -EINVAL;
 		u = unit_match(p, &ulen);
 		if (!u)
 			return -EINVAL;
 		p += ulen;
-		if (overflow)
+		if (d.overflow)
 			return -ERANGE;
-		total += whole * u->ns + frac * u->ns / scale;
+		total += d.whole * u->ns + d.frac * u->ns / d.scale;
 		if (total > UINT64_MAX)
 			return -ERANGE;
 	}
 	if (negative && total != 0)
 		return -ERANGE;
 	*ret_ns = (uint64_t)total;
+	return 0;
+}
+
+int duration_parse_seconds_ms(const char *s, uint64_t *ret_ms, struct errmsg *ret_msg)
+{
+	unsigned __int128 ms;
+	struct decimal d;
+	const char *p;
+
+	if (!s)
+		return errmsg_set(ret_msg, -EINVAL, "not a number of seconds (e.g. 2 or 0.5)");
+	p = decimal_scan(s, &d);
+	if (!d.digits || *p != '\0')
+		return errmsg_set(ret_msg, -EINVAL, "not a number of seconds (e.g. 2 or 0.5)");
+	if (d.overflow || d.whole > DURATION_SECONDS_MAX)
+		return errmsg_set(ret_msg, -ERANGE, "more than %llu seconds",
+				  (unsigned long long)DURATION_SECONDS_MAX);
+	/* Trailing zeros are the same value; anything finer is not rounded away. */
+	if (d.dropped || d.frac * 1000 % d.scale != 0)
+		return errmsg_set(ret_msg, -EDOM, "finer than a millisecond");
+	ms = d.whole * 1000 + d.frac * 1000 / d.scale;
+	if (ms > (unsigned __int128)DURATION_SECONDS_MAX * 1000)
+		return errmsg_set(ret_msg, -ERANGE, "more than %llu seconds",
+				  (unsigned long long)DURATION_SECONDS_MAX);
+	*ret_ms = (uint64_t)ms;
 	return 0;
 }
 

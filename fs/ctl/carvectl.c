@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "duration.h"
 #include "quantity.h"
 #include "volname.h"
 #include "wire.h"
@@ -135,39 +136,6 @@ static int parse_count(const char *s, uint64_t max, uint64_t *ret)
 	if (errno == ERANGE || v > max)
 		return -ERANGE;
 	*ret = v;
-	return 0;
-}
-
-/*
- * Seconds with an optional fraction, as milliseconds ("0.1" -> 100). Finer
- * precision than a millisecond is refused rather than silently rounded.
- */
-static int parse_seconds_ms(const char *s, uint64_t *ret_ms)
-{
-	uint64_t whole = 0, frac_ms = 0;
-	const char *p = s;
-	bool digits = false;
-
-	for (; *p >= '0' && *p <= '9'; p++, digits = true) {
-		if (whole > (UINT64_C(1) << 40))
-			return -ERANGE;
-		whole = whole * 10 + (uint64_t)(*p - '0');
-	}
-	if (*p == '.') {
-		unsigned places = 0;
-
-		for (p++; *p >= '0' && *p <= '9'; p++, places++, digits = true) {
-			if (places < 3)
-				frac_ms = frac_ms * 10 + (uint64_t)(*p - '0');
-			else if (*p != '0')
-				return -EDOM;
-		}
-		for (; places < 3; places++)
-			frac_ms *= 10;
-	}
-	if (!digits || *p != '\0')
-		return -EINVAL;
-	*ret_ms = whole * 1000 + frac_ms;
 	return 0;
 }
 
@@ -301,6 +269,7 @@ static int no_operands(const char *cmd, int argc, char *const argv[])
  */
 static int limit_option(json_t *req, int c, const char *arg)
 {
+	struct errmsg why;
 	const char *key;
 	uint64_t v;
 	int r;
@@ -328,12 +297,9 @@ static int limit_option(json_t *req, int c, const char *arg)
 		break;
 	case OPT_BURST:
 		key = "burst_ms";
-		r = parse_seconds_ms(arg, &v);
-		if (r == -EDOM)
-			r = fail_usage("--burst-seconds '%s' is finer than a millisecond", arg);
-		else if (r < 0)
-			r = fail_usage("--burst-seconds '%s' is not a number of seconds (e.g. 0.5)",
-				       arg);
+		r = duration_parse_seconds_ms(arg, &v, &why);
+		if (r < 0)
+			r = fail_usage("--burst-seconds '%s': %s", arg, why.text);
 		break;
 	default:
 		return -1;

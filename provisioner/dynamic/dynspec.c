@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dynamic/dynspec.h"
+#include "duration.h"
 #include "pv.h"
 #include "quantity.h"
 #include "jpath.h"
@@ -28,9 +29,8 @@ static const struct param_info params[DYNSPEC_N_PARAMS] = {
 	[DYNSPEC_BURST_MS] = { "burstSeconds", "burst_ms", NULL },
 };
 
-/* The daemon takes limits up to INT64_MAX; a burst beyond a day is a typo. */
+/* The daemon takes limits up to INT64_MAX. */
 #define VALUE_MAX ((uint64_t)INT64_MAX)
-#define BURST_MS_MAX (24ull * 3600 * 1000)
 
 const char *dynspec_param_key(enum dynspec_param p)
 {
@@ -55,37 +55,6 @@ static int fail(char *err, size_t len, const char *fmt, ...)
 	return -EINVAL;
 }
 
-/* Seconds with at most three decimals into milliseconds. */
-static int parse_seconds_ms(const char *s, uint64_t *ret_ms)
-{
-	uint64_t whole = 0, frac = 0;
-	unsigned frac_digits = 0;
-	const char *p = s;
-
-	if (*p < '0' || *p > '9')
-		return -EINVAL;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		whole = whole * 10 + (uint64_t)(*p - '0');
-		if (whole > BURST_MS_MAX / 1000)
-			return -ERANGE;
-	}
-	if (*p == '.') {
-		for (p++; *p >= '0' && *p <= '9'; p++) {
-			if (++frac_digits > 3)
-				return -EINVAL;
-			frac = frac * 10 + (uint64_t)(*p - '0');
-		}
-		if (frac_digits == 0)
-			return -EINVAL;
-	}
-	if (*p != '\0')
-		return -EINVAL;
-	while (frac_digits++ < 3)
-		frac *= 10;
-	*ret_ms = whole * 1000 + frac;
-	return *ret_ms > BURST_MS_MAX ? -ERANGE : 0;
-}
-
 /*
  * One value, from @where ("StorageClass parameter" or "annotation") under
  * @key. Parameters are strings in the API; an annotation is too.
@@ -101,14 +70,10 @@ static int parse_value(enum dynspec_param p, const char *where, const char *key,
 	if (s[0] == '-')
 		return fail(err, len, "%s %s=\"%s\": must not be negative", where, key, s);
 	if (p == DYNSPEC_BURST_MS) {
-		r = parse_seconds_ms(s, ret);
-		if (r == -ERANGE)
-			return fail(err, len, "%s %s=\"%s\": at most %llu seconds", where, key, s,
-				    BURST_MS_MAX / 1000);
-		if (r < 0)
-			return fail(err, len,
-				    "%s %s=\"%s\": not a number of seconds (e.g. \"2\" or \"0.5\")",
-				    where, key, s);
+		struct errmsg why;
+
+		if (duration_parse_seconds_ms(s, ret, &why) < 0)
+			return fail(err, len, "%s %s=\"%s\": %s", where, key, s, why.text);
 		return 0;
 	}
 	r = quantity_parse(s, ret);

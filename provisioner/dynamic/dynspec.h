@@ -22,7 +22,8 @@
  *   burstSeconds         burst_ms      -
  *
  * Numbers are Kubernetes quantities ("100Mi", "2k", "5000"); burstSeconds
- * is a number of seconds with at most three decimals ("0.5"). A negative or
+ * is a number of seconds as duration_parse_seconds_ms() reads it ("0.5",
+ * at most a day, nothing finer than a millisecond). A negative or
  * malformed value, an unknown parameter or annotation key under carvefs.io/,
  * a bound given to a claim, or an override above its bound is an error
  * naming the key and the value; nothing is carved then.

@@ -94,6 +94,10 @@ def test_missing_size(ctl_daemon):
     (["resize", "vol", "--size", "1Mi", "--inodes", "5"], ["--inodes"]),
     (["set-limits", "vol"], ["set-limits"]),
     (["set-limits", "vol", "--riops", "fast"], ["fast"]),
+    (["set-limits", "vol", "--burst-seconds", "0.0005"], ["'0.0005'", "finer than a millisecond"]),
+    (["set-limits", "vol", "--burst-seconds", "86401"], ["'86401'", "more than 86400 seconds"]),
+    (["set-limits", "vol", "--burst-seconds", "."], ["'.'", "not a number of seconds"]),
+    (["set-limits", "vol", "--burst-seconds", "1s"], ["'1s'", "not a number of seconds"]),
     (["-o", "yaml", "list"], ["yaml"]),
     (["list", "extra"], ["extra"]),
     (["delete"], []),
@@ -101,6 +105,14 @@ def test_missing_size(ctl_daemon):
 ])
 def test_other_usage_errors(ctl_daemon, args, words):
     expect_error(ctl_daemon, args, 2, *words)
+
+
+@pytest.mark.parametrize("seconds, ms", [("2", 2000), ("0.25", 250), (".5", 500), ("1.", 1000),
+                                         ("0.1000", 100)])
+def test_burst_seconds_forms(ctl_daemon, seconds, ms):
+    """The grammar carve-provisioner's burstSeconds shares (duration.h)."""
+    ctl_daemon.ctl("set-limits", "vol", "--burst-seconds", seconds, json=False)
+    assert ctl_daemon.stats("vol")["limits"]["burst_ms"] == ms
 
 
 def test_daemon_refusals(ctl_daemon):

@@ -1,5 +1,6 @@
 /*
- * Tests for duration.c: Go's duration grammar, overflow, and the printer.
+ * Tests for duration.c: Go's duration grammar, overflow, the printer, and
+ * plain seconds in milliseconds.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -146,6 +147,71 @@ static void test_round_trip(void **state)
 	}
 }
 
+static void expect_ms(const char *s, uint64_t want)
+{
+	uint64_t got = SENTINEL;
+	struct errmsg m = { "untouched" };
+	int r = duration_parse_seconds_ms(s, &got, &m);
+
+	if (r != 0 || got != want)
+		fail_msg("\"%s\": r=%d (%s) got=%llu want=%llu ms", s, r, m.text,
+			 (unsigned long long)got, (unsigned long long)want);
+	assert_string_equal(m.text, "untouched");
+}
+
+static void expect_ms_error(const char *s, int want, const char *words)
+{
+	uint64_t got = SENTINEL;
+	struct errmsg m = { "" };
+	int r = duration_parse_seconds_ms(s, &got, &m);
+
+	if (r != want || !strstr(m.text, words))
+		fail_msg("\"%s\": r=%d \"%s\", want %d \"%s\"", s ? s : "(null)", r, m.text, want,
+			 words);
+	assert_int_equal(got, SENTINEL);
+	assert_int_equal(duration_parse_seconds_ms(s, &got, NULL), want);
+}
+
+/* The one grammar of --burst-seconds and burstSeconds. */
+static void test_seconds_ms(void **state)
+{
+	(void)state;
+	expect_ms("0", 0);
+	expect_ms("2", 2000);
+	expect_ms("0.5", 500);
+	expect_ms("0.25", 250);
+	expect_ms("1.5", 1500);
+	expect_ms("0.001", 1);
+	/* Either side of the point may be empty, as in a duration ("1.s", ".5s"). */
+	expect_ms(".5", 500);
+	expect_ms("1.", 1000);
+	/* Trailing zeros change nothing. */
+	expect_ms("0.1000", 100);
+	expect_ms("0.500000000000000000000000", 500);
+	expect_ms("007", 7000);
+	expect_ms("86400", 86400000);
+	expect_ms("86400.000", 86400000);
+
+	expect_ms_error(NULL, -EINVAL, "not a number of seconds");
+	expect_ms_error("", -EINVAL, "not a number of seconds");
+	expect_ms_error(".", -EINVAL, "not a number of seconds");
+	expect_ms_error("-1", -EINVAL, "not a number of seconds");
+	expect_ms_error("+1", -EINVAL, "not a number of seconds");
+	expect_ms_error("1s", -EINVAL, "not a number of seconds");
+	expect_ms_error("1e3", -EINVAL, "not a number of seconds");
+	expect_ms_error(" 1", -EINVAL, "not a number of seconds");
+	expect_ms_error("1 ", -EINVAL, "not a number of seconds");
+	expect_ms_error("1.2.3", -EINVAL, "not a number of seconds");
+	expect_ms_error("1,5", -EINVAL, "not a number of seconds");
+	/* Finer than a millisecond is refused, never rounded away. */
+	expect_ms_error("0.0005", -EDOM, "finer than a millisecond");
+	expect_ms_error("1.2345", -EDOM, "finer than a millisecond");
+	expect_ms_error("0.0000000000000000000001", -EDOM, "finer than a millisecond");
+	expect_ms_error("86400.001", -ERANGE, "more than 86400 seconds");
+	expect_ms_error("86401", -ERANGE, "more than 86400 seconds");
+	expect_ms_error("99999999999999999999999", -ERANGE, "more than 86400 seconds");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -154,6 +220,7 @@ int main(void)
 		cmocka_unit_test(test_rejects),
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_seconds_ms),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

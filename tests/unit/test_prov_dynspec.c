@@ -106,10 +106,12 @@ static void test_params_refused(void **state)
 	expect_refused("{\"inodes\": \"\"}", NULL, "inodes=\"\": not a quantity");
 	expect_refused("{\"inodes\": \"1e30\"}", NULL, "inodes=\"1e30\": too large");
 	expect_refused("{\"inodes\": \"10000Ei\"}", NULL, "too large");
-	expect_refused("{\"burstSeconds\": \"1.2345\"}", NULL, "not a number of seconds");
-	expect_refused("{\"burstSeconds\": \"2s\"}", NULL, "burstSeconds=\"2s\"");
-	expect_refused("{\"burstSeconds\": \"1.\"}", NULL, "not a number of seconds");
-	expect_refused("{\"burstSeconds\": \"100000\"}", NULL, "at most 86400 seconds");
+	expect_refused("{\"burstSeconds\": \"1.2345\"}", NULL,
+		       "burstSeconds=\"1.2345\": finer than a millisecond");
+	expect_refused("{\"burstSeconds\": \"2s\"}", NULL,
+		       "burstSeconds=\"2s\": not a number of seconds");
+	expect_refused("{\"burstSeconds\": \".\"}", NULL, "not a number of seconds");
+	expect_refused("{\"burstSeconds\": \"100000\"}", NULL, "more than 86400 seconds");
 	expect_refused("{\"readIOPS\": 5}", NULL, "readIOPS: must be a string");
 	expect_refused("{\"readIOPS\": \"500\", \"maxReadIOPS\": \"100\"}", NULL,
 		       "readIOPS=\"500\" is above the class's own maxReadIOPS (100)");
