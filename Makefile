@@ -58,7 +58,8 @@ DEB_BENCH := $(DEB_TEST) gnuplot-nox
 COMMON_SRCS := fs/common/log.c fs/common/quantity.c fs/common/volname.c \
 	fs/common/wire.c fs/common/fileio.c fs/common/histogram.c \
 	fs/common/promtext.c fs/common/httpd.c fs/common/walk.c \
-	fs/common/clock.c fs/common/errmsg.c fs/common/k8sname.c fs/common/duration.c
+	fs/common/clock.c fs/common/errmsg.c fs/common/k8sname.c fs/common/duration.c \
+	fs/common/ctlclient.c
 
 VFS_SRCS := fs/daemon/vfs/vfs.c fs/daemon/vfs/ops.c fs/daemon/vfs/inode.c \
 	fs/daemon/vfs/meta.c fs/daemon/vfs/dir.c fs/daemon/vfs/file.c \
@@ -74,7 +75,7 @@ DAEMON_SRCS := fs/daemon/main.c fs/daemon/ctlserver.c fs/daemon/control.c \
 # carvectl links only what a client needs: no FUSE, ring or HTTP server.
 CTL_SRCS := fs/ctl/carvectl.c fs/common/quantity.c fs/common/volname.c \
 	fs/common/wire.c fs/common/clock.c fs/common/errmsg.c fs/common/k8sname.c \
-	fs/common/duration.c
+	fs/common/duration.c fs/common/ctlclient.c
 
 # The provisioner's modules with no network, mounts or clock: unit-tested.
 PROV_PURE_SRCS := provisioner/config.c provisioner/pv.c provisioner/backoff.c \
@@ -83,7 +84,7 @@ PROV_PURE_SRCS := provisioner/config.c provisioner/pv.c provisioner/backoff.c \
 	provisioner/metrics.c \
 	provisioner/kube/kubeconfig.c \
 	provisioner/dynamic/sizing.c provisioner/dynamic/dynspec.c
-PROV_SRCS := provisioner/main.c provisioner/health.c provisioner/volclient.c \
+PROV_SRCS := provisioner/main.c provisioner/health.c \
 	provisioner/kube/kube.c provisioner/kube/kwatch.c provisioner/kube/events.c \
 	provisioner/static/discovery.c provisioner/static/cleaner.c \
 	provisioner/dynamic/dynamic.c provisioner/dynamic/expand.c \

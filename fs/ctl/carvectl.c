@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "ctlclient.h"
 #include "duration.h"
 #include "quantity.h"
 #include "volname.h"
@@ -313,84 +314,19 @@ static int limit_option(json_t *req, int c, const char *arg)
 
 /*
  * Sends @req and returns the daemon's successful reply in *ret_reply (a new
- * reference), or prints why not and returns the exit status.
+ * reference), or prints why not and returns the exit status: unreachable
+ * when the daemon did not answer, else it refused or failed.
  */
 static int call(const struct ctl *ctl, json_t *req, json_t **ret_reply)
 {
-	char *text = NULL, *line = NULL;
-	json_t *reply = NULL, *err;
-	json_error_t jerr;
-	int fd = -1, r, status;
+	struct errmsg msg;
+	int r;
 
-	fd = wire_connect(ctl->socket_path);
-	if (fd < 0) {
-		const char *hint = "";
-
-		if (fd == -ENOENT || fd == -ECONNREFUSED)
-			hint = " (is the daemon running?)";
-		else if (fd == -EACCES || fd == -EPERM)
-			hint = " (the control socket is for root only)";
-		fprintf(stderr, "carvectl: cannot reach carvefs at '%s': %s%s\n", ctl->socket_path,
-			strerror(-fd), hint);
-		return EXIT_UNREACHABLE;
-	}
-	text = json_dumps(req, JSON_COMPACT);
-	if (!text) {
-		status = fail_oom();
-		goto out;
-	}
-	r = wire_call(fd, text, ctl->timeout_ms, &line);
-	if (r == -ETIMEDOUT) {
-		fprintf(stderr,
-			"carvectl: carvefs at '%s' did not reply within %d s (see --timeout)\n",
-			ctl->socket_path, ctl->timeout_ms / 1000);
-		status = EXIT_UNREACHABLE;
-		goto out;
-	}
-	if (r == -EPROTO) {
-		fprintf(stderr, "carvectl: carvefs at '%s' closed the connection without a reply\n",
-			ctl->socket_path);
-		status = EXIT_UNREACHABLE;
-		goto out;
-	}
-	if (r < 0) {
-		fprintf(stderr, "carvectl: cannot talk to carvefs at '%s': %s\n", ctl->socket_path,
-			strerror(-r));
-		status = EXIT_UNREACHABLE;
-		goto out;
-	}
-	reply = json_loads(line, 0, &jerr);
-	if (!json_is_object(reply)) {
-		fprintf(stderr, "carvectl: malformed reply from carvefs: %s\n",
-			reply ? "not a JSON object" : jerr.text);
-		status = EXIT_DAEMON;
-		goto out;
-	}
-	err = json_object_get(reply, "error");
-	if (err) {
-		const char *msg = json_string_value(json_object_get(err, "message"));
-		const char *code = json_string_value(json_object_get(err, "code"));
-
-		fprintf(stderr, "carvectl: %s\n",
-			msg ? msg : code ? code : "the daemon reported an unspecified error");
-		status = EXIT_DAEMON;
-		goto out;
-	}
-	if (!json_is_true(json_object_get(reply, "ok"))) {
-		fputs("carvectl: malformed reply from carvefs: neither \"ok\" nor \"error\"\n",
-		      stderr);
-		status = EXIT_DAEMON;
-		goto out;
-	}
-	*ret_reply = reply;
-	reply = NULL;
-	status = EXIT_SUCCESS;
-out:
-	json_decref(reply);
-	free(line);
-	free(text);
-	close(fd);
-	return status;
+	r = ctlclient_call(ctl->socket_path, req, ctl->timeout_ms, ret_reply, &msg);
+	if (r == 0)
+		return 0;
+	fprintf(stderr, "carvectl: %s%s\n", msg.text, r == -ETIMEDOUT ? " (see --timeout)" : "");
+	return ctlclient_unreachable(r) ? EXIT_UNREACHABLE : EXIT_DAEMON;
 }
 
 static json_t *new_request(const char *verb, const char *name)

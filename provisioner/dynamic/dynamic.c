@@ -20,7 +20,7 @@
 #include "pv.h"
 #include "quantity.h"
 #include "retryset.h"
-#include "volclient.h"
+#include "ctlclient.h"
 #include "wire.h"
 #include "jpath.h"
 #include "clock.h"
@@ -219,7 +219,8 @@ static int carve(struct dynamic *d, const json_t *claim, const json_t *sc, const
 {
 	const json_t *existing = jpath_find(d->volumes, name, "name");
 	json_t *req = NULL, *reply = NULL;
-	char msg[WIRE_MSG_MAX] = "", want[32], have[32];
+	struct errmsg msg = { "" };
+	char want[32], have[32];
 	int r;
 
 	if (existing) {
@@ -238,11 +239,11 @@ static int carve(struct dynamic *d, const json_t *claim, const json_t *sc, const
 
 	/* A claim larger than the whole pool fits nowhere here, whatever is freed. */
 	if (!d->pool) {
-		r = volclient_pool(d->socket, &d->pool, msg);
+		r = ctlclient_pool(d->socket, &d->pool, &msg);
 		if (r < 0)
 			return claim_failed(d, claim, r,
 					    "cannot measure the carvefs pool on node '%s': %s",
-					    d->node_name, msg[0] ? msg : strerror(-r));
+					    d->node_name, msg.text);
 	}
 	{
 		const json_t *sz = json_object_get(d->pool, "size_bytes");
@@ -264,16 +265,16 @@ static int carve(struct dynamic *d, const json_t *claim, const json_t *sc, const
 	if (r < 0)
 		return claim_failed(d, claim, r, "cannot build the volume request: %s",
 				    strerror(-r));
-	r = volclient_call(d->socket, req, VOLCLIENT_TIMEOUT_MS, &reply, msg);
+	r = ctlclient_call(d->socket, req, CTLCLIENT_TIMEOUT_MS, &reply, &msg);
 	json_decref(req);
 	if (r == -ENOSPC) {
-		claim_failed(d, claim, r, "not enough room on node '%s': %s", d->node_name, msg);
+		claim_failed(d, claim, r, "not enough room on node '%s': %s", d->node_name, msg.text);
 		unselect_node(d, claim);
 		return r;
 	}
 	if (r < 0) {
 		r = claim_failed(d, claim, r, "cannot carve volume '%s' on node '%s': %s", name,
-				 d->node_name, msg[0] ? msg : strerror(-r));
+				 d->node_name, msg.text);
 		goto out;
 	}
 	/* The pool changed: measure it again if another claim needs it in this pass. */
@@ -454,7 +455,7 @@ static int delete_released(struct dynamic *d, const json_t *pv)
 	const char *volume = dynspec_pv_volume(pv);
 	const char *claim_uid = jpath_str(pv, "spec", "claimRef", "uid");
 	const json_t *v;
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 	int r;
 
 	if (!volume)
@@ -475,10 +476,10 @@ static int delete_released(struct dynamic *d, const json_t *pv)
 				  name, volume, label ? label : "", claim_uid ? claim_uid : "");
 			return -EPERM;
 		}
-		r = volclient_delete(d->socket, volume, true, msg);
+		r = ctlclient_delete(d->socket, volume, true, &msg);
 		if (r < 0 && r != -ENOENT)
-			return log_error_errno(r, "PV '%s' released: cannot delete volume '%s'%s%s",
-					       name, volume, msg[0] ? ": " : "", msg);
+			return log_error_errno(r, "PV '%s' released: cannot delete volume '%s': %s",
+					       name, volume, msg.text);
 		log_info("PV '%s' released: deleted volume '%s'", name, volume);
 	}
 	r = kube_delete_pv(d->kube, name, uid);
@@ -530,13 +531,13 @@ static bool orphan_reclaimable(const struct dynamic *d, const json_t *vol)
 static int reclaim_orphan(struct dynamic *d, const json_t *vol, const char *name)
 {
 	const json_t *labels = json_object_get(vol, "labels");
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 	int r;
 
 	/* Not forced: a volume someone has started to use is left alone. */
-	r = volclient_delete(d->socket, name, false, msg);
+	r = ctlclient_delete(d->socket, name, false, &msg);
 	if (r < 0)
-		return log_warn_errno(r, "volume '%s': cannot delete it: %s", name, msg);
+		return log_warn_errno(r, "volume '%s': cannot delete it: %s", name, msg.text);
 	log_info("volume '%s' deleted: its claim '%s/%s' went away before it had a PV, and it "
 		 "held nothing",
 		 name,
@@ -633,7 +634,7 @@ static bool has_claim_volumes(const struct dynamic *d)
 unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit)
 {
 	json_t *claims = NULL, *pvs = NULL, *pv, *claim;
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 	unsigned errors = 0;
 	size_t i;
 	int r;
@@ -648,10 +649,10 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 	 * A node without a carvefs daemon is no error as long as nothing asks
 	 * for one: the claims and PVs that do are reported below.
 	 */
-	r = volclient_list(d->socket, &d->volumes, msg);
+	r = ctlclient_list(d->socket, &d->volumes, &msg);
 	if (r < 0)
 		log_debug("cannot list the carvefs volumes at %s: %s", d->socket,
-			  msg[0] ? msg : strerror(-r));
+			  msg.text);
 
 	r = list_classes(d);
 	if (r == 0)
@@ -684,7 +685,7 @@ unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit
 		if (!d->volumes) {
 			claim_failed(d, claim, -ENOENT,
 				     "the carvefs daemon on node '%s' does not answer at %s: %s",
-				     d->node_name, d->socket, msg[0] ? msg : "not running");
+				     d->node_name, d->socket, msg.text[0] ? msg.text : "not running");
 			r = -ENOENT;
 		} else {
 			r = provision(d, claim, pvs, hostname, overcommit);

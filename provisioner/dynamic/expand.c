@@ -17,7 +17,7 @@
 #include "quantity.h"
 #include "retryset.h"
 #include "dynamic/sizing.h"
-#include "volclient.h"
+#include "ctlclient.h"
 #include "jpath.h"
 #include "clock.h"
 
@@ -151,34 +151,33 @@ static int class_allows(struct expand *e, json_t *cache, const char *name, bool 
 }
 
 /* The volume's capacity according to the daemon. */
-static int volume_capacity(struct expand *e, const char *volume, uint64_t *ret_bytes, char *msg)
+static int volume_capacity(struct expand *e, const char *volume, uint64_t *ret_bytes,
+			   struct errmsg *msg)
 {
 	json_t *vol = NULL;
 	json_int_t cap;
 	int r;
 
-	r = volclient_stats(e->socket, volume, &vol, msg);
+	r = ctlclient_stats(e->socket, volume, &vol, msg);
 	if (r < 0)
 		return r;
 	cap = json_integer_value(json_object_get(vol, "capacity_bytes"));
 	json_decref(vol);
-	if (cap <= 0) {
-		snprintf(msg, WIRE_MSG_MAX, "the carvefs daemon did not say the volume's capacity");
-		return -EPROTO;
-	}
+	if (cap <= 0)
+		return errmsg_set(msg, -EPROTO, "the carvefs daemon did not say the volume's capacity");
 	*ret_bytes = (uint64_t)cap;
 	return 0;
 }
 
 /* Grows the volume to @target_bytes; its new capacity into *ret_bytes. */
 static int volume_resize(struct expand *e, const char *volume, uint64_t target_bytes,
-			 double overcommit, uint64_t *ret_bytes, char *msg)
+			 double overcommit, uint64_t *ret_bytes, struct errmsg *msg)
 {
 	json_t *vol = NULL;
 	json_int_t cap;
 	int r;
 
-	r = volclient_resize(e->socket, volume, target_bytes, overcommit, &vol, msg);
+	r = ctlclient_resize(e->socket, volume, target_bytes, overcommit, &vol, msg);
 	if (r < 0)
 		return r;
 	cap = json_integer_value(json_object_get(vol, "capacity_bytes"));
@@ -265,7 +264,7 @@ static void failed(struct expand *e, struct expand_claim *mem, const char *uid,
 		   uint64_t target_bytes, int err, const char *why, const char *ns,
 		   const char *name)
 {
-	char size[32], msg[WIRE_MSG_MAX + 128];
+	char size[32], msg[ERRMSG_MAX + 128];
 	uint64_t delay;
 
 	if (quantity_format(target_bytes, size, sizeof(size)) < 0)
@@ -306,7 +305,8 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 	struct expand_claim *mem;
 	enum sizing_verdict verdict;
 	uint64_t req_bytes, target, have, size;
-	char why[WIRE_MSG_MAX], sz[32], version[SIZING_DECIMAL_MAX];
+	struct errmsg why;
+	char sz[32], version[SIZING_DECIMAL_MAX];
 	bool allows = false;
 	int r;
 
@@ -323,12 +323,12 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 	}
 	if (verdict == SIZING_SHRINK) {
 		if (!mem->shrink_reported) {
-			snprintf(why, sizeof(why),
+			(void)errmsg_set(&why, -EINVAL,
 				 "carvefs volumes cannot shrink: the request of %s is below the "
 				 "volume's %s; the volume is left as it is",
 				 request, capacity);
-			log_warn("claim '%s/%s': %s", ns, name, why);
-			post(e, claim, EVENT_WARNING, "VolumeResizeFailed", why);
+			log_warn("claim '%s/%s': %s", ns, name, why.text);
+			post(e, claim, EVENT_WARNING, "VolumeResizeFailed", why.text);
 			mem->shrink_reported = true;
 		}
 		return 0;
@@ -373,11 +373,11 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 	if (quantity_format(target, sz, sizeof(sz)) < 0)
 		snprintf(sz, sizeof(sz), "?");
 
-	r = volume_capacity(e, cand->volume, &have, why);
+	r = volume_capacity(e, cand->volume, &have, &why);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0) {
-		failed(e, mem, uid, version, claim, cand->volume, target, r, why, ns, name);
+		failed(e, mem, uid, version, claim, cand->volume, target, r, why.text, ns, name);
 		return !refused(r);
 	}
 	if (have >= target) {
@@ -388,11 +388,11 @@ static int expand_claim(struct expand *e, const struct expand_input *in, json_t 
 	} else {
 		log_info("claim '%s/%s' asks for %s: expanding carvefs volume '%s'", ns, name, sz,
 			 cand->volume);
-		r = volume_resize(e, cand->volume, target, in->overcommit, &size, why);
+		r = volume_resize(e, cand->volume, target, in->overcommit, &size, &why);
 		if (r == -ENOMEM)
 			return r;
 		if (r < 0) {
-			failed(e, mem, uid, version, claim, cand->volume, target, r, why, ns,
+			failed(e, mem, uid, version, claim, cand->volume, target, r, why.text, ns,
 			       name);
 			return !refused(r);
 		}

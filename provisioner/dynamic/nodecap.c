@@ -10,7 +10,7 @@
 #include "log.h"
 #include "dynamic/nodecap.h"
 #include "dynamic/sizing.h"
-#include "volclient.h"
+#include "ctlclient.h"
 #include "jpath.h"
 
 struct nodecap {
@@ -55,20 +55,21 @@ static int pool_field(const json_t *pool, const char *key, uint64_t *ret)
 }
 
 /* The pool's free and committed bytes from the daemon. */
-static int measure(struct nodecap *n, uint64_t *ret_free, uint64_t *ret_committed, char *msg)
+static int measure(struct nodecap *n, uint64_t *ret_free, uint64_t *ret_committed,
+		   struct errmsg *msg)
 {
 	json_t *pool = NULL;
 	int r;
 
-	r = volclient_pool(n->socket, &pool, msg);
+	r = ctlclient_pool(n->socket, &pool, msg);
 	if (r < 0)
 		return r;
 	r = pool_field(pool, "free_bytes", ret_free);
 	if (r == 0)
 		r = pool_field(pool, "committed_bytes", ret_committed);
 	if (r < 0)
-		snprintf(msg, WIRE_MSG_MAX, "the carvefs daemon's pool answer lacks free_bytes or "
-					    "committed_bytes");
+		errmsg_set(msg, r, "the carvefs daemon's pool answer lacks free_bytes or "
+				   "committed_bytes");
 	json_decref(pool);
 	return r;
 }
@@ -88,16 +89,17 @@ int nodecap_update(struct nodecap *n, const char *node_name, const json_t *node,
 	const json_t *meta = json_object_get(node, "metadata");
 	const char *ann = jpath_str(meta, "annotations", NODECAP_ANN_BYTES);
 	const char *label = jpath_str(meta, "labels", NODECAP_LABEL_GIB);
-	char bytes[SIZING_DECIMAL_MAX], gib[SIZING_DECIMAL_MAX], msg[WIRE_MSG_MAX], path[320];
+	char bytes[SIZING_DECIMAL_MAX], gib[SIZING_DECIMAL_MAX], path[320];
+	struct errmsg msg;
 	uint64_t free_b, committed, room;
 	json_t *patch;
 	int r;
 
-	r = measure(n, &free_b, &committed, msg);
+	r = measure(n, &free_b, &committed, &msg);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0)
-		return report(n, r, msg);
+		return report(n, r, msg.text);
 	room = sizing_allocatable(free_b, overcommit, committed);
 	r = sizing_format_bytes(room, bytes, sizeof(bytes));
 	if (r == 0)

@@ -17,7 +17,7 @@
 #include "static/discovery.h"
 #include "log.h"
 #include "walk.h"
-#include "volclient.h"
+#include "ctlclient.h"
 
 extern char **environ;
 
@@ -35,12 +35,12 @@ const char *cleaner_carvefs_name(const char *source, const char *mount_path)
 
 int cleaner_wipe_carvefs(const char *socket_path, const char *name, int timeout_ms)
 {
-	char msg[WIRE_MSG_MAX];
+	struct errmsg msg;
 	int r;
 
-	r = volclient_wipe(socket_path, name, timeout_ms, msg);
+	r = ctlclient_wipe(socket_path, name, timeout_ms, &msg);
 	if (r < 0)
-		return log_error_errno(r, "carvefs volume '%s' not wiped: %s", name, msg);
+		return log_error_errno(r, "carvefs volume '%s' not wiped: %s", name, msg.text);
 	log_info("carvefs volume '%s' wiped", name);
 	return 0;
 }

@@ -38,7 +38,7 @@ int cleaner_clean(const struct cleaner_target *t);
 /*
  * Asks the carvefs daemon at @socket_path to wipe its volume @name, waiting
  * at most @timeout_ms, and logs the outcome. Returns 0 or -errno as
- * volclient.h says (-ECONNREFUSED when the daemon is not running).
+ * ctlclient.h says (-ECONNREFUSED when the daemon is not running).
  */
 int cleaner_wipe_carvefs(const char *socket_path, const char *name, int timeout_ms);
 

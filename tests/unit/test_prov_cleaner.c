@@ -25,7 +25,7 @@
 #include <cmocka.h>
 
 #include "../../provisioner/static/cleaner.c"
-#include "../../provisioner/volclient.c"
+#include "fake_daemon.h"
 
 static char base[64];
 
@@ -219,52 +219,14 @@ static void test_block_command(void **state)
 
 /* ---- a fake carvefs daemon ---------------------------------------------- */
 
-struct fake {
-	int listen_fd;
-	const char *reply;
-	char request[512];
-};
-
-static void *fake_serve(void *arg)
-{
-	struct fake *f = arg;
-	size_t n = 0;
-	int c;
-
-	c = accept(f->listen_fd, NULL, NULL);
-	if (c < 0)
-		return NULL;
-	while (n < sizeof(f->request) - 1) {
-		ssize_t k = read(c, f->request + n, 1);
-
-		if (k <= 0 || f->request[n] == '\n')
-			break;
-		n++;
-	}
-	f->request[n] = '\0';
-	if (write(c, f->reply, strlen(f->reply)) < 0)
-		perror("write");
-	close(c);
-	return NULL;
-}
-
 static int fake_wipe(const char *sock, const char *reply, const char *name, char *ret_request)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct fake f = { .reply = reply };
-	pthread_t t;
+	struct fake_daemon f = { .reply = reply };
 	int r;
 
-	unlink(sock);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-	f.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(f.listen_fd >= 0);
-	assert_int_equal(bind(f.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(f.listen_fd, 1), 0);
-	assert_int_equal(pthread_create(&t, NULL, fake_serve, &f), 0);
+	fake_daemon_start(&f, sock);
 	r = cleaner_wipe_carvefs(sock, name, 5000);
-	pthread_join(t, NULL);
-	close(f.listen_fd);
+	fake_daemon_stop(&f);
 	strcpy(ret_request, f.request);
 	return r;
 }
