@@ -343,7 +343,8 @@ static int provision(struct dynamic *d, const json_t *claim, const json_t *pvs,
 	const char *class_name = jpath_str(claim, "spec", "storageClassName");
 	const json_t *sc, *existing_pv;
 	struct dynspec_params params;
-	char err[DYNSPEC_ERR_MAX], size_text[32], *name = NULL;
+	char size_text[32], *name = NULL;
+	struct errmsg err;
 	json_t *volume = NULL, *pv = NULL;
 	const char *path, *provisioner;
 	uint64_t size;
@@ -380,12 +381,11 @@ static int provision(struct dynamic *d, const json_t *claim, const json_t *pvs,
 		r = 0;
 		goto out;
 	}
-	if (dynspec_claim_supported(claim, err, sizeof(err)) < 0 ||
-	    dynspec_claim_size(claim, &size, err, sizeof(err)) < 0 ||
+	if (dynspec_claim_supported(claim, &err) < 0 ||
+	    dynspec_claim_size(claim, &size, &err) < 0 ||
 	    dynspec_params_resolve(json_object_get(sc, "parameters"),
-				   jpath_get(claim, "metadata", "annotations"), &params, err,
-				   sizeof(err)) < 0) {
-		r = claim_failed(d, claim, -EINVAL, "%s", err);
+				   jpath_get(claim, "metadata", "annotations"), &params, &err) < 0) {
+		r = claim_failed(d, claim, -EINVAL, "%s", err.text);
 		goto out;
 	}
 
@@ -407,9 +407,9 @@ static int provision(struct dynamic *d, const json_t *claim, const json_t *pvs,
 							   .path = path,
 							   .hostname = hostname,
 							   .capacity_bytes = size },
-			     &pv, err, sizeof(err));
+			     &pv, &err);
 	if (r < 0) {
-		r = claim_failed(d, claim, r, "%s", r == -EINVAL ? err : strerror(-r));
+		r = claim_failed(d, claim, r, "%s", err.text);
 		goto out;
 	}
 	r = create_pv(d, claim, pv);

@@ -3,7 +3,6 @@
  * see include/dynspec.h.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,47 +41,34 @@ const char *dynspec_param_field(enum dynspec_param p)
 	return p < DYNSPEC_N_PARAMS ? params[p].field : NULL;
 }
 
-__attribute__((format(printf, 3, 4)))
-static int fail(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && len > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, len, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 /*
  * One value, from @where ("StorageClass parameter" or "annotation") under
  * @key. Parameters are strings in the API; an annotation is too.
  */
 static int parse_value(enum dynspec_param p, const char *where, const char *key,
-		       const json_t *v, uint64_t *ret, char *err, size_t len)
+		       const json_t *v, uint64_t *ret, struct errmsg *m)
 {
 	const char *s = json_string_value(v);
 	int r;
 
 	if (!s)
-		return fail(err, len, "%s %s: must be a string", where, key);
+		return errmsg_set(m, -EINVAL, "%s %s: must be a string", where, key);
 	if (s[0] == '-')
-		return fail(err, len, "%s %s=\"%s\": must not be negative", where, key, s);
+		return errmsg_set(m, -EINVAL, "%s %s=\"%s\": must not be negative", where, key, s);
 	if (p == DYNSPEC_BURST_MS) {
 		struct errmsg why;
 
 		if (duration_parse_seconds_ms(s, ret, &why) < 0)
-			return fail(err, len, "%s %s=\"%s\": %s", where, key, s, why.text);
+			return errmsg_set(m, -EINVAL, "%s %s=\"%s\": %s", where, key, s, why.text);
 		return 0;
 	}
 	r = quantity_parse(s, ret);
 	if (r == 0 && *ret > VALUE_MAX)
 		r = -ERANGE;
 	if (r == -ERANGE)
-		return fail(err, len, "%s %s=\"%s\": too large", where, key, s);
+		return errmsg_set(m, -EINVAL, "%s %s=\"%s\": too large", where, key, s);
 	if (r < 0)
-		return fail(err, len, "%s %s=\"%s\": not a quantity (e.g. \"5000\", \"2k\", \"100Mi\")",
+		return errmsg_set(m, -EINVAL, "%s %s=\"%s\": not a quantity (e.g. \"5000\", \"2k\", \"100Mi\")",
 			    where, key, s);
 	return 0;
 }
@@ -115,7 +101,7 @@ static void known_keys(char *buf, size_t len, bool with_max)
 }
 
 int dynspec_params_resolve(const json_t *parameters, const json_t *annotations,
-			   struct dynspec_params *ret, char *ret_err, size_t err_len)
+			   struct dynspec_params *ret, struct errmsg *ret_msg)
 {
 	struct dynspec_params out = { 0 };
 	uint64_t max[DYNSPEC_N_PARAMS] = { 0 };
@@ -133,12 +119,12 @@ int dynspec_params_resolve(const json_t *parameters, const json_t *annotations,
 
 		if (i < 0) {
 			known_keys(known, sizeof(known), true);
-			return fail(ret_err, err_len,
+			return errmsg_set(ret_msg, -EINVAL,
 				    "unknown StorageClass parameter %s=\"%s\" (known: %s)", key,
 				    json_string_value(v) ? json_string_value(v) : "", known);
 		}
 		r = parse_value((enum dynspec_param)i, "StorageClass parameter", key, v, &value,
-				ret_err, err_len);
+				ret_msg);
 		if (r < 0)
 			return r;
 		if (is_max) {
@@ -151,7 +137,7 @@ int dynspec_params_resolve(const json_t *parameters, const json_t *annotations,
 	}
 	for (int i = 0; i < DYNSPEC_N_PARAMS; i++)
 		if (out.set[i] && has_max[i] && out.value[i] > max[i])
-			return fail(ret_err, err_len,
+			return errmsg_set(ret_msg, -EINVAL,
 				    "StorageClass parameter %s=\"%s\" is above the class's own %s (%llu)",
 				    params[i].key,
 				    json_string_value(json_object_get(parameters, params[i].key)),
@@ -169,21 +155,20 @@ int dynspec_params_resolve(const json_t *parameters, const json_t *annotations,
 		i = param_by_key(key + pl, &is_max);
 		if (i < 0) {
 			known_keys(known, sizeof(known), false);
-			return fail(ret_err, err_len,
+			return errmsg_set(ret_msg, -EINVAL,
 				    "unknown annotation %s=\"%s\" (a claim may set: %s)", key,
 				    json_string_value(v) ? json_string_value(v) : "", known);
 		}
 		if (is_max)
-			return fail(ret_err, err_len,
+			return errmsg_set(ret_msg, -EINVAL,
 				    "annotation %s=\"%s\": bounds are the StorageClass's to set, "
 				    "not a claim's",
 				    key, json_string_value(v) ? json_string_value(v) : "");
-		r = parse_value((enum dynspec_param)i, "annotation", key, v, &value, ret_err,
-				err_len);
+		r = parse_value((enum dynspec_param)i, "annotation", key, v, &value, ret_msg);
 		if (r < 0)
 			return r;
 		if (has_max[i] && value > max[i])
-			return fail(ret_err, err_len,
+			return errmsg_set(ret_msg, -EINVAL,
 				    "annotation %s=\"%s\" is above the class's %s (%llu)", key,
 				    json_string_value(v), params[i].max_key,
 				    (unsigned long long)max[i]);
@@ -239,40 +224,40 @@ bool dynspec_claim_grows(const json_t *claim, const char *node_name)
 	return want > have;
 }
 
-int dynspec_claim_size(const json_t *claim, uint64_t *ret_bytes, char *ret_err, size_t err_len)
+int dynspec_claim_size(const json_t *claim, uint64_t *ret_bytes, struct errmsg *ret_msg)
 {
 	const char *s = jpath_str(claim, "spec", "resources", "requests", "storage");
 	uint64_t bytes;
 	int r;
 
 	if (!s)
-		return fail(ret_err, err_len, "the claim requests no storage size");
+		return errmsg_set(ret_msg, -EINVAL, "the claim requests no storage size");
 	r = quantity_parse(s, &bytes);
 	if (r < 0 || bytes == 0)
-		return fail(ret_err, err_len, "the claim's storage request \"%s\" is %s", s,
+		return errmsg_set(ret_msg, -EINVAL, "the claim's storage request \"%s\" is %s", s,
 			    r == -ERANGE ? "too large" : r < 0 ? "not a quantity" : "zero");
 	if (bytes > VALUE_MAX - DYNSPEC_BLOCK_BYTES)
-		return fail(ret_err, err_len, "the claim's storage request \"%s\" is too large", s);
+		return errmsg_set(ret_msg, -EINVAL, "the claim's storage request \"%s\" is too large", s);
 	*ret_bytes = (bytes + DYNSPEC_BLOCK_BYTES - 1) / DYNSPEC_BLOCK_BYTES * DYNSPEC_BLOCK_BYTES;
 	return 0;
 }
 
-int dynspec_claim_supported(const json_t *claim, char *ret_err, size_t err_len)
+int dynspec_claim_supported(const json_t *claim, struct errmsg *ret_msg)
 {
 	const json_t *spec = json_object_get(claim, "spec");
 	const char *mode = json_string_value(json_object_get(spec, "volumeMode"));
 
 	if (mode && strcmp(mode, "Filesystem") != 0)
-		return fail(ret_err, err_len,
+		return errmsg_set(ret_msg, -EINVAL,
 			    "volumeMode %s is not supported: carvefs volumes are filesystems", mode);
 	if (json_object_get(spec, "selector") && !json_is_null(json_object_get(spec, "selector")))
-		return fail(ret_err, err_len,
+		return errmsg_set(ret_msg, -EINVAL,
 			    "a claim with a selector cannot be provisioned dynamically");
 	if ((json_object_get(spec, "dataSource") &&
 	     !json_is_null(json_object_get(spec, "dataSource"))) ||
 	    (json_object_get(spec, "dataSourceRef") &&
 	     !json_is_null(json_object_get(spec, "dataSourceRef"))))
-		return fail(ret_err, err_len,
+		return errmsg_set(ret_msg, -EINVAL,
 			    "a claim with a data source cannot be provisioned: carvefs has no "
 			    "snapshots or clones");
 	return 0;
@@ -356,8 +341,8 @@ static json_t *claim_ref(const json_t *claim)
 	return ref;
 }
 
-int dynspec_pv_build(const struct dynspec_pv_request *req, json_t **ret_pv, char *ret_err,
-		     size_t err_len)
+int dynspec_pv_build(const struct dynspec_pv_request *req, json_t **ret_pv,
+		     struct errmsg *ret_msg)
 {
 	const json_t *sc = req->storage_class;
 	const char *policy = json_string_value(json_object_get(sc, "reclaimPolicy"));
@@ -371,16 +356,17 @@ int dynspec_pv_build(const struct dynspec_pv_request *req, json_t **ret_pv, char
 	if (!policy)
 		policy = "Delete";
 	if (strcmp(policy, "Delete") != 0 && strcmp(policy, "Retain") != 0)
-		return fail(ret_err, err_len,
+		return errmsg_set(ret_msg, -EINVAL,
 			    "StorageClass reclaimPolicy %s is not supported (Delete or Retain)",
 			    policy);
 	if (!class_name)
-		return fail(ret_err, err_len, "the StorageClass has no name");
+		return errmsg_set(ret_msg, -EINVAL, "the StorageClass has no name");
 	ref = claim_ref(req->claim);
 	if (!ref)
-		return fail(ret_err, err_len, "the claim lacks a namespace, name or uid");
+		return errmsg_set(ret_msg, -EINVAL, "the claim lacks a namespace, name or uid");
 	if (quantity_format(req->capacity_bytes, size, sizeof(size)) < 0) {
-		r = -EINVAL;
+		r = errmsg_set(ret_msg, -EINVAL, "the size %llu cannot be written as a quantity",
+			       (unsigned long long)req->capacity_bytes);
 		goto out;
 	}
 	affinity = json_pack("{s:{s:[{s:[{s:s, s:s, s:[s]}]}]}}", "required", "nodeSelectorTerms",
@@ -416,6 +402,8 @@ int dynspec_pv_build(const struct dynspec_pv_request *req, json_t **ret_pv, char
 	*ret_pv = pv;
 	pv = NULL;
 out:
+	if (r == -ENOMEM)
+		errmsg_set(ret_msg, r, "out of memory");
 	json_decref(pv);
 	json_decref(ref);
 	json_decref(affinity);

@@ -30,7 +30,7 @@
  *
  * Pure: no I/O, no logging, no clock. Functions return 0 or -errno unless
  * they say otherwise; JSON out-parameters are new references owned by the
- * caller; error texts go to @ret_err (DYNSPEC_ERR_MAX bytes suffice).
+ * caller; the reason for a failure goes to @ret_msg (errmsg.h).
  */
 #ifndef CARVEFS_DYNSPEC_H
 #define CARVEFS_DYNSPEC_H
@@ -40,6 +40,8 @@
 #include <stdint.h>
 
 #include <jansson.h>
+
+#include "errmsg.h"
 
 #define DYNSPEC_PROVISIONER "carvefs.io/local"
 #define DYNSPEC_ANN_PREFIX "carvefs.io/"
@@ -52,7 +54,6 @@
 #define DYNSPEC_ANN_PROVISIONER_BETA "volume.beta.kubernetes.io/storage-provisioner"
 /* Sizes are rounded up to the pool's block size. */
 #define DYNSPEC_BLOCK_BYTES 4096
-#define DYNSPEC_ERR_MAX 512
 
 enum dynspec_param {
 	DYNSPEC_INODES = 0,
@@ -77,10 +78,10 @@ const char *dynspec_param_field(enum dynspec_param p);
 /*
  * The limits for a claim annotated @annotations (its metadata.annotations,
  * may be NULL) of a class with @parameters (the StorageClass's parameters,
- * may be NULL), into *ret. Returns 0 or -EINVAL with the reason in @ret_err.
+ * may be NULL), into *ret. Returns 0 or -EINVAL with the reason in @ret_msg.
  */
 int dynspec_params_resolve(const json_t *parameters, const json_t *annotations,
-			   struct dynspec_params *ret, char *ret_err, size_t err_len);
+			   struct dynspec_params *ret, struct errmsg *ret_msg);
 
 /*
  * True if @claim is one this node is to provision now: Pending, not bound
@@ -97,16 +98,16 @@ bool dynspec_claim_grows(const json_t *claim, const char *node_name);
 
 /*
  * The volume size for @claim: spec.resources.requests.storage rounded up to
- * DYNSPEC_BLOCK_BYTES. -EINVAL (with @ret_err) when missing, zero,
+ * DYNSPEC_BLOCK_BYTES. -EINVAL (with @ret_msg) when missing, zero,
  * malformed or too large.
  */
-int dynspec_claim_size(const json_t *claim, uint64_t *ret_bytes, char *ret_err, size_t err_len);
+int dynspec_claim_size(const json_t *claim, uint64_t *ret_bytes, struct errmsg *ret_msg);
 
 /*
  * Anything in @claim's spec carvefs cannot honour (a Block volumeMode, a
- * selector, a dataSource): -EINVAL with the reason in @ret_err; else 0.
+ * selector, a dataSource): -EINVAL with the reason in @ret_msg; else 0.
  */
-int dynspec_claim_supported(const json_t *claim, char *ret_err, size_t err_len);
+int dynspec_claim_supported(const json_t *claim, struct errmsg *ret_msg);
 
 /* "pvc-<metadata.uid>" into a malloc'd *ret_name; -EINVAL without a uid. */
 int dynspec_volume_name(const json_t *claim, char **ret_name);
@@ -142,11 +143,11 @@ struct dynspec_pv_request {
  * and resourceVersion), pinned to @hostname, with the class's reclaim
  * policy (Delete by default) and mountOptions, the claim's access modes,
  * and the annotations provisioned-by carvefs.io/local and carvefs.io/volume.
- * -EINVAL (with @ret_err) if the class's reclaim policy is neither Delete
- * nor Retain or the claim lacks what a claimRef needs.
+ * -EINVAL if the class's reclaim policy is neither Delete nor Retain or the
+ * claim lacks what a claimRef needs, -ENOMEM; with the reason in @ret_msg.
  */
-int dynspec_pv_build(const struct dynspec_pv_request *req, json_t **ret_pv, char *ret_err,
-		     size_t err_len);
+int dynspec_pv_build(const struct dynspec_pv_request *req, json_t **ret_pv,
+		     struct errmsg *ret_msg);
 
 /* True if @pv is one carvefs provisioned (provisioned-by carvefs.io/local). */
 bool dynspec_pv_ours(const json_t *pv);

@@ -18,7 +18,8 @@
 
 #define MiB (UINT64_C(1) << 20)
 
-static char err[DYNSPEC_ERR_MAX];
+static struct errmsg errm;
+static const char *const err = errm.text;
 
 static json_t *json(const char *text)
 {
@@ -35,8 +36,8 @@ static int resolve(const char *params, const char *annotations, struct dynspec_p
 	json_t *p = params ? json(params) : NULL, *a = annotations ? json(annotations) : NULL;
 	int r;
 
-	err[0] = '\0';
-	r = dynspec_params_resolve(p, a, ret, err, sizeof(err));
+	errm.text[0] = '\0';
+	r = dynspec_params_resolve(p, a, ret, &errm);
 	json_decref(p);
 	json_decref(a);
 	return r;
@@ -222,7 +223,7 @@ static void expect_size(const char *storage, uint64_t want, const char *want_err
 	json_object_set_new(json_object_get(json_object_get(json_object_get(c, "spec"), "resources"),
 					    "requests"),
 			    "storage", json_string(storage));
-	r = dynspec_claim_size(c, &size, err, sizeof(err));
+	r = dynspec_claim_size(c, &size, &errm);
 	if (want_err) {
 		if (r != -EINVAL || !strstr(err, want_err))
 			fail_msg("%s: r=%d err \"%s\"", storage, r, err);
@@ -249,7 +250,7 @@ static void test_claim_size(void **state)
 	expect_size("100Ei", 0, "too large");
 
 	c = claim_with("spec", "resources", json_object());
-	assert_int_equal(dynspec_claim_size(c, &size, err, sizeof(err)), -EINVAL);
+	assert_int_equal(dynspec_claim_size(c, &size, &errm), -EINVAL);
 	assert_non_null(strstr(err, "requests no storage size"));
 	json_decref(c);
 }
@@ -259,21 +260,21 @@ static void test_claim_supported(void **state)
 	json_t *c = json(claim_text);
 
 	(void)state;
-	assert_int_equal(dynspec_claim_supported(c, err, sizeof(err)), 0);
+	assert_int_equal(dynspec_claim_supported(c, &errm), 0);
 	json_decref(c);
 	c = claim_with("spec", "volumeMode", json_string("Block"));
-	assert_int_equal(dynspec_claim_supported(c, err, sizeof(err)), -EINVAL);
+	assert_int_equal(dynspec_claim_supported(c, &errm), -EINVAL);
 	assert_non_null(strstr(err, "volumeMode Block is not supported"));
 	json_decref(c);
 	c = claim_with("spec", "volumeMode", json_string("Filesystem"));
-	assert_int_equal(dynspec_claim_supported(c, err, sizeof(err)), 0);
+	assert_int_equal(dynspec_claim_supported(c, &errm), 0);
 	json_decref(c);
 	c = claim_with("spec", "selector", json("{\"matchLabels\": {\"a\": \"b\"}}"));
-	assert_int_equal(dynspec_claim_supported(c, err, sizeof(err)), -EINVAL);
+	assert_int_equal(dynspec_claim_supported(c, &errm), -EINVAL);
 	assert_non_null(strstr(err, "selector"));
 	json_decref(c);
 	c = claim_with("spec", "dataSource", json("{\"kind\": \"PersistentVolumeClaim\", \"name\": \"x\"}"));
-	assert_int_equal(dynspec_claim_supported(c, err, sizeof(err)), -EINVAL);
+	assert_int_equal(dynspec_claim_supported(c, &errm), -EINVAL);
 	assert_non_null(strstr(err, "data source"));
 	json_decref(c);
 }
@@ -358,7 +359,7 @@ static void test_pv_build(void **state)
 					  .capacity_bytes = 100 * MiB };
 
 	(void)state;
-	assert_int_equal(dynspec_pv_build(&req, &pv, err, sizeof(err)), 0);
+	assert_int_equal(dynspec_pv_build(&req, &pv, &errm), 0);
 	assert_string_equal(json_string_value(json_object_get(json_object_get(pv, "metadata"), "name")),
 			    "pvc-u-1");
 	assert_true(dynspec_pv_ours(pv));
@@ -399,7 +400,7 @@ static void test_pv_build(void **state)
 	json_object_del(sc, "reclaimPolicy");
 	json_object_del(sc, "mountOptions");
 	req.capacity_bytes = 100 * MiB + 4096;
-	assert_int_equal(dynspec_pv_build(&req, &pv, err, sizeof(err)), 0);
+	assert_int_equal(dynspec_pv_build(&req, &pv, &errm), 0);
 	spec = json_object_get(pv, "spec");
 	assert_string_equal(json_string_value(json_object_get(spec, "persistentVolumeReclaimPolicy")),
 			    "Delete");
@@ -411,7 +412,7 @@ static void test_pv_build(void **state)
 	pv = NULL;
 
 	json_object_set_new(sc, "reclaimPolicy", json_string("Recycle"));
-	assert_int_equal(dynspec_pv_build(&req, &pv, err, sizeof(err)), -EINVAL);
+	assert_int_equal(dynspec_pv_build(&req, &pv, &errm), -EINVAL);
 	assert_non_null(strstr(err, "reclaimPolicy Recycle is not supported"));
 	assert_null(pv);
 	json_decref(sc);
