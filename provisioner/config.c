@@ -238,8 +238,7 @@ struct parser {
 	const char *file; /* the key being parsed, which is also its file name */
 	yaml_document_t doc;
 	struct prov_config *cfg;
-	char *err;
-	size_t err_len;
+	struct errmsg *err;
 	long budget;
 };
 
@@ -269,9 +268,7 @@ static int perr(struct parser *p, const yaml_node_t *n, const char *key, const c
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (p->err && p->err_len > 0)
-		snprintf(p->err, p->err_len, "%s:%zu: %s: %s", p->file, node_line(n), key, msg);
-	return -EINVAL;
+	return errmsg_set(p->err, -EINVAL, "%s:%zu: %s: %s", p->file, node_line(n), key, msg);
 }
 
 /* Records a warning "file:line: key: message". Returns 0 or -ENOMEM. */
@@ -1243,18 +1240,15 @@ static int parse_file(struct parser *p, const struct provconfig_file *f)
 	if (!yaml_parser_load(&yp, &p->doc)) {
 		if (yp.error == YAML_MEMORY_ERROR) {
 			r = -ENOMEM;
-		} else if (p->err && p->err_len > 0) {
+		} else {
 			char ctx[128] = "";
 
 			if (yp.context)
 				snprintf(ctx, sizeof(ctx), " %s started on line %zu", yp.context,
 					 yp.context_mark.line + 1);
-			snprintf(p->err, p->err_len, "%s:%zu: %s: invalid YAML: %s%s", f->name,
-				 yp.problem_mark.line + 1, f->name,
-				 yp.problem ? yp.problem : "syntax error", ctx);
-			r = -EINVAL;
-		} else {
-			r = -EINVAL;
+			r = errmsg_set(p->err, -EINVAL, "%s:%zu: %s: invalid YAML: %s%s", f->name,
+				       yp.problem_mark.line + 1, f->name,
+				       yp.problem ? yp.problem : "syntax error", ctx);
 		}
 		yaml_parser_delete(&yp);
 		return r;
@@ -1287,17 +1281,15 @@ static int parse_file(struct parser *p, const struct provconfig_file *f)
 }
 
 int provconfig_parse(const struct provconfig_snapshot *snap, struct prov_config **ret_config,
-		     char *ret_err, size_t err_len)
+		     struct errmsg *ret_msg)
 {
-	struct parser p = { .err = ret_err, .err_len = err_len, .budget = NODE_BUDGET };
+	struct parser p = { .err = ret_msg, .budget = NODE_BUDGET };
 	bool have_classes = false;
 	int r;
 
-	if (ret_err && err_len > 0)
-		ret_err[0] = '\0';
 	p.cfg = calloc(1, sizeof(*p.cfg));
 	if (!p.cfg)
-		return -ENOMEM;
+		return errmsg_set(ret_msg, -ENOMEM, "out of memory while parsing the configuration");
 	p.cfg->min_resync_period_ns = PROVCONFIG_DEFAULT_MIN_RESYNC_NS;
 	p.cfg->overcommit = PROVCONFIG_DEFAULT_OVERCOMMIT;
 	for (size_t i = 0; i < snap->n_files; i++) {
@@ -1317,8 +1309,8 @@ int provconfig_parse(const struct provconfig_snapshot *snap, struct prov_config 
 	*ret_config = p.cfg;
 	return 0;
 fail:
-	if (r == -ENOMEM && ret_err && err_len > 0)
-		snprintf(ret_err, err_len, "out of memory while parsing the configuration");
+	if (r == -ENOMEM)
+		errmsg_set(ret_msg, r, "out of memory while parsing the configuration");
 	provconfig_free(p.cfg);
 	return r;
 }

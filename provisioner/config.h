@@ -45,6 +45,8 @@
 
 #include <jansson.h>
 
+#include "errmsg.h"
+
 #define PROVCONFIG_DEFAULT_DIR "/etc/provisioner/config"
 /* What the upstream provisioner's image runs when a class names none. */
 #define PROVCONFIG_DEFAULT_BLOCK_CLEANER "/scripts/quick_reset.sh"
@@ -55,7 +57,7 @@
 #define PROVCONFIG_DEFAULT_OVERCOMMIT 1.0
 /* The daemon refuses larger ratios: catch a typo (150 for 1.5) here. */
 #define PROVCONFIG_OVERCOMMIT_MAX 1000.0
-/* Room for any message provconfig_parse() writes. */
+/* Room for one message of the parser, before its file, line and key. */
 #define PROVCONFIG_ERR_MAX 512
 
 enum prov_volume_mode {
@@ -136,12 +138,11 @@ struct provconfig_snapshot *provconfig_snapshot_free(struct provconfig_snapshot 
 
 /*
  * Parses @snap into a new *ret_config owned by the caller. On failure
- * returns -EINVAL (or -ENOMEM), writes one line naming file, line and key
- * into @ret_err (@err_len bytes, PROVCONFIG_ERR_MAX suffice) and leaves
- * *ret_config untouched.
+ * returns -EINVAL (or -ENOMEM) with one line naming file, line and key in
+ * @ret_msg (errmsg.h), and leaves *ret_config untouched.
  */
 int provconfig_parse(const struct provconfig_snapshot *snap, struct prov_config **ret_config,
-		     char *ret_err, size_t err_len);
+		     struct errmsg *ret_msg);
 
 /* Accepts NULL; returns NULL. */
 struct prov_config *provconfig_free(struct prov_config *c);

@@ -136,7 +136,7 @@ static int config_reload(struct state *st)
 {
 	struct provconfig_snapshot *snap = NULL;
 	struct prov_config *cfg = NULL;
-	char err[PROVCONFIG_ERR_MAX];
+	struct errmsg err;
 	int fd, r;
 
 	fd = open(st->opt.config_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -156,11 +156,11 @@ static int config_reload(struct state *st)
 	provconfig_snapshot_free(st->seen);
 	st->seen = snap;
 
-	r = provconfig_parse(snap, &cfg, err, sizeof(err));
+	r = provconfig_parse(snap, &cfg, &err);
 	if (r < 0) {
 		if (r == -ENOMEM)
 			return log_error_errno(r, "cannot parse the configuration");
-		log_error("%s/%s", st->opt.config_dir, err);
+		log_error("%s/%s", st->opt.config_dir, err.text);
 		if (!st->cfg)
 			return r;
 		log_warn("keeping the last good configuration");

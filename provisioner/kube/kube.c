@@ -108,7 +108,8 @@ cleanup:
 
 int kube_config_load(const char *path, struct kubeconfig **ret_kc)
 {
-	char err[KUBECONFIG_ERR_MAX], *text = NULL, *copy = NULL;
+	char *text = NULL, *copy = NULL;
+	struct errmsg err;
 	size_t len;
 	int r;
 
@@ -122,11 +123,11 @@ int kube_config_load(const char *path, struct kubeconfig **ret_kc)
 		r = -ENOMEM;
 		goto cleanup;
 	}
-	r = kubeconfig_parse(text, len, NULL, dirname(copy), ret_kc, err, sizeof(err));
+	r = kubeconfig_parse(text, len, NULL, dirname(copy), ret_kc, &err);
 	if (r == -ENOMEM)
 		goto cleanup;
 	if (r < 0)
-		log_error("%s: %s", path, err);
+		log_error("%s: %s", path, err.text);
 cleanup:
 	if (text)
 		explicit_bzero(text, strlen(text));

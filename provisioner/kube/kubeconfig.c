@@ -6,7 +6,6 @@
  * streaming.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,22 +19,8 @@
 
 struct parse {
 	yaml_document_t *doc;
-	char *err;
-	size_t err_len;
+	struct errmsg *err;
 };
-
-__attribute__((format(printf, 3, 4)))
-static int fail(struct parse *p, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (p->err && p->err_len > 0) {
-		va_start(ap, fmt);
-		vsnprintf(p->err, p->err_len, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
 
 static const char *scalar(const yaml_node_t *n)
 {
@@ -71,7 +56,7 @@ static int named_entry(struct parse *p, const yaml_node_t *root, const char *lis
 	yaml_node_item_t *item;
 
 	if (list && list->type != YAML_SEQUENCE_NODE)
-		return fail(p, -EINVAL, "%s: not a list", list_key);
+		return errmsg_set(p->err, -EINVAL, "%s: not a list", list_key);
 	if (list) {
 		for (item = list->data.sequence.items.start; item < list->data.sequence.items.top;
 		     item++) {
@@ -83,13 +68,13 @@ static int named_entry(struct parse *p, const yaml_node_t *root, const char *lis
 				continue;
 			inner = map_get(p->doc, e, inner_key);
 			if (!inner || inner->type != YAML_MAPPING_NODE)
-				return fail(p, -EINVAL, "%s '%s': no %s mapping", list_key, name,
+				return errmsg_set(p->err, -EINVAL, "%s '%s': no %s mapping", list_key, name,
 					    inner_key);
 			*ret_inner = inner;
 			return 0;
 		}
 	}
-	return fail(p, -EINVAL, "no %s named '%s'", inner_key, name);
+	return errmsg_set(p->err, -EINVAL, "no %s named '%s'", inner_key, name);
 }
 
 /* A string field: absent is fine (NULL), anything but a scalar is not. */
@@ -102,7 +87,7 @@ static int get_str(struct parse *p, const yaml_node_t *map, const char *what, co
 	if (!n)
 		return 0;
 	if (n->type != YAML_SCALAR_NODE)
-		return fail(p, -EINVAL, "%s.%s: not a string", what, key);
+		return errmsg_set(p->err, -EINVAL, "%s.%s: not a string", what, key);
 	/* "key:" with nothing after it is null in YAML, i.e. unset. */
 	if (n->data.scalar.length == 0 && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
 		return 0;
@@ -135,7 +120,7 @@ static int get_data(struct parse *p, const yaml_node_t *map, const char *what, c
 		return r;
 	r = kubeconfig_base64_decode(s, ret_data, ret_len);
 	if (r == -EINVAL)
-		return fail(p, r, "%s.%s: not base64", what, key);
+		return errmsg_set(p->err, r, "%s.%s: not base64", what, key);
 	return r;
 }
 
@@ -162,9 +147,9 @@ static int parse_cluster(struct parse *p, const yaml_node_t *c, const char *name
 	if (r < 0)
 		return r;
 	if (!server || server[0] == '\0')
-		return fail(p, -EINVAL, "cluster '%s': no server", name);
+		return errmsg_set(p->err, -EINVAL, "cluster '%s': no server", name);
 	if (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0)
-		return fail(p, -EINVAL, "cluster '%s': server '%s' is not an http(s) URL", name,
+		return errmsg_set(p->err, -EINVAL, "cluster '%s': server '%s' is not an http(s) URL", name,
 			    server);
 	kc->server = strdup(server);
 	if (!kc->server)
@@ -181,7 +166,7 @@ static int parse_cluster(struct parse *p, const yaml_node_t *c, const char *name
 		if (strcmp(insecure, "true") == 0)
 			kc->insecure_skip_tls_verify = true;
 		else if (strcmp(insecure, "false") != 0)
-			return fail(p, -EINVAL, "cluster '%s': insecure-skip-tls-verify: not a boolean",
+			return errmsg_set(p->err, -EINVAL, "cluster '%s': insecure-skip-tls-verify: not a boolean",
 				    name);
 	}
 	r = get_data(p, c, "cluster", "certificate-authority-data", &kc->ca_data, &kc->ca_len);
@@ -220,12 +205,12 @@ static int parse_user(struct parse *p, const yaml_node_t *u, const char *name,
 	if (r < 0)
 		return r;
 	if ((kc->cert_data || kc->cert_file) != (kc->key_data || kc->key_file))
-		return fail(p, -EINVAL, "user '%s': a client certificate needs its key and the key its certificate",
+		return errmsg_set(p->err, -EINVAL, "user '%s': a client certificate needs its key and the key its certificate",
 			    name);
 	if (!kc->token && !kc->token_file && !kc->cert_data && !kc->cert_file &&
 	    (map_get(p->doc, u, "exec") || map_get(p->doc, u, "auth-provider") ||
 	     map_get(p->doc, u, "username")))
-		return fail(p, -EOPNOTSUPP,
+		return errmsg_set(p->err, -EOPNOTSUPP,
 			    "user '%s': only token, tokenFile and client certificates are supported",
 			    name);
 	return 0;
@@ -239,13 +224,13 @@ static int parse_doc(struct parse *p, const char *context, const char *base_dir,
 	int r;
 
 	if (!root || root->type != YAML_MAPPING_NODE)
-		return fail(p, -EINVAL, "not a kubeconfig: the document is not a mapping");
+		return errmsg_set(p->err, -EINVAL, "not a kubeconfig: the document is not a mapping");
 	if (!context) {
 		r = get_str(p, root, "kubeconfig", "current-context", &context);
 		if (r < 0)
 			return r;
 		if (!context || context[0] == '\0')
-			return fail(p, -EINVAL, "no current-context");
+			return errmsg_set(p->err, -EINVAL, "no current-context");
 	}
 	r = named_entry(p, root, "contexts", "context", context, &ctx);
 	if (r < 0)
@@ -256,7 +241,7 @@ static int parse_doc(struct parse *p, const char *context, const char *base_dir,
 	if (r < 0)
 		return r;
 	if (!cluster_name)
-		return fail(p, -EINVAL, "context '%s': no cluster", context);
+		return errmsg_set(p->err, -EINVAL, "context '%s': no cluster", context);
 	r = named_entry(p, root, "clusters", "cluster", cluster_name, &cluster);
 	if (r < 0)
 		return r;
@@ -273,19 +258,17 @@ static int parse_doc(struct parse *p, const char *context, const char *base_dir,
 }
 
 int kubeconfig_parse(const char *text, size_t len, const char *context, const char *base_dir,
-		     struct kubeconfig **ret_kc, char *ret_err, size_t err_len)
+		     struct kubeconfig **ret_kc, struct errmsg *ret_msg)
 {
-	struct parse p = { .err = ret_err, .err_len = err_len };
+	struct parse p = { .err = ret_msg };
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	struct kubeconfig *kc = NULL;
 	bool parser_ok = false, doc_ok = false;
 	int r;
 
-	if (ret_err && err_len > 0)
-		ret_err[0] = '\0';
 	if (len > KUBECONFIG_TEXT_MAX) {
-		r = fail(&p, -EINVAL, "too large for a kubeconfig");
+		r = errmsg_set(p.err, -EINVAL, "too large for a kubeconfig");
 		goto cleanup;
 	}
 	if (!yaml_parser_initialize(&parser)) {
@@ -297,7 +280,7 @@ int kubeconfig_parse(const char *text, size_t len, const char *context, const ch
 	if (!yaml_parser_load(&parser, &doc)) {
 		r = parser.error == YAML_MEMORY_ERROR ?
 			    -ENOMEM :
-			    fail(&p, -EINVAL, "line %zu: %s", parser.problem_mark.line + 1,
+			    errmsg_set(p.err, -EINVAL, "line %zu: %s", parser.problem_mark.line + 1,
 				 parser.problem ? parser.problem : "malformed YAML");
 		goto cleanup;
 	}
@@ -314,6 +297,8 @@ int kubeconfig_parse(const char *text, size_t len, const char *context, const ch
 	*ret_kc = kc;
 	kc = NULL;
 cleanup:
+	if (r == -ENOMEM)
+		errmsg_set(ret_msg, r, "out of memory");
 	kubeconfig_free(kc);
 	if (doc_ok)
 		yaml_document_delete(&doc);

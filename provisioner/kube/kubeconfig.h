@@ -20,8 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Room for any message kubeconfig_parse() writes. */
-#define KUBECONFIG_ERR_MAX 256
+#include "errmsg.h"
 
 /* Where a pod finds its service account. */
 #define KUBECONFIG_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -55,11 +54,11 @@ struct kubeconfig {
  * picks a context by name; NULL means current-context. @base_dir (may be
  * NULL) is the directory relative paths are resolved against. Returns 0,
  * -EINVAL for malformed YAML, a missing context/cluster/user, no server, or
- * bad base64 (one line in @ret_err says which), -EOPNOTSUPP for a user that
- * authenticates only in ways not supported, or -ENOMEM.
+ * bad base64, -EOPNOTSUPP for a user that authenticates only in ways not
+ * supported, or -ENOMEM; with the reason in @ret_msg (errmsg.h).
  */
 int kubeconfig_parse(const char *text, size_t len, const char *context, const char *base_dir,
-		     struct kubeconfig **ret_kc, char *ret_err, size_t err_len);
+		     struct kubeconfig **ret_kc, struct errmsg *ret_msg);
 
 /*
  * The in-cluster configuration from the values a pod is given:

@@ -21,7 +21,8 @@
 
 #define SEC UINT64_C(1000000000)
 
-static char err[PROVCONFIG_ERR_MAX];
+static struct errmsg errm;
+static const char *const err = errm.text;
 
 /* Parses files given as name, text, name, text, ..., NULL. */
 static int parse(struct prov_config **ret, ...)
@@ -39,7 +40,7 @@ static int parse(struct prov_config **ret, ...)
 		assert_int_equal(provconfig_snapshot_add(snap, name, text, strlen(text)), 0);
 	}
 	va_end(ap);
-	r = provconfig_parse(snap, ret, err, sizeof(err));
+	r = provconfig_parse(snap, ret, &errm);
 	provconfig_snapshot_free(snap);
 	return r;
 }
@@ -502,7 +503,7 @@ static void test_read_configmap_dir(void **state)
 	assert_int_equal(symlinkat("/nonexistent", dfd, "dangling"), 0); /* skipped */
 
 	assert_int_equal(provconfig_snapshot_read(dfd, &snap), 0);
-	assert_int_equal(provconfig_parse(snap, &c, err, sizeof(err)), 0);
+	assert_int_equal(provconfig_parse(snap, &c, &errm), 0);
 	assert_int_equal(c->n_classes, 1);
 	assert_string_equal(c->classes[0].name, "local");
 	assert_true(c->use_node_name_only);

@@ -52,11 +52,11 @@ static json_t *make_pv(const char *entry)
 	struct provconfig_snapshot *snap = NULL;
 	struct prov_config *c = NULL;
 	json_t *pv = NULL;
-	char err[PROVCONFIG_ERR_MAX];
+	struct errmsg err;
 
 	assert_int_equal(provconfig_snapshot_new(&snap), 0);
 	assert_int_equal(provconfig_snapshot_add(snap, "storageClassMap", scm, strlen(scm)), 0);
-	assert_int_equal(provconfig_parse(snap, &c, err, sizeof(err)), 0);
+	assert_int_equal(provconfig_parse(snap, &c, &err), 0);
 	assert_int_equal(pv_build(&(struct pv_request){ .config = c,
 							.cls = &c->classes[0],
 							.node_name = "n1",

@@ -51,18 +51,18 @@ static const char full[] =
 	"    client-certificate: /abs/cert.pem\n"
 	"    client-key: rel/key.pem\n";
 
-static int parse(const char *text, const char *ctx, struct kubeconfig **kc, char *err)
+static int parse(const char *text, const char *ctx, struct kubeconfig **kc, struct errmsg *err)
 {
-	return kubeconfig_parse(text, strlen(text), ctx, "/etc/kube", kc, err, KUBECONFIG_ERR_MAX);
+	return kubeconfig_parse(text, strlen(text), ctx, "/etc/kube", kc, err);
 }
 
 static void test_current_context(void **state)
 {
 	struct kubeconfig *kc = NULL;
-	char err[KUBECONFIG_ERR_MAX];
+	struct errmsg err;
 
 	(void)state;
-	assert_int_equal(parse(full, NULL, &kc, err), 0);
+	assert_int_equal(parse(full, NULL, &kc, &err), 0);
 	assert_string_equal(kc->server, "https://127.0.0.1:6443");
 	assert_int_equal(kc->ca_len, 6);
 	assert_string_equal(kc->ca_data, "PEM-CA");
@@ -79,10 +79,10 @@ static void test_current_context(void **state)
 static void test_named_context_and_paths(void **state)
 {
 	struct kubeconfig *kc = NULL;
-	char err[KUBECONFIG_ERR_MAX];
+	struct errmsg err;
 
 	(void)state;
-	assert_int_equal(parse(full, "alt", &kc, err), 0);
+	assert_int_equal(parse(full, "alt", &kc, &err), 0);
 	assert_string_equal(kc->server, "https://other:6443");
 	assert_null(kc->ca_data);
 	assert_null(kc->token);
@@ -103,10 +103,10 @@ static void test_ca_file_and_insecure(void **state)
 				   "    certificate-authority: ca.crt\n"
 				   "    insecure-skip-tls-verify: true\n";
 	struct kubeconfig *kc = NULL;
-	char err[KUBECONFIG_ERR_MAX];
+	struct errmsg err;
 
 	(void)state;
-	assert_int_equal(parse(text, NULL, &kc, err), 0);
+	assert_int_equal(parse(text, NULL, &kc, &err), 0);
 	assert_string_equal(kc->ca_file, "/etc/kube/ca.crt");
 	assert_true(kc->insecure_skip_tls_verify);
 	/* no user: anonymous */
@@ -118,14 +118,14 @@ static void test_ca_file_and_insecure(void **state)
 static void expect_fail(const char *text, const char *ctx, int want, const char *needle)
 {
 	struct kubeconfig *kc = NULL;
-	char err[KUBECONFIG_ERR_MAX];
-	int r = parse(text, ctx, &kc, err);
+	struct errmsg err;
+	int r = parse(text, ctx, &kc, &err);
 
 	if (r != want)
-		fail_msg("r=%d want %d (%s) for:\n%s", r, want, err, text);
+		fail_msg("r=%d want %d (%s) for:\n%s", r, want, err.text, text);
 	assert_null(kc);
-	if (needle && !strstr(err, needle))
-		fail_msg("error '%s' lacks '%s'", err, needle);
+	if (needle && !strstr(err.text, needle))
+		fail_msg("error '%s' lacks '%s'", err.text, needle);
 }
 
 static void test_malformed(void **state)
@@ -181,10 +181,10 @@ static void test_aliases(void **state)
 				   "clusters: [{name: c, cluster: {server: &s https://h:1}}]\n"
 				   "users: [{name: u, user: {token: *s}}]\n";
 	struct kubeconfig *kc = NULL;
-	char err[KUBECONFIG_ERR_MAX];
+	struct errmsg err;
 
 	(void)state;
-	assert_int_equal(parse(text, NULL, &kc, err), 0);
+	assert_int_equal(parse(text, NULL, &kc, &err), 0);
 	assert_string_equal(kc->token, "https://h:1");
 	kubeconfig_free(kc);
 }

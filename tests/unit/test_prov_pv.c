@@ -25,7 +25,7 @@ static struct prov_config *config_of(const char *scm, const char *node_labels,
 {
 	struct provconfig_snapshot *snap = NULL;
 	struct prov_config *c = NULL;
-	char err[PROVCONFIG_ERR_MAX];
+	struct errmsg err;
 
 	assert_int_equal(provconfig_snapshot_new(&snap), 0);
 	assert_int_equal(provconfig_snapshot_add(snap, "storageClassMap", scm, strlen(scm)), 0);
@@ -40,8 +40,8 @@ static struct prov_config *config_of(const char *scm, const char *node_labels,
 		assert_int_equal(provconfig_snapshot_add(snap, "setPVOwnerRef", "true", 4), 0);
 	if (name_only)
 		assert_int_equal(provconfig_snapshot_add(snap, "useNodeNameOnly", "true", 4), 0);
-	if (provconfig_parse(snap, &c, err, sizeof(err)) != 0)
-		fail_msg("config: %s", err);
+	if (provconfig_parse(snap, &c, &err) != 0)
+		fail_msg("config: %s", err.text);
 	provconfig_snapshot_free(snap);
 	return c;
 }
