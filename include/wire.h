@@ -78,13 +78,6 @@
 const char *wire_code_for_errno(int r);
 
 /*
- * Writes one sentence for the user into @ret_msg, a WIRE_MSG_MAX buffer
- * (truncated to fit); does nothing when @ret_msg is NULL.
- */
-__attribute__((format(printf, 2, 3)))
-void wire_set_msg(char *ret_msg, const char *fmt, ...);
-
-/*
  * Client side: connects to @path. Returns an fd owned by the caller or
  * -errno (-ENOENT / -ECONNREFUSED when the daemon is not running).
  */

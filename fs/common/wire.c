@@ -22,17 +22,6 @@
 #include "wire.h"
 #include "clock.h"
 
-void wire_set_msg(char *ret_msg, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!ret_msg)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(ret_msg, WIRE_MSG_MAX, fmt, ap);
-	va_end(ap);
-}
-
 const char *wire_code_for_errno(int r)
 {
 	switch (r) {

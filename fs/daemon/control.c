@@ -250,14 +250,14 @@ out:
 static int reply_with_volume(struct control *c, struct request *rq, const char *name,
 			     bool after_change, json_t *reply)
 {
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 	struct volume_stats *s;
 	json_t *vol = NULL;
 	int r;
 
 	/* Several KiB (labels, mountpoint, histograms): not on the thread's stack. */
 	s = calloc(1, sizeof(*s));
-	r = s ? volmgr_stats(c->mgr, name, s, msg) : -ENOMEM;
+	r = s ? volmgr_stats(c->mgr, name, s, &msg) : -ENOMEM;
 	if (r == 0 && !(vol = ctlreply_volume(s)))
 		r = -ENOMEM;
 	free(s);
@@ -266,7 +266,7 @@ static int reply_with_volume(struct control *c, struct request *rq, const char *
 		return 0;
 	}
 	if (r < 0)
-		return fail_mgr(rq, r, name, msg);
+		return fail_mgr(rq, r, name, msg.text);
 	if (json_object_set_new(reply, "volume", vol) < 0)
 		return fail(rq, WIRE_E_INTERNAL, -ENOMEM, "out of memory");
 	return 0;
@@ -287,7 +287,7 @@ static const char *const create_fields[] = {
 
 static int do_create(struct control *c, struct request *rq, json_t *reply)
 {
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 	struct volume_spec *spec;
 	bool has_uid, has_gid, has_mode;
 	uint64_t uid = 0, gid = 0, mode = 0755;
@@ -348,9 +348,9 @@ static int do_create(struct control *c, struct request *rq, json_t *reply)
 	if (r < 0)
 		goto out;
 
-	r = volmgr_create(c->mgr, spec, msg);
+	r = volmgr_create(c->mgr, spec, &msg);
 	if (r < 0) {
-		r = fail_mgr(rq, r, spec->name, msg);
+		r = fail_mgr(rq, r, spec->name, msg.text);
 		goto out;
 	}
 	r = reply_with_volume(c, rq, spec->name, true, reply);
@@ -363,7 +363,7 @@ static const char *const delete_fields[] = { "name", "force", NULL };
 
 static int do_delete(struct control *c, struct request *rq, json_t *reply)
 {
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 	const char *name = rq->name;
 	bool force = false;
 	json_t *f;
@@ -377,9 +377,9 @@ static int do_delete(struct control *c, struct request *rq, json_t *reply)
 				    "field 'force' must be true or false");
 		force = json_is_true(f);
 	}
-	r = volmgr_delete(c->mgr, name, force, msg);
+	r = volmgr_delete(c->mgr, name, force, &msg);
 	if (r < 0)
-		return fail_mgr(rq, r, name, msg);
+		return fail_mgr(rq, r, name, msg.text);
 	return 0;
 }
 
@@ -387,7 +387,7 @@ static const char *const resize_fields[] = { "name", "size_bytes", "overcommit",
 
 static int do_resize(struct control *c, struct request *rq, json_t *reply)
 {
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 	const char *name = rq->name;
 	double overcommit;
 	uint64_t size;
@@ -399,9 +399,9 @@ static int do_resize(struct control *c, struct request *rq, json_t *reply)
 	r = get_overcommit(rq, &overcommit);
 	if (r < 0)
 		return r;
-	r = volmgr_resize(c->mgr, name, size, overcommit, msg);
+	r = volmgr_resize(c->mgr, name, size, overcommit, &msg);
 	if (r < 0)
-		return fail_mgr(rq, r, name, msg);
+		return fail_mgr(rq, r, name, msg.text);
 	return reply_with_volume(c, rq, name, true, reply);
 }
 
@@ -409,16 +409,16 @@ static int do_resize(struct control *c, struct request *rq, json_t *reply)
 static int current_limits(struct control *c, struct request *rq, const char *name,
 			  struct io_limits *ret_limits)
 {
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 	struct volume_stats *s;
 	int r;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return fail(rq, WIRE_E_INTERNAL, -ENOMEM, "out of memory");
-	r = volmgr_stats(c->mgr, name, s, msg);
+	r = volmgr_stats(c->mgr, name, s, &msg);
 	if (r < 0)
-		r = fail_mgr(rq, r, name, msg);
+		r = fail_mgr(rq, r, name, msg.text);
 	else
 		*ret_limits = s->limits;
 	free(s);
@@ -436,7 +436,7 @@ static const char *const set_limits_fields[] = {
 
 static int do_set_limits(struct control *c, struct request *rq, json_t *reply)
 {
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 	struct io_limits limits, given = { 0 };
 	const char *name = rq->name;
 	unsigned count;
@@ -456,21 +456,21 @@ static int do_set_limits(struct control *c, struct request *rq, json_t *reply)
 		if (json_object_get(rq->obj, limit_fields[i]))
 			*limit_slot(&limits, i) = *limit_slot(&given, i);
 
-	r = volmgr_set_limits(c->mgr, name, &limits, msg);
+	r = volmgr_set_limits(c->mgr, name, &limits, &msg);
 	if (r < 0)
-		return fail_mgr(rq, r, name, msg);
+		return fail_mgr(rq, r, name, msg.text);
 	return reply_with_volume(c, rq, name, true, reply);
 }
 
 static int do_wipe(struct control *c, struct request *rq, json_t *reply)
 {
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 	int r;
 
 	(void)reply;
-	r = volmgr_wipe(c->mgr, rq->name, msg);
+	r = volmgr_wipe(c->mgr, rq->name, &msg);
 	if (r < 0)
-		return fail_mgr(rq, r, rq->name, msg);
+		return fail_mgr(rq, r, rq->name, msg.text);
 	return 0;
 }
 

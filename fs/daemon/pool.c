@@ -153,22 +153,21 @@ static uint64_t pool_size_bytes(struct pool *p)
 	return (uint64_t)sv.f_blocks * sv.f_frsize;
 }
 
-int pool_check_capacity(struct pool *p, const char *name, uint64_t capacity, char *ret_msg)
+int pool_check_capacity(struct pool *p, const char *name, uint64_t capacity,
+			struct errmsg *ret_msg)
 {
 	uint64_t pool = pool_size_bytes(p), total = capacity;
 	char a[32], b[32];
 
 	quantity_format_human(capacity, a, sizeof(a));
 	quantity_format_human(pool, b, sizeof(b));
-	if (capacity == 0) {
-		wire_set_msg(ret_msg, "the size of volume '%s' must be greater than zero", name);
-		return -EINVAL;
-	}
-	if (capacity > pool) {
-		wire_set_msg(ret_msg, "volume '%s' of %s cannot fit on the pool's filesystem of %s", name,
-			a, b);
-		return -ENOSPC;
-	}
+	if (capacity == 0)
+		return errmsg_set(ret_msg, -EINVAL,
+				  "the size of volume '%s' must be greater than zero", name);
+	if (capacity > pool)
+		return errmsg_set(ret_msg, -ENOSPC,
+				  "volume '%s' of %s cannot fit on the pool's filesystem of %s", name,
+				  a, b);
 	for (size_t i = 0; i < table_count(p->table); i++) {
 		struct volume_record *rec = table_at(p->table, i);
 
@@ -267,7 +266,7 @@ int pool_space(struct pool *p, uint64_t *ret_size_bytes, uint64_t *ret_free_byte
 }
 
 int pool_check_room(const struct pool_info *info, const char *name, uint64_t capacity,
-		    uint64_t used, double overcommit, char *ret_msg)
+		    uint64_t used, double overcommit, struct errmsg *ret_msg)
 {
 	char want[32], room[32], committed[32], free_b[32];
 	double limit, need;
@@ -285,9 +284,8 @@ int pool_check_room(const struct pool_info *info, const char *name, uint64_t cap
 			      room, sizeof(room));
 	quantity_format_human(info->committed_bytes, committed, sizeof(committed));
 	quantity_format_human(info->free_bytes, free_b, sizeof(free_b));
-	wire_set_msg(ret_msg,
+	return errmsg_set(ret_msg, -ENOSPC,
 		"not enough room in the pool for volume '%s': it needs %s, %s are left (free space "
 		"%s x overcommit %.2f, minus %s the other volumes may still write)",
 		name, want, room, free_b, overcommit, committed);
-	return -ENOSPC;
 }

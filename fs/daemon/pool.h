@@ -5,14 +5,15 @@
  *
  * One struct pool per daemon, owned by the volume manager, which serialises
  * every call (volume.h's lock): the pool has no lock of its own. Opening and
- * saving log their failures; the checks fill @ret_msg (WIRE_MSG_MAX bytes,
- * may be NULL) with one sentence for the user.
+ * saving log their failures; the checks fill @ret_msg (errmsg.h; may be
+ * NULL) with one sentence for the user.
  */
 #ifndef CARVEFS_POOL_H
 #define CARVEFS_POOL_H
 
 #include <stdint.h>
 
+#include "errmsg.h"
 #include "table.h"
 
 /* A deleted volume's backing directory is renamed to this prefix while it is emptied. */
@@ -60,7 +61,8 @@ int pool_remove_tree(struct pool *p, const char *name);
  * 0, -ENOSPC when larger than the pool's filesystem. Logs a warning when the
  * capacities in the table, the new one instead of @name's, exceed the pool.
  */
-int pool_check_capacity(struct pool *p, const char *name, uint64_t capacity, char *ret_msg);
+int pool_check_capacity(struct pool *p, const char *name, uint64_t capacity,
+			struct errmsg *ret_msg);
 /*
  * With @overcommit > 0, refuses (-ENOSPC) a volume of @capacity holding
  * @used bytes if what every volume may still write, @info's committed bytes
@@ -68,6 +70,6 @@ int pool_check_capacity(struct pool *p, const char *name, uint64_t capacity, cha
  * space times @overcommit. Pure.
  */
 int pool_check_room(const struct pool_info *info, const char *name, uint64_t capacity,
-		    uint64_t used, double overcommit, char *ret_msg);
+		    uint64_t used, double overcommit, struct errmsg *ret_msg);
 
 #endif

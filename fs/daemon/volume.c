@@ -226,12 +226,12 @@ static void volume_remove(struct volmgr *m, struct volume *vol)
 	free(vol);
 }
 
-static int save_table(struct volmgr *m, char *ret_msg)
+static int save_table(struct volmgr *m, struct errmsg *ret_msg)
 {
 	int r = pool_save(m->pool);
 
 	if (r < 0) {
-		wire_set_msg(ret_msg, "cannot save the volume table in '%s': %s", m->pool_dir,
+		errmsg_set(ret_msg, r, "cannot save the volume table in '%s': %s", m->pool_dir,
 			strerror(-r));
 	}
 	return r;
@@ -393,7 +393,7 @@ static int pool_room(struct volmgr *m, const char *except, struct pool_info *ret
  * cannot both pass.
  */
 static int check_room(struct volmgr *m, const char *name, uint64_t capacity, uint64_t used,
-		      double overcommit, char *ret_msg)
+		      double overcommit, struct errmsg *ret_msg)
 {
 	struct pool_info info;
 	int r;
@@ -402,7 +402,7 @@ static int check_room(struct volmgr *m, const char *name, uint64_t capacity, uin
 		return 0;
 	r = pool_room(m, name, &info);
 	if (r < 0) {
-		wire_set_msg(ret_msg, "cannot measure the pool's free space: %s", strerror(-r));
+		errmsg_set(ret_msg, r, "cannot measure the pool's free space: %s", strerror(-r));
 		return r;
 	}
 	return pool_check_room(&info, name, capacity, used, overcommit, ret_msg);
@@ -423,18 +423,17 @@ const char *volmgr_pool_dir(const struct volmgr *m)
 	return m->pool_dir;
 }
 
-static int validate_name(const char *name, char *ret_msg)
+static int validate_name(const char *name, struct errmsg *ret_msg)
 {
 	struct errmsg why;
 
-	if (volname_validate(name, &why) < 0) {
-		wire_set_msg(ret_msg, "volume name '%s' is invalid: %s", name, why.text);
-		return -EINVAL;
-	}
+	if (volname_validate(name, &why) < 0)
+		return errmsg_set(ret_msg, -EINVAL, "volume name '%s' is invalid: %s", name,
+				  why.text);
 	return 0;
 }
 
-int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_msg)
+int volmgr_create(struct volmgr *m, const struct volume_spec *spec, struct errmsg *ret_msg)
 {
 	struct volume_record rec = { 0 };
 	struct volume *vol = NULL;
@@ -446,8 +445,7 @@ int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_ms
 		return r;
 	pthread_mutex_lock(&m->lock);
 	if (table_find(m->table, spec->name)) {
-		wire_set_msg(ret_msg, "volume '%s' already exists", spec->name);
-		r = -EEXIST;
+		r = errmsg_set(ret_msg, -EEXIST, "volume '%s' already exists", spec->name);
 		goto out;
 	}
 	r = pool_check_capacity(m->pool, spec->name, spec->capacity_bytes, ret_msg);
@@ -460,11 +458,11 @@ int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_ms
 	if (mkdirat(m->volumes_fd, spec->name, 0700) < 0) {
 		r = -errno;
 		if (r == -EEXIST)
-			wire_set_msg(ret_msg, "backing directory '%s/volumes/%s' already exists without a "
+			errmsg_set(ret_msg, r, "backing directory '%s/volumes/%s' already exists without a "
 					 "volume record; move it away first (nothing was changed)",
 				m->pool_dir, spec->name);
 		else
-			wire_set_msg(ret_msg, "cannot create '%s/volumes/%s': %s", m->pool_dir,
+			errmsg_set(ret_msg, r, "cannot create '%s/volumes/%s': %s", m->pool_dir,
 				spec->name, strerror(-r));
 		goto out;
 	}
@@ -483,13 +481,13 @@ int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_ms
 	if (fchownat(m->volumes_fd, spec->name, rec.uid, rec.gid, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    fchmodat(m->volumes_fd, spec->name, rec.mode, 0) < 0) {
 		r = -errno;
-		wire_set_msg(ret_msg, "cannot set the owner and mode of volume '%s': %s", spec->name,
+		errmsg_set(ret_msg, r, "cannot set the owner and mode of volume '%s': %s", spec->name,
 			strerror(-r));
 		goto out;
 	}
 	r = table_add(m->table, &rec);
 	if (r < 0) {
-		wire_set_msg(ret_msg, "cannot record volume '%s': %s", spec->name, strerror(-r));
+		errmsg_set(ret_msg, r, "cannot record volume '%s': %s", spec->name, strerror(-r));
 		goto out;
 	}
 	recorded = true;
@@ -501,7 +499,7 @@ int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_ms
 		goto out;
 	r = volume_mount(m, vol, table_find(m->table, spec->name), false);
 	if (r < 0) {
-		wire_set_msg(ret_msg, "cannot mount volume '%s' at '%s': %s", spec->name, vol->mountpoint,
+		errmsg_set(ret_msg, r, "cannot mount volume '%s' at '%s': %s", spec->name, vol->mountpoint,
 			strerror(-r));
 		goto out;
 	}
@@ -523,16 +521,16 @@ out:
 	return r;
 }
 
-static struct volume *find_or_msg(struct volmgr *m, const char *name, char *ret_msg)
+static struct volume *find_or_msg(struct volmgr *m, const char *name, struct errmsg *ret_msg)
 {
 	struct volume *vol = volume_find(m, name);
 
 	if (!vol)
-		wire_set_msg(ret_msg, "volume '%s' does not exist", name);
+		errmsg_set(ret_msg, -ENOENT, "volume '%s' does not exist", name);
 	return vol;
 }
 
-int volmgr_delete(struct volmgr *m, const char *name, bool force, char *ret_msg)
+int volmgr_delete(struct volmgr *m, const char *name, bool force, struct errmsg *ret_msg)
 {
 	char trash[VOLNAME_MAX + 64];
 	struct volume *vol;
@@ -546,13 +544,13 @@ int volmgr_delete(struct volmgr *m, const char *name, bool force, char *ret_msg)
 	}
 	r = volume_unmount(m, vol, force);
 	if (r == -EBUSY) {
-		wire_set_msg(ret_msg, "volume '%s' is in use at '%s'; stop what uses it or delete with "
+		errmsg_set(ret_msg, r, "volume '%s' is in use at '%s'; stop what uses it or delete with "
 				 "--force",
 			name, vol->mountpoint);
 		goto out;
 	}
 	if (r < 0) {
-		wire_set_msg(ret_msg, "cannot unmount volume '%s': %s", name, strerror(-r));
+		errmsg_set(ret_msg, r, "cannot unmount volume '%s': %s", name, strerror(-r));
 		goto out;
 	}
 	(void)unlinkat(m->discovery_fd, name, AT_REMOVEDIR);
@@ -582,7 +580,7 @@ out:
 }
 
 int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, double overcommit,
-		  char *ret_msg)
+		  struct errmsg *ret_msg)
 {
 	struct volume_record *rec;
 	struct volume *vol;
@@ -606,8 +604,8 @@ int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, d
 
 		quantity_format_human(capacity_bytes, want, sizeof(want));
 		quantity_format_human(u.used_bytes, used, sizeof(used));
-		wire_set_msg(ret_msg, "cannot shrink volume '%s' to %s: %s are in use", name, want, used);
-		r = -EINVAL;
+		r = errmsg_set(ret_msg, -EINVAL, "cannot shrink volume '%s' to %s: %s are in use",
+			       name, want, used);
 		goto out;
 	}
 	/* Growing commits more of the pool; shrinking or staying never needs room. */
@@ -633,7 +631,7 @@ out:
 }
 
 int volmgr_set_limits(struct volmgr *m, const char *name, const struct io_limits *limits,
-		      char *ret_msg)
+		      struct errmsg *ret_msg)
 {
 	struct volume_record *rec;
 	struct io_limits old;
@@ -665,7 +663,7 @@ out:
 	return r;
 }
 
-int volmgr_wipe(struct volmgr *m, const char *name, char *ret_msg)
+int volmgr_wipe(struct volmgr *m, const char *name, struct errmsg *ret_msg)
 {
 	struct volume *vol;
 	uint64_t skipped = 0;
@@ -687,7 +685,7 @@ int volmgr_wipe(struct volmgr *m, const char *name, char *ret_msg)
 			close(fd);
 	}
 	if (r < 0) {
-		wire_set_msg(ret_msg, "wiping volume '%s' failed: %s", name, strerror(-r));
+		errmsg_set(ret_msg, r, "wiping volume '%s' failed: %s", name, strerror(-r));
 		goto out;
 	}
 	if (skipped)
@@ -743,7 +741,7 @@ static void volume_fill_stats(struct volmgr *m, struct volume *vol, struct volum
 }
 
 int volmgr_stats(struct volmgr *m, const char *name, struct volume_stats *ret_stats,
-		 char *ret_msg)
+		 struct errmsg *ret_msg)
 {
 	struct volume *vol;
 	int r = 0;

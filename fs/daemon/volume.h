@@ -4,8 +4,8 @@
  *
  * One struct volmgr per daemon. Its verbs are what the control socket
  * exposes; each is serialised by the manager's lock, persists the table
- * before it returns, and fills @ret_msg (WIRE_MSG_MAX bytes, may be NULL) with
- * one sentence for the user when it fails. They return 0 or -errno:
+ * before it returns, and fills @ret_msg (errmsg.h; may be NULL) with one
+ * sentence for the user when it fails. They return 0 or -errno:
  * -EINVAL bad argument, -ENOENT no such volume, -EEXIST name taken,
  * -EBUSY in use, -ENOSPC not enough room.
  *
@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "errmsg.h"
 #include "histogram.h"
 #include "pool.h"
 #include "table.h"
@@ -63,14 +64,14 @@ int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr);
  */
 struct volmgr *volmgr_stop(struct volmgr *m);
 
-int volmgr_create(struct volmgr *m, const struct volume_spec *spec, char *ret_msg);
-int volmgr_delete(struct volmgr *m, const char *name, bool force, char *ret_msg);
+int volmgr_create(struct volmgr *m, const struct volume_spec *spec, struct errmsg *ret_msg);
+int volmgr_delete(struct volmgr *m, const char *name, bool force, struct errmsg *ret_msg);
 /* @overcommit as in struct volume_spec; only growth is checked against it. */
 int volmgr_resize(struct volmgr *m, const char *name, uint64_t capacity_bytes, double overcommit,
-		  char *ret_msg);
+		  struct errmsg *ret_msg);
 int volmgr_set_limits(struct volmgr *m, const char *name, const struct io_limits *limits,
-		      char *ret_msg);
-int volmgr_wipe(struct volmgr *m, const char *name, char *ret_msg);
+		      struct errmsg *ret_msg);
+int volmgr_wipe(struct volmgr *m, const char *name, struct errmsg *ret_msg);
 
 int volmgr_pool_info(struct volmgr *m, struct pool_info *ret_info);
 const char *volmgr_pool_dir(const struct volmgr *m);
@@ -109,6 +110,6 @@ int volmgr_list(struct volmgr *m, struct volume_stats **ret_stats, size_t *ret_n
  * small stacks). -ENOENT, with @ret_msg, when there is no such volume.
  */
 int volmgr_stats(struct volmgr *m, const char *name, struct volume_stats *ret_stats,
-		 char *ret_msg);
+		 struct errmsg *ret_msg);
 
 #endif

@@ -27,31 +27,31 @@
 static void test_room_without_overcommit_is_not_checked(void **state)
 {
 	struct pool_info info = { .free_bytes = 0, .committed_bytes = 100 * MIB };
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 
 	(void)state;
-	assert_int_equal(pool_check_room(&info, "v", 1000 * MIB, 0, 0, msg), 0);
-	assert_string_equal(msg, "");
+	assert_int_equal(pool_check_room(&info, "v", 1000 * MIB, 0, 0, &msg), 0);
+	assert_string_equal(msg.text, "");
 }
 
 static void test_room_counts_what_volumes_may_still_write(void **state)
 {
 	struct pool_info info = { .free_bytes = 100 * MIB, .committed_bytes = 60 * MIB };
-	char msg[WIRE_MSG_MAX] = "";
+	struct errmsg msg = { "" };
 
 	(void)state;
 	/* 60 committed + 40 unwritten = 100: exactly fits at 1.0. */
-	assert_int_equal(pool_check_room(&info, "v", 50 * MIB, 10 * MIB, 1.0, msg), 0);
-	assert_int_equal(pool_check_room(&info, "v", 41 * MIB, 0, 1.0, msg), -ENOSPC);
-	assert_string_equal(msg, "not enough room in the pool for volume 'v': it needs 41M, 40M "
+	assert_int_equal(pool_check_room(&info, "v", 50 * MIB, 10 * MIB, 1.0, &msg), 0);
+	assert_int_equal(pool_check_room(&info, "v", 41 * MIB, 0, 1.0, &msg), -ENOSPC);
+	assert_string_equal(msg.text, "not enough room in the pool for volume 'v': it needs 41M, 40M "
 				 "are left (free space 100M x overcommit 1.00, minus 60M the "
 				 "other volumes may still write)");
 	/* Twice the free space to promise. */
 	assert_int_equal(pool_check_room(&info, "v", 140 * MIB, 0, 2.0, NULL), 0);
 	/* A volume fuller than its capacity needs nothing more. */
 	info.committed_bytes = 200 * MIB;
-	assert_int_equal(pool_check_room(&info, "v", 10 * MIB, 20 * MIB, 1.0, msg), -ENOSPC);
-	assert_non_null(strstr(msg, "it needs 0, 0 are left"));
+	assert_int_equal(pool_check_room(&info, "v", 10 * MIB, 20 * MIB, 1.0, &msg), -ENOSPC);
+	assert_non_null(strstr(msg.text, "it needs 0, 0 are left"));
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
