@@ -21,6 +21,7 @@
 #include "growbuf.h"
 #include "jpath.h"
 #include "clock.h"
+#include "fileio.h"
 
 /* A PV list of a large cluster is a few MB; anything far beyond is not sane. */
 #define KUBE_BODY_MAX (256 * 1024 * 1024)
@@ -66,46 +67,6 @@ const char *kube_last_error(const struct kube *k)
 
 /* ---- configuration ------------------------------------------------------ */
 
-static int read_file(const char *path, size_t max, char **ret_text, size_t *ret_len)
-{
-	struct growbuf b = { .max = max };
-	char chunk[8192];
-	int fd, r = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof(chunk));
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			goto cleanup;
-		}
-		if (n == 0)
-			break;
-		r = growbuf_append(&b, chunk, (size_t)n);
-		if (r < 0)
-			goto cleanup;
-	}
-	if (!b.data) {
-		b.data = strdup("");
-		if (!b.data) {
-			r = -ENOMEM;
-			goto cleanup;
-		}
-	}
-	*ret_text = b.data;
-	*ret_len = b.len;
-	b.data = NULL;
-cleanup:
-	free(b.data);
-	close(fd);
-	return r;
-}
-
 int kube_config_load(const char *path, struct kubeconfig **ret_kc)
 {
 	char *text = NULL, *copy = NULL;
@@ -113,7 +74,7 @@ int kube_config_load(const char *path, struct kubeconfig **ret_kc)
 	size_t len;
 	int r;
 
-	r = read_file(path, KUBE_KUBECONFIG_MAX, &text, &len);
+	r = fileio_read(AT_FDCWD, path, true, KUBE_KUBECONFIG_MAX, &text, &len);
 	if (r < 0) {
 		log_error_errno(r, "cannot read the kubeconfig \"%s\"", path);
 		goto cleanup;
@@ -256,7 +217,7 @@ static int refresh_token(struct kube *k)
 
 	if (!k->token_file || (k->token && now - k->token_read_at < KUBE_TOKEN_REREAD_S))
 		return 0;
-	r = read_file(k->token_file, KUBE_TOKEN_MAX, &text, &len);
+	r = fileio_read(AT_FDCWD, k->token_file, true, KUBE_TOKEN_MAX, &text, &len);
 	if (r < 0) {
 		set_err(k, "cannot read the token file \"%s\": %s", k->token_file, strerror(-r));
 		/* A token read before stays usable until it is replaced. */
