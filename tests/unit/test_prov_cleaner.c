@@ -1,6 +1,7 @@
 /*
  * Tests for cleaner.c: emptying a directory tree without following
- * symlinks and with bounded fds, the block cleaner's environment and exit
+ * symlinks (the walk itself, deep trees and mounts included, is
+ * test_walk.c's), the block cleaner's environment and exit
  * status, and the carvefs wipe against a fake daemon on a unix socket. The
  * cleaner is not a pure module, so it is compiled into this test directly;
  * nothing here mounts anything.
@@ -16,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -148,44 +148,6 @@ static void test_delete_contents(void **state)
 	assert_true(present("outside/precious"));
 }
 
-/* A tree deeper than the fd limit: the walk must not hold one fd per level. */
-static void test_deep_tree(void **state)
-{
-	struct rlimit old, low;
-	char vol[512];
-	int fd, depth = 400;
-
-	(void)state;
-	make_dir("deep");
-	path_of(vol, sizeof(vol), "deep");
-	fd = open(vol, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	for (int i = 0; i < depth; i++) {
-		int next;
-
-		assert_int_equal(mkdirat(fd, "d", 0755), 0);
-		next = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		assert_true(next >= 0);
-		if (i % 50 == 0) {
-			int f = openat(next, "file", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-
-			assert_true(f >= 0);
-			close(f);
-		}
-		close(fd);
-		fd = next;
-	}
-	close(fd);
-
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	low = old;
-	low.rlim_cur = 64;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-	assert_int_equal(cleaner_delete_contents(vol, NULL), 0);
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
-	assert_int_equal(count_entries("deep"), 0);
-}
-
 static void test_block_command(void **state)
 {
 	char out[512], script[1024];
@@ -310,7 +272,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_delete_contents),
-		cmocka_unit_test(test_deep_tree),
 		cmocka_unit_test(test_block_command),
 		cmocka_unit_test(test_wipe_carvefs),
 		cmocka_unit_test(test_carvefs_name),
