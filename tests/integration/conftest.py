@@ -18,6 +18,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -456,6 +457,20 @@ class Daemon:
             pytest.fail(f"carvectl {' '.join(map(str, args))} exited {p.returncode}: "
                         f"{p.stderr.strip()}\n{self.log_tail()}")
         return p
+
+    def request(self, request):
+        """One request line on the control socket, as a client other than
+        carvectl sends it; the parsed reply."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(self.socket)
+            s.sendall(jsonlib.dumps(request).encode() + b"\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = s.recv(65536)
+                assert chunk, f"the daemon closed the connection; got {reply!r}"
+                reply += chunk
+        return jsonlib.loads(reply)
 
     def stats(self, name):
         return self.ctl("stats", name).data

@@ -4,9 +4,7 @@ code, and no change to the daemon's state; the verbs do what they say on a
 live volume.
 """
 
-import json
 import os
-import socket
 import stat
 import subprocess
 
@@ -294,20 +292,6 @@ def test_stopped_daemon_gives_exit_3(daemon):
     assert p.returncode == 3 and d.socket in p.stderr, p.stderr
 
 
-def raw_call(d, request):
-    """One request line on the control socket, as a client other than carvectl sends it."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(d.socket)
-        s.sendall(json.dumps(request).encode() + b"\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = s.recv(65536)
-            assert chunk, f"the daemon closed the connection; got {reply!r}"
-            reply += chunk
-    return json.loads(reply)
-
-
 @pytest.mark.parametrize("request_, code, words", [
     ({"verb": "stats"}, "bad_request", "field 'name' is required for verb 'stats'"),
     ({"verb": "wipe", "name": "Bad"}, "invalid_argument", "volume name 'Bad' is invalid"),
@@ -325,8 +309,8 @@ def test_protocol_refusals_name_what_is_wrong(ctl_daemon, request_, code, words)
     checks: every verb refuses fields it does not know and checks the volume
     name before it acts."""
     before = state(ctl_daemon)
-    reply = raw_call(ctl_daemon, request_)
+    reply = ctl_daemon.request(request_)
     assert reply.get("error", {}).get("code") == code, reply
     assert words in reply["error"]["message"], reply
     assert state(ctl_daemon) == before
-    assert raw_call(ctl_daemon, {"verb": "ping"}) == {"ok": True}
+    assert ctl_daemon.request({"verb": "ping"}) == {"ok": True}

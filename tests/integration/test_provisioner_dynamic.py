@@ -13,10 +13,8 @@ controller then hands the claim to carvefs.io/local with the
 volume.beta.kubernetes.io/storage-provisioner annotation.
 """
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -134,20 +132,6 @@ def claim_volumes(daemon, uid=None):
     return [v for v in daemon.list()
             if "carvefs.io/claim-uid" in (v.get("labels") or {})
             and (uid is None or v["labels"]["carvefs.io/claim-uid"] == uid)]
-
-
-def daemon_request(daemon, request):
-    """One request on the daemon's control socket, for what carvectl does not offer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(daemon.socket)
-        s.sendall(json.dumps(request).encode() + b"\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = s.recv(65536)
-            assert chunk, f"the daemon closed the connection; got {reply!r}"
-            reply += chunk
-    return json.loads(reply)
 
 
 def bound(cp, prov, name, timeout=30):
@@ -428,7 +412,7 @@ def test_static_discovery_leaves_claim_volumes_alone(work, daemon, cluster):
                                  binding_mode="WaitForFirstConsumer")
     plain = daemon.create("plain", "16Mi")
     uid = "00000000-1111-2222-3333-444444444444"
-    reply = daemon_request(daemon, {
+    reply = daemon.request({
         "verb": "create", "name": f"pvc-{uid}", "size_bytes": 16 * MiB,
         "labels": {"carvefs.io/claim-namespace": "default", "carvefs.io/claim-name": "gone",
                    "carvefs.io/claim-uid": uid}})
