@@ -693,10 +693,22 @@ def dockerfile_stages():
     return stages
 
 
+def apt_unknown(pkgs):
+    """Those of pkgs that Debian's archive has no candidate for.  One
+    apt-cache run for them all: each run reads the whole package cache, and
+    one run per package took minutes on a loaded machine."""
+    p = subprocess.run(["apt-cache", "policy", *pkgs], capture_output=True, text=True)
+    known = set()
+    for block in re.split(r"^(?=\S)", p.stdout, flags=re.M):
+        m = re.match(r"(\S+):\s*$", block.split("\n", 1)[0])
+        c = re.search(r"Candidate:\s*(\S+)", block)
+        if m and c and c.group(1) != "(none)":
+            known.add(m.group(1))
+    return [pkg for pkg in pkgs if pkg not in known]
+
+
 def apt_known(pkg):
-    p = subprocess.run(["apt-cache", "policy", pkg], capture_output=True, text=True)
-    m = re.search(r"Candidate:\s*(\S+)", p.stdout)
-    return bool(m) and m.group(1) != "(none)"
+    return not apt_unknown([pkg])
 
 
 @pytest.fixture(scope="module")
@@ -726,7 +738,7 @@ def test_dockerfile_packages_exist_and_cover_the_build(apt):
     assert build_name == "build" and run_name is None
     missing = set(makefile_debs("DEB_BUILD")) - set(build_pkgs)
     assert not missing, f"the build stage lacks the Makefile's DEB_BUILD {sorted(missing)}"
-    unknown = [p for p in build_pkgs + run_pkgs if not apt_known(p)]
+    unknown = apt_unknown(build_pkgs + run_pkgs)
     assert not unknown, f"no such Debian 12 packages: {unknown}"
     assert not [p for p in run_pkgs if p.endswith("-dev")], "no -dev package at runtime"
 
