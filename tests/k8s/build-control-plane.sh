@@ -144,19 +144,9 @@ if ! source_ok; then
 	[ -r "$SOURCES" ] || { say "cannot read $SOURCES"; exit 1; }
 	say "downloading the kubernetes source package (about 34 MB)..."
 	rm -f "$CACHE"/src/kubernetes_*
-	apt_dir=$CACHE/apt
-	rm -rf "$apt_dir"
-	mkdir -p "$apt_dir/sources.list.d" "$apt_dir/lists/partial"
-	# The same archives as the system's, with source indexes instead of
-	# binary ones; the system's apt configuration is not touched.
-	sed 's/^Types:.*/Types: deb-src/' "$SOURCES" \
-		>"$apt_dir/sources.list.d/deb-src.sources"
-	set -- -o "Dir::Etc::SourceParts=$apt_dir/sources.list.d" \
-		-o Dir::Etc::SourceList=/dev/null \
-		-o "Dir::State::Lists=$apt_dir/lists"
-	run apt-get -qq "$@" update
-	(cd "$CACHE/src" && run apt-get -qq "$@" source --download-only kubernetes)
-	rm -rf "$apt_dir"
+	CARVEFS_APT_SOURCES=$SOURCES
+	export CARVEFS_APT_SOURCES
+	run sh "$(dirname "$0")/../../tools/deb-source.sh" kubernetes "$CACHE/src"
 	source_ok || { say "the downloaded source package is incomplete"; exit 1; }
 fi
 # "1.20.5+really1.20.2-1" -> "1.20.2"
