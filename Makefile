@@ -51,7 +51,9 @@ DEB_BUILD := gcc make pkg-config libfuse3-dev fuse3 liburing-dev libmount-dev \
 DEB_TEST := $(DEB_BUILD) libcmocka-dev python3 python3-pytest python3-yaml \
 	python3-jsonschema stress-ng dbench \
 	fio util-linux e2fsprogs systemd
-DEB_BENCH := $(DEB_TEST) gnuplot-nox
+# The FUSE peer of the benchmarks is built from Debian's fuse3 source package
+# with its own build system (bench/build-peer.sh).
+DEB_BENCH := $(DEB_TEST) gnuplot-nox meson ninja-build g++ dpkg-dev pkgconf
 
 # Each binary's sources, by folder: the folders are the processes and their
 # parts (README.md, "Layout").  fs/common/ is linked by all three binaries.
@@ -163,6 +165,7 @@ demo: all
 
 bench: deps-bench
 	$(Q)$(MAKE) --no-print-directory binaries
+	$(Q)bash bench/build-peer.sh
 	$(Q)bash bench/run.sh $(abspath $(BUILD))
 
 install: binaries
