@@ -5,8 +5,9 @@ results.png (drawn by gnuplot).
 Usage: report.py --raw bench/work/raw --out bench/results
 
 The raw directory holds manifest.tsv (section, case, target, repetition,
-JSON path, status per fio run), env.txt, limits.txt, noisy.txt and scale.txt
-(key=value lines). With several repetitions every number is the median of the
+JSON path, status per fio run), env.txt, limits.txt, noisy.txt, scale.txt,
+inodes.txt and restart.txt (key=value lines), and the per-IO latency log of
+the restart job. With several repetitions every number is the median of the
 repetitions, metric by metric.
 """
 
@@ -15,6 +16,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -24,6 +26,7 @@ import tempfile
 TARGETS = [
     ("raw", "raw"),
     ("carvefs", "carvefs"),
+    ("peer", "passthrough_hp"),
     ("loop-dio", "loop-ext4 dio"),
     ("loop-buf", "loop-ext4 buffered †"),
 ]
@@ -132,9 +135,22 @@ def median_of(runs):
     return out
 
 
+def failure_reason(path):
+    """fio's own words for why a job stopped, from its .err file, or None."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    m = re.search(r"error=([^)\n]+)", text) or \
+        re.search(r"io_u error on file [^:\n]*: ([^:\n]+)", text)
+    return m.group(1).strip() if m else None
+
+
 def load_runs(raw):
-    """{(section, case, target): {jobname: [metrics per repetition]}} and failures."""
-    runs, failed, order = {}, set(), []
+    """{(section, case, target): {jobname: [metrics per repetition]}}, failures
+    ({key: fio's reason or None}) and the order of the cases."""
+    runs, failed, order = {}, {}, []
     manifest = os.path.join(raw, "manifest.tsv")
     if not os.path.exists(manifest):
         return runs, failed, order
@@ -148,13 +164,13 @@ def load_runs(raw):
             if (section, case) not in order:
                 order.append((section, case))
             if status != "ok":
-                failed.add(key)
+                failed[key] = failure_reason(os.path.join(raw, rel + ".err"))
                 continue
             try:
                 doc = load_json(os.path.join(raw, rel))
             except (OSError, ValueError) as e:
                 print(f"report: {rel}: {e}", file=sys.stderr)
-                failed.add(key)
+                failed[key] = None
                 continue
             per_job = runs.setdefault(key, {})
             for job in doc.get("jobs", []):
@@ -229,6 +245,11 @@ def fmt_lat(m, which):
     return main
 
 
+def fmt_failed(failed, key):
+    reason = failed.get(key)
+    return f"failed: {reason}" if reason else "failed"
+
+
 def md_table(header, rows):
     out = ["| " + " | ".join(header) + " |",
            "|" + "|".join("---" if i == 0 else "--:" for i in range(len(header))) + "|"]
@@ -249,6 +270,8 @@ def main():
     limits = read_kv(os.path.join(raw, "limits.txt"))
     noisy_env = read_kv(os.path.join(raw, "noisy.txt"))
     scale = read_kv(os.path.join(raw, "scale.txt"))
+    inodes = read_kv(os.path.join(raw, "inodes.txt"))
+    restart = read_kv(os.path.join(raw, "restart.txt"))
     runs, failed, order = load_runs(raw)
 
     md, rows_csv, chart_rows, chart_limits = [], [], [], []
@@ -287,7 +310,7 @@ def main():
         md.append(f"## {title}")
         md.append("")
         header = ["workload"] + [lab for _, lab in TARGETS] + \
-            ["carvefs/raw", "loop dio/raw", "loop buf/raw"]
+            ["carvefs/raw", "peer/raw", "loop dio/raw", "loop buf/raw"]
         rows, detail = [], []
         for case in cases:
             ms = {t: cell(runs, (section, case, t)) for t, _ in TARGETS}
@@ -297,14 +320,15 @@ def main():
             for t, _ in TARGETS:
                 m = ms[t]
                 if (section, case, t) in failed:
-                    row.append("failed")
+                    row.append(fmt_failed(failed, (section, case, t)))
                 elif m is None:
                     row.append("–")
                 else:
                     row.append(f"{fmt_throughput(case, m)} (p99 {fmt_us(m.get('p99_us'))})")
-            row += [fmt_ratio(rats["carvefs"]), fmt_ratio(rats["loop-dio"]), fmt_ratio(rats["loop-buf"])]
+            row += [fmt_ratio(rats[t]) for t in ("carvefs", "peer", "loop-dio", "loop-buf")]
             rows.append(row)
-            chart_rows.append((WORKLOADS.get(case, case), rats["carvefs"], rats["loop-dio"], rats["loop-buf"]))
+            chart_rows.append((WORKLOADS.get(case, case), rats["carvefs"], rats["peer"],
+                               rats["loop-dio"], rats["loop-buf"]))
             for t, lab in TARGETS:
                 m = ms[t]
                 csv_row(section, case, t, m, rats[t])
@@ -327,7 +351,10 @@ def main():
         md.append("")
     if any(s in ("perf", "meta") for s, _ in order):
         md.append("raw: a folder on the pool's filesystem. carvefs: a volume without limits. "
-                  "loop-ext4 dio: ext4 in an image file on the same filesystem, "
+                  f"passthrough_hp: libfuse's example filesystem ({env.get('peer', '?')}) "
+                  "over a folder of the same filesystem; it forwards O_DIRECT writes from "
+                  "a buffer the disk cannot take directly, hence its failed write rows "
+                  "(bench/README.md, Caveats). loop-ext4 dio: ext4 in an image file on the same filesystem, "
                   "`losetup --direct-io=on` "
                   f"({env.get('loop-dio_device', '?')}). loop-ext4 buffered: the same without "
                   f"direct IO, as `mount -o loop` does ({env.get('loop-buf_device', '?')}).")
@@ -358,7 +385,8 @@ def main():
                     (f"{measured:.0f} IOPS" if m else "–"), lim
             r = ratio(measured, lim_v)
             rows.append([LIMIT_TITLES.get(case, case), lim_disp,
-                         "failed" if ("limits", case, "carvefs") in failed else meas_disp,
+                         fmt_failed(failed, ("limits", case, "carvefs"))
+                         if ("limits", case, "carvefs") in failed else meas_disp,
                          fmt_ratio(r), fmt_lat(m, "p50"), fmt_lat(m, "p99")])
             chart_limits.append((f"{case}: measured/limit", r))
             csv_row("limits", case, "carvefs", m, r, lim_v, measured,
@@ -437,6 +465,37 @@ def main():
                              "unit": "s" if k.endswith("_s") else ("KiB" if k.startswith("rss") else ""),
                              "status": "ok"})
 
+    # ---- memory per cached inode
+    if inodes:
+        n = inodes.get("files", "?")
+        md.append(f"## Memory per cached inode ({n} files)")
+        md.append("")
+        md.append("A fresh daemon, then `find` stats every file of a folder through its mount; "
+                  "the daemon's RSS and open fds after, minus before, over the files.")
+        md.append("")
+        rows = []
+        for t, lab in (("carvefs", "carvefs"), ("peer", "passthrough_hp")):
+            try:
+                files = int(inodes[f"{t}_files"])
+                before, after = int(inodes[f"{t}_rss_kib_before"]), int(inodes[f"{t}_rss_kib_after"])
+                fds = (int(inodes[f"{t}_fds_after"]) - int(inodes[f"{t}_fds_before"])) / files
+                per = (after - before) * 1024.0 / files
+            except (KeyError, ValueError, ZeroDivisionError):
+                continue
+            rows.append([lab, str(files), f"{before / 1024:.1f} MiB", f"{after / 1024:.1f} MiB",
+                         f"{per:.0f} B", f"{fds:.2f}"])
+            rows_csv.append({"section": "inodes", "case": "rss-per-inode", "target": t,
+                             "measured": per, "unit": "B", "status": "ok"})
+            rows_csv.append({"section": "inodes", "case": "fds-per-inode", "target": t,
+                             "measured": fds, "unit": "fd", "status": "ok"})
+        md += md_table(["daemon", "files seen", "RSS before", "RSS after", "RSS per inode",
+                        "open fds per inode"], rows)
+        md.append("")
+
+    # ---- hand-over under load
+    if restart:
+        md += restart_section(raw, restart, rows_csv)
+
     failures = sorted(failed)
     if failures:
         md.append("Failed runs (see the .err files next to the JSON): " +
@@ -460,6 +519,104 @@ def main():
     plot(outdir, chart_rows, chart_limits)
 
 
+def percentile(sorted_vals, q):
+    if not sorted_vals:
+        return None
+    return sorted_vals[max(0, math.ceil(q * len(sorted_vals)) - 1)]
+
+
+def load_lat_log(path):
+    """[(completion ms since the epoch, latency ns)] of a per-IO fio log, in
+    completion order."""
+    ios = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split(",")
+                if len(parts) >= 2:
+                    ios.append((int(parts[0]), int(parts[1])))
+    except (OSError, ValueError):
+        return []
+    ios.sort()
+    return ios
+
+
+def restart_section(raw, restart, rows_csv):
+    """The hand-over table: for each hand-over, the IOs completed from 0.5 s
+    before the new daemon started to 0.5 s after the old one exited; their
+    largest latency is the stall (at QD1 an IO waiting on the hand-over is
+    the only one in flight), cross-checked by the longest gap between two
+    completions (fio logs completion times in whole ms)."""
+    md = []
+    n = int(restart.get("handovers", "0") or 0)
+    md.append(f"## Hand-over under load ({n} hand-overs, {restart.get('runtime', '?')} s of fio)")
+    md.append("")
+    md.append("fio 4k random read/write at QD1 on a carvefs volume, every block checked "
+              "(`--verify=crc32c --continue_on_error=none`), while the same carvefs command "
+              "is started again on the pool every 3 s and takes the volumes over. Window: "
+              "0.5 s either side of the hand-over. Target: 0 errors, stall < 100 ms.")
+    md.append("")
+    ios = load_lat_log(os.path.join(raw, "restart", "handover_lat.1.log"))
+    rows = []
+    for h in range(1, n + 1):
+        status = restart.get(f"handover{h}_status")
+        if status is None:
+            break
+        t0, t1 = int(restart[f"handover{h}_start_ms"]), int(restart[f"handover{h}_end_ms"])
+        if status != "handed-over":
+            msg = restart.get(f"handover{h}_message", "")
+            rows.append([str(h), f"not done ({status}): {msg}".strip(), f"{t1 - t0} ms",
+                         "–", "–", "–", "–"])
+            rows_csv.append({"section": "restart", "case": f"handover{h}", "target": "carvefs",
+                             "status": status})
+            break
+        lo, hi = t0 - 500, t1 + 500
+        win = [i for i, (t, _) in enumerate(ios) if lo <= t <= hi]
+        lats = sorted(ios[i][1] for i in win)
+        gap = None
+        if win:
+            first = max(win[0] - 1, 0)
+            gap = max((ios[i][0] - ios[i - 1][0] for i in range(first + 1, win[-1] + 1)),
+                      default=None)
+        p99 = percentile(lats, 0.99)
+        stall = lats[-1] if lats else None
+        rows.append([str(h), f"handed over, {restart.get(f'handover{h}_mounted_after', '?')} mounted after",
+                     f"{t1 - t0} ms", str(len(lats)),
+                     fmt_us(p99 / 1000 if p99 else None), fmt_us(stall / 1000 if stall else None),
+                     f"{gap} ms" if gap is not None else "–"])
+        rows_csv.append({"section": "restart", "case": f"handover{h}", "target": "carvefs",
+                         "iops": None, "p99_us": p99 / 1000 if p99 else None,
+                         "measured": stall / 1000 if stall else None, "unit": "µs max latency",
+                         "status": "ok"})
+    md += md_table(["hand-over", "outcome", "start to old daemon gone", "IOs in window",
+                    "p99 latency", "max latency (stall)", "longest completion gap"], rows)
+    md.append("")
+    # The whole job: errors and its latency outside the windows too.
+    job, err = None, restart.get("fio_exit", "?")
+    try:
+        job = load_json(os.path.join(raw, "restart", "handover.carvefs.1.json"))["jobs"][0]
+    except (OSError, ValueError, KeyError, IndexError):
+        pass
+    reason = failure_reason(os.path.join(raw, "restart", "handover.carvefs.1.json.err"))
+    if job:
+        errors = job.get("total_err", 1 if job.get("error") else 0)
+        lats = sorted(lat for _, lat in ios)
+        md.append(f"Whole job: fio exit status {err}, {errors} error(s)"
+                  f"{' (' + reason + ')' if reason else ''}, "
+                  f"{job['read']['total_ios']} reads and {job['write']['total_ios']} writes verified, "
+                  f"p50 {fmt_us(percentile(lats, 0.5) / 1000 if lats else None)}, "
+                  f"p99 {fmt_us(percentile(lats, 0.99) / 1000 if lats else None)}, "
+                  f"max {fmt_us(lats[-1] / 1000 if lats else None)} (submission to completion).")
+        rows_csv.append({"section": "restart", "case": "job", "target": "carvefs",
+                         "read_iops": job["read"]["iops"], "write_iops": job["write"]["iops"],
+                         "measured": errors, "unit": "errors", "status": "ok" if err == "0" else "failed"})
+    else:
+        md.append(f"Whole job: fio exit status {err}, no JSON{' (' + reason + ')' if reason else ''}.")
+        rows_csv.append({"section": "restart", "case": "job", "target": "carvefs", "status": "failed"})
+    md.append("")
+    return md
+
+
 def gp_num(v):
     return "NaN" if v is None or v <= 0 or math.isnan(v) else f"{v:.4f}"
 
@@ -477,8 +634,8 @@ def plot(outdir, chart_rows, chart_limits):
     tmp = tempfile.mkdtemp(prefix="carvefs-bench-plot.")
     try:
         with open(os.path.join(tmp, "ratios.dat"), "w") as f:
-            for lab, a, b, c in chart_rows:
-                f.write(f"{gp_str(lab)} {gp_num(a)} {gp_num(b)} {gp_num(c)}\n")
+            for lab, *vals in chart_rows:
+                f.write(gp_str(lab) + "".join(f" {gp_num(v)}" for v in vals) + "\n")
         with open(os.path.join(tmp, "limits.dat"), "w") as f:
             for lab, r in chart_limits:
                 f.write(f"{gp_str(lab)} {gp_num(r)}\n")
@@ -507,12 +664,14 @@ set bmargin 7
 set title "Throughput relative to raw (ratio, log scale)"
 set ylabel "target / raw"
 plot "{tmp}/ratios.dat" using 2:xtic(1) title "carvefs / raw" lc rgb "#1f77b4", \\
-     "" using 3 title "loop-ext4 dio / raw" lc rgb "#2ca02c", \\
-     "" using 4 title "loop-ext4 buffered / raw (host page cache, not durable)" lc rgb "#ff7f0e", \\
+     "" using 3 title "passthrough_hp / raw (libfuse peer; missing: failed)" lc rgb "#d62728", \\
+     "" using 4 title "loop-ext4 dio / raw" lc rgb "#2ca02c", \\
+     "" using 5 title "loop-ext4 buffered / raw (host page cache, not durable)" lc rgb "#ff7f0e", \\
      1 notitle with lines lw 2 lc rgb "black", \\
-     "" using ($0-0.25):2:(sprintf("%.2f", $2)) with labels rotate by 90 left offset 0,0.4 font ",8" notitle, \\
-     "" using ($0):3:(sprintf("%.2f", $3)) with labels rotate by 90 left offset 0,0.4 font ",8" notitle, \\
-     "" using ($0+0.25):4:(sprintf("%.2f", $4)) with labels rotate by 90 left offset 0,0.4 font ",8" notitle
+     "" using ($0-0.3):2:(sprintf("%.2f", $2)) with labels rotate by 90 left offset 0,0.4 font ",8" notitle, \\
+     "" using ($0-0.1):3:(sprintf("%.2f", $3)) with labels rotate by 90 left offset 0,0.4 font ",8" notitle, \\
+     "" using ($0+0.1):4:(sprintf("%.2f", $4)) with labels rotate by 90 left offset 0,0.4 font ",8" notitle, \\
+     "" using ($0+0.3):5:(sprintf("%.2f", $5)) with labels rotate by 90 left offset 0,0.4 font ",8" notitle
 """
         if chart_limits:
             script += f"""

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # carvefs benchmark suite, in one run:
-#   perf    fio data workloads on four targets side by side: a folder on the
+#   perf    fio data workloads on five targets side by side: a folder on the
 #           pool's own filesystem (raw), a carvefs volume without limits,
-#           ext4 in a loop device with direct IO, ext4 in a buffered loop device
+#           libfuse's passthrough_hp over a folder of the same filesystem (the
+#           FUSE peer), ext4 in a loop device with direct IO, ext4 in a
+#           buffered loop device
 #   meta    fio filecreate / filestat / filedelete over many files, same targets
+#   inodes  daemon memory per cached inode, carvefs and the peer
 #   limits  IO-limit accuracy: measured rate / configured limit
 #   noisy   a reader on one volume, alone and next to a writer on another
 #   scale   many volumes: create time, restart-to-all-mounted time, RSS, threads
+#   restart fio with verification across hand-overs to a new daemon: errors
+#           and the longest stall
 #
 # Usage: bench/run.sh BUILD_DIR        (as root; `make bench` runs it)
 # Results: bench/results/results.{md,csv,png}; fio JSON under bench/work/raw.
@@ -31,8 +36,15 @@ FILES=${BENCH_FILES:-10000}
 VOLSIZE=${BENCH_VOLUME_SIZE:-8Gi}
 LIMIT_RUNTIME=${BENCH_LIMIT_RUNTIME:-}
 SCALE=${BENCH_SCALE_VOLUMES:-200}
-SECTIONS=${BENCH_SECTIONS:-perf,meta,limits,noisy,scale}
+INODE_FILES=${BENCH_INODE_FILES:-10000}
+HANDOVERS=${BENCH_HANDOVERS:-3}
+SECTIONS=${BENCH_SECTIONS:-perf,meta,inodes,limits,noisy,scale,restart}
 THREADS=${BENCH_THREADS:-}
+# The FUSE peer, built by bench/build-peer.sh, and its options: no page,
+# entry or attribute cache and no splice, as carvefs (which keeps entries
+# and attributes for 1 s) neither splices nor uses the writeback cache.
+PEER=${BENCH_PEER:-${CARVEFS_BENCH_CACHE:-/var/cache/carvefs/bench}/bin/passthrough_hp}
+PEER_OPTS=(--nocache --nosplice)
 
 # The limits whose accuracy is measured.
 LIM_RIOPS=500
@@ -45,11 +57,11 @@ PERF_WORKLOADS=(randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1
 	randwrite-4k-qd32 seqread-1m-qd4 seqwrite-1m-qd4 randrw-70-30-4k-qd16
 	seqread-1m-qd4-buffered)
 META_WORKLOADS=(meta-filecreate meta-filestat meta-filedelete)
-TARGETS=(raw carvefs loop-dio loop-buf)
+TARGETS=(raw carvefs peer loop-dio loop-buf)
 
 [[ $RUNTIME =~ ^[0-9]+$ ]] && [ -z "$LIMIT_RUNTIME" ] &&
 	LIMIT_RUNTIME=$((RUNTIME > 10 ? RUNTIME : 10))
-for v in RUNTIME RAMP REPEAT FILES SCALE LIMIT_RUNTIME; do
+for v in RUNTIME RAMP REPEAT FILES SCALE LIMIT_RUNTIME INODE_FILES HANDOVERS; do
 	if ! [[ ${!v} =~ ^[0-9]+$ ]] || { [ "${!v}" -eq 0 ] && [ $v != RAMP ]; }; then
 		echo "bench: BENCH_$v must be a whole number of at least 1 (RAMP: 0), not '${!v}'" >&2
 		exit 2
@@ -65,6 +77,10 @@ for tool in fio gnuplot losetup mkfs.ext4 findmnt /usr/bin/python3 \
 		{ echo "bench: '$tool' is missing (make deps-bench installs it)" >&2; exit 1; }
 done
 has() { [[ ",$SECTIONS," == *",$1,"* ]]; }
+if { has perf || has meta || has inodes; } && ! [ -x "$PEER" ]; then
+	echo "bench: the FUSE peer '$PEER' is missing (bash bench/build-peer.sh builds it)" >&2
+	exit 1
+fi
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
 now() { date +%s.%N; }
@@ -76,6 +92,18 @@ scale_note() { printf '%s=%s\n' "$1" "$2" >>"$raw/scale.txt"; }
 proc_field() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
 # Mounts whose mountpoint lies under $1.
 mounts_under() { awk -v p="$1/" 'index($5, p) == 1 { n++ } END { print n + 0 }' /proc/self/mountinfo; }
+rss_kib() { proc_field "$1" VmRSS | tr -d ' kB'; }
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; }
+# Waits up to 15 s for $1 to be a mountpoint while PID $2 lives.
+wait_mounted() {
+	local i
+	for ((i = 0; i < 1500; i++)); do
+		findmnt -rn -M "$1" >/dev/null && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.01
+	done
+	return 1
+}
 
 # ---------------------------------------------------------------------------
 # Everything this script starts is recorded here and undone by cleanup, on
@@ -180,8 +208,20 @@ run_fio() {
 		"${out#"$raw"/}" "$status" >>"$raw/manifest.tsv"
 }
 
-prefill() { # DIR: lays out the test file
-	BENCH_DIR=$1 BENCH_SIZE=$SIZE fio --output=/dev/null "$jobs/prefill.fio" ||
+started_peer=
+start_peer() { # BACKING MOUNTPOINT LOGFILE; sets started_peer
+	mkdir -p "$1" "$2"
+	"$PEER" --foreground "${PEER_OPTS[@]}" "$1" "$2" </dev/null >>"$3" 2>&1 &
+	started_peer=$!
+	daemon_pids+=("$started_peer")
+	wait_mounted "$2" "$started_peer" && return 0
+	log "passthrough_hp did not mount $2; its log:"
+	tail -20 "$3" >&2
+	return 1
+}
+
+prefill() { # DIR [SIZE]: lays out the test file
+	BENCH_DIR=$1 BENCH_SIZE=${2:-$SIZE} fio --output=/dev/null "$jobs/prefill.fio" ||
 		{ log "prefill of $1 failed"; return 1; }
 }
 
@@ -205,6 +245,7 @@ note files "$FILES"
 note volume_size "$VOLSIZE"
 note limit_runtime "$LIMIT_RUNTIME"
 note sections "$SECTIONS"
+note peer "passthrough_hp ${PEER_OPTS[*]} ($(cat "$PEER.source" 2>/dev/null || echo 'source unknown'))"
 suite_start=$(now)
 
 pool=$run/pool
@@ -227,9 +268,13 @@ if has perf || has meta; then
 	ctl create bench --size "$VOLSIZE" >/dev/null
 	dir[raw]=$run/raw-dir
 	dir[carvefs]=$disc/bench
+	dir[peer]=$run/peer-mnt
 	dir[loop-dio]=$run/loop-dio
 	dir[loop-buf]=$run/loop-buf
 	mkdir -p "${dir[raw]}"
+	log "starting passthrough_hp ${PEER_OPTS[*]} on $run/peer-src"
+	start_peer "$run/peer-src" "${dir[peer]}" "$raw/peer.log"
+	peer=$started_peer
 	for t in loop-dio loop-buf; do
 		img=$run/$t.img
 		truncate -s "$VOLSIZE" "$img" 2>/dev/null ||
@@ -251,7 +296,13 @@ fi
 if has perf; then
 	for t in "${TARGETS[@]}"; do
 		log "laying out $SIZE on $t"
-		prefill "${dir[$t]}"
+		# The peer cannot write with O_DIRECT (README.md, Caveats): its
+		# file is laid out in its backing folder.
+		if [ "$t" = peer ]; then
+			prefill "$run/peer-src"
+		else
+			prefill "${dir[$t]}"
+		fi
 	done
 	sync
 	# Targets interleave within each workload so that a slow phase of the
@@ -291,8 +342,63 @@ if has perf || has meta; then
 		losetup -d "$dev"
 		rm -f "$run/$t.img"
 	done
-	rm -rf "${dir[raw]}"
+	stop_daemon "$peer"
+	rm -rf "${dir[raw]}" "$run/peer-src"
 	ctl delete bench --force >/dev/null
+fi
+
+# make_files DIR N: N empty files f0 .. f(N-1) in DIR.
+make_files() {
+	/usr/bin/python3 -c '
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    os.close(os.open(f"{d}/f{i}", os.O_CREAT | os.O_WRONLY, 0o644))
+' "$1" "$2"
+}
+
+# inode_rss TARGET PID DIR: the daemon's RSS and open fds before and after
+# `find` stats every file of DIR through its mount.
+inode_rss() {
+	local n
+	sync
+	sleep 0.5
+	printf '%s_rss_kib_before=%s\n%s_fds_before=%s\n' "$1" "$(rss_kib "$2")" \
+		"$1" "$(fd_count "$2")" >>"$raw/inodes.txt"
+	n=$(find "$3" -type f -printf '%s\n' | wc -l)
+	printf '%s_files=%s\n%s_rss_kib_after=%s\n%s_fds_after=%s\n' "$1" "$n" \
+		"$1" "$(rss_kib "$2")" "$1" "$(fd_count "$2")" >>"$raw/inodes.txt"
+}
+
+if has inodes; then
+	# Each daemon is fresh and has never seen the files: the files of
+	# carvefs are created through its mount (so the volume counts them),
+	# then the daemon is restarted; the peer's are created in its
+	# backing folder, as it keeps no account.
+	ipool=$run/inode-pool
+	imnt=$run/inode-mnt
+	isock=$run/inode.sock
+	ilog=$raw/carvefs-inodes.log
+	printf 'files=%s\n' "$INODE_FILES" >"$raw/inodes.txt"
+	log "inodes: $INODE_FILES files on a carvefs volume"
+	start_daemon "$ipool" "$imnt" "$isock" "$ilog"
+	"$build/carvectl" --socket "$isock" create inodes --size 1Gi >/dev/null
+	make_files "$imnt/inodes" "$INODE_FILES"
+	stop_daemon "$started_pid"
+	start_daemon "$ipool" "$imnt" "$isock" "$ilog"
+	wait_mounted "$imnt/inodes" "$started_pid"
+	log "inodes: find + stat of $INODE_FILES files through a fresh carvefs"
+	inode_rss carvefs "$started_pid" "$imnt/inodes"
+	"$build/carvectl" --socket "$isock" delete inodes --force >/dev/null
+	stop_daemon "$started_pid"
+
+	log "inodes: find + stat of $INODE_FILES files through a fresh passthrough_hp"
+	mkdir -p "$run/inode-peer-src"
+	make_files "$run/inode-peer-src" "$INODE_FILES"
+	start_peer "$run/inode-peer-src" "$run/inode-peer-mnt" "$raw/peer.log"
+	inode_rss peer "$started_peer" "$run/inode-peer-mnt"
+	stop_daemon "$started_peer"
+	rm -rf "$run/inode-peer-src"
 fi
 
 if has limits; then
@@ -433,6 +539,107 @@ if has scale; then
 	t1=$(now)
 	scale_note delete_s "$(elapsed "$t0" "$t1")"
 	stop_daemon "$sd"
+fi
+
+ms_now() { date +%s%3N; }
+restart_note() { printf '%s=%s\n' "$1" "$2" >>"$raw/restart.txt"; }
+
+# handover N OLD_PID: starts the same carvefs command while OLD_PID serves
+# the pool and waits until one of them exits: the old one when it handed
+# its volumes over, the new one when it refused. Sets started_pid to the
+# daemon that serves the pool afterwards; returns 1 if no hand-over happened.
+handover() {
+	local h=$1 old=$2 new rc t0 t1 deadline status
+	t0=$(ms_now)
+	"$build/carvefs" --pool "$rpool" --discovery-dir "$rmnt" --socket "$rsock" \
+		--foreground ${THREADS:+--threads "$THREADS"} </dev/null >>"$rlog" 2>&1 &
+	new=$!
+	daemon_pids+=("$new")
+	deadline=$((t0 + 60000))
+	while :; do
+		if ! kill -0 "$old" 2>/dev/null; then
+			rc=0
+			wait "$old" || rc=$?
+			status=handed-over
+			break
+		fi
+		if ! kill -0 "$new" 2>/dev/null; then
+			rc=0
+			wait "$new" || rc=$?
+			status=refused
+			break
+		fi
+		if [ "$(ms_now)" -gt "$deadline" ]; then
+			rc=
+			status=timeout
+			break
+		fi
+		sleep 0.002
+	done
+	t1=$(ms_now)
+	restart_note "handover${h}_start_ms" "$t0"
+	restart_note "handover${h}_end_ms" "$t1"
+	restart_note "handover${h}_status" "$status"
+	restart_note "handover${h}_exit" "$rc"
+	case $status in
+	handed-over)
+		started_pid=$new
+		restart_note "handover${h}_mounted_after" "$(mounts_under "$rmnt")"
+		;;
+	refused)
+		started_pid=$old
+		restart_note "handover${h}_message" "$(tail -n 1 "$rlog" | tr -d '\n')"
+		log "restart: the new daemon refused to take over: $(tail -n 1 "$rlog")"
+		return 1
+		;;
+	*)
+		started_pid=$old
+		log "restart: no hand-over within 60 s"
+		return 1
+		;;
+	esac
+}
+
+if has restart; then
+	rpool=$run/restart-pool
+	rmnt=$run/restart-mnt
+	rsock=$run/restart.sock
+	rlog=$raw/carvefs-restart.log
+	# A hand-over every 3 s, the first 2 s into the job, the last 3 s
+	# before its end.
+	rruntime=$((3 * HANDOVERS + 2))
+	: >"$raw/restart.txt"
+	restart_note handovers "$HANDOVERS"
+	restart_note runtime "$rruntime"
+	log "restart: $HANDOVERS hand-overs under fio with verification"
+	start_daemon "$rpool" "$rmnt" "$rsock" "$rlog"
+	rd=$started_pid
+	"$build/carvectl" --socket "$rsock" create restart --size 1Gi >/dev/null
+	# fio would lay the file out in 4k buffered writes, for seconds.
+	prefill "$rmnt/restart" 256m
+	mkdir -p "$raw/restart"
+	rout=$raw/restart/handover.carvefs.1.json
+	restart_note fio_start_ms "$(ms_now)"
+	BENCH_DIR=$rmnt/restart BENCH_RUNTIME=$rruntime BENCH_LOG=$raw/restart/handover \
+		timeout --kill-after=10 $((rruntime + 120)) fio --output-format=json \
+		--output="$rout" "$jobs/restart-randrw-4k-qd1.fio" </dev/null 2>"$rout.err" &
+	fio_pid=$!
+	for ((h = 1; h <= HANDOVERS; h++)); do
+		sleep $((h == 1 ? 2 : 3))
+		kill -0 "$fio_pid" 2>/dev/null || { log "restart: fio ended early"; break; }
+		log "restart: hand-over $h of $HANDOVERS"
+		handover "$h" "$rd" || { rd=$started_pid; break; }
+		rd=$started_pid
+	done
+	rc=0
+	wait "$fio_pid" || rc=$?
+	fio_pid=
+	restart_note fio_exit "$rc"
+	[ -s "$rout.err" ] || rm -f "$rout.err"
+	[ $rc -eq 0 ] || log "restart: fio exited with status $rc: $(tail -c 300 "$rout.err" 2>/dev/null | tr '\n' ' ')"
+	"$build/carvectl" --socket "$rsock" delete restart --force >/dev/null ||
+		log "restart: could not delete the volume"
+	stop_daemon "$rd"
 fi
 
 note suite_s "$(elapsed "$suite_start" "$(now)")"
