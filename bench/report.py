@@ -557,7 +557,7 @@ def restart_section(raw, restart, rows_csv):
               "0.5 s either side of the hand-over. Target: 0 errors, stall < 100 ms.")
     md.append("")
     ios = load_lat_log(os.path.join(raw, "restart", "handover_lat.1.log"))
-    rows = []
+    rows, windows = [], []
     for h in range(1, n + 1):
         status = restart.get(f"handover{h}_status")
         if status is None:
@@ -571,6 +571,7 @@ def restart_section(raw, restart, rows_csv):
                              "status": status})
             break
         lo, hi = t0 - 500, t1 + 500
+        windows.append((lo, hi))
         win = [i for i, (t, _) in enumerate(ios) if lo <= t <= hi]
         lats = sorted(ios[i][1] for i in win)
         gap = None
@@ -601,12 +602,16 @@ def restart_section(raw, restart, rows_csv):
     if job:
         errors = job.get("total_err", 1 if job.get("error") else 0)
         lats = sorted(lat for _, lat in ios)
+        # What the machine does to this job without a hand-over.
+        calm = sorted(lat for t, lat in ios if not any(lo <= t <= hi for lo, hi in windows))
         md.append(f"Whole job: fio exit status {err}, {errors} error(s)"
                   f"{' (' + reason + ')' if reason else ''}, "
                   f"{job['read']['total_ios']} reads and {job['write']['total_ios']} writes verified, "
                   f"p50 {fmt_us(percentile(lats, 0.5) / 1000 if lats else None)}, "
                   f"p99 {fmt_us(percentile(lats, 0.99) / 1000 if lats else None)}, "
-                  f"max {fmt_us(lats[-1] / 1000 if lats else None)} (submission to completion).")
+                  f"max {fmt_us(lats[-1] / 1000 if lats else None)} (submission to completion); "
+                  f"outside the windows: p99 {fmt_us(percentile(calm, 0.99) / 1000 if calm else None)}, "
+                  f"max {fmt_us(calm[-1] / 1000 if calm else None)}.")
         rows_csv.append({"section": "restart", "case": "job", "target": "carvefs",
                          "read_iops": job["read"]["iops"], "write_iops": job["write"]["iops"],
                          "measured": errors, "unit": "errors", "status": "ok" if err == "0" else "failed"})
