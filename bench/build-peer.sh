@@ -7,8 +7,9 @@
 # (low-level API, C++, multi-threaded): the FUSE neighbour every carvefs
 # figure is compared with.  It is not committed here; this script:
 #
-#   1. installs what the build needs from Debian (meson, ninja-build, g++,
-#      dpkg-dev, pkgconf: the package's own build system and tools);
+#   1. checks that what the build needs is installed (meson, ninja-build,
+#      g++, dpkg-dev, pkgconf: the package's own build system and tools;
+#      `make deps-bench` installs them, and `make bench` runs this script);
 #   2. downloads the fuse3 source package of the system's release through a
 #      private deb-src copy of the system's apt sources (tools/deb-source.sh;
 #      the system configuration is left untouched) and unpacks it with
@@ -32,11 +33,15 @@
 set -eu
 
 CACHE=${CARVEFS_BENCH_CACHE:-/var/cache/carvefs/bench}
-PKGS="meson ninja-build g++ dpkg-dev pkgconf"
+# The tools, by the Debian package that brings them (Makefile, DEB_BENCH).
+TOOLS="meson:meson ninja:ninja-build g++:g++ dpkg-source:dpkg-dev pkgconf:pkgconf"
 BIN=$CACHE/bin/passthrough_hp
 here=$(cd "$(dirname "$0")" && pwd)
 
-say() { printf 'build-peer: %s\n' "$*"; }
+# Messages go to fd 3, the caller's standard output; once the build starts,
+# everything else goes to the build log.
+exec 3>&1
+say() { printf 'build-peer: %s\n' "$*" >&3; }
 
 # The .dsc in $CACHE/src, if any, in $dsc.
 find_dsc() {
@@ -52,28 +57,26 @@ built() {
 }
 
 missing_packages() {
-	for p in $PKGS; do
-		dpkg-query -W -f '${Status}\n' "$p" 2>/dev/null |
-			grep -q '^install ok installed$' || printf '%s ' "$p"
+	for tp in $TOOLS; do
+		command -v "${tp%%:*}" >/dev/null || printf '%s ' "${tp#*:}"
 	done
 }
 
 # Read whole before it runs, so editing this file mid-build is harmless.
 {
-if built; then
-	exit 0
+built && exit 0
+missing=$(missing_packages)
+if [ -n "$missing" ]; then
+	say "missing Debian packages: $missing(make deps-bench installs them)"
+	exit 1
 fi
 mkdir -p "$CACHE/bin" "$CACHE/src"
-LOG=$CACHE/build.log
+# Two runs at once: one builds, the other waits and finds the binary.
 exec 9>"$CACHE/.lock"
-if ! flock -n 9; then
-	say "another build holds $CACHE/.lock; waiting for it..."
-	flock 9
-	if built; then
-		exit 0
-	fi
-fi
-: >"$LOG"
+flock 9
+built && exit 0
+LOG=$CACHE/build.log
+exec >"$LOG" 2>&1
 STEP=starting
 tree=
 on_exit() {
@@ -81,44 +84,25 @@ on_exit() {
 	[ -z "$tree" ] || rm -rf "$tree"
 	if [ "$rc" -ne 0 ]; then
 		say "FAILED while $STEP; last lines of $LOG:"
-		tail -n 30 "$LOG" | sed 's/^/    /'
+		tail -n 30 "$LOG" | sed 's/^/    /' >&3
 	fi
 	exit "$rc"
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 
-run() {
-	printf '+ %s\n' "$*" >>"$LOG"
-	"$@" >>"$LOG" 2>&1
-}
-
-STEP="installing packages"
-missing=$(missing_packages)
-if [ -n "$missing" ]; then
-	if [ "$(id -u)" -ne 0 ]; then
-		say "missing Debian packages: $missing; run this script as root once"
-		exit 1
-	fi
-	say "installing Debian packages: $missing"
-	export DEBIAN_FRONTEND=noninteractive
-	run apt-get -qq update
-	# shellcheck disable=SC2086
-	run apt-get -qq install -y --no-install-recommends $missing
-fi
-
 # The .dsc lists every file of the package with its SHA-256; dpkg-source
 # checks them when unpacking, so a torn download is caught there.
 STEP="downloading the fuse3 source package"
 if ! find_dsc; then
 	say "downloading the fuse3 source package (about 4 MB)..."
-	run sh "$here/../tools/deb-source.sh" fuse3 "$CACHE/src"
+	sh "$here/../tools/deb-source.sh" fuse3 "$CACHE/src"
 	find_dsc || { say "no fuse3 .dsc after the download"; exit 1; }
 fi
 
 STEP="unpacking $(basename "$dsc")"
 tree=$(mktemp -d "$CACHE/tree.XXXXXX")
-if ! run dpkg-source -x "$dsc" "$tree/src"; then
+if ! dpkg-source -x "$dsc" "$tree/src"; then
 	rm -f "$CACHE"/src/fuse3_*
 	say "the source package does not unpack (removed; run again to download it afresh)"
 	exit 1
@@ -128,10 +112,10 @@ STEP="building passthrough_hp"
 say "building passthrough_hp from $(basename "$dsc")..."
 # debian/rules: meson with -Duseroot=false; the rest keeps the build to the
 # library and the examples.  -O2 as Debian's buildflags give.
-run meson setup "$tree/build" "$tree/src" --buildtype=plain \
+meson setup "$tree/build" "$tree/src" --buildtype=plain \
 	-Dc_args=-O2 -Dcpp_args=-O2 -Ddefault_library=static -Duseroot=false \
 	-Dutils=false -Dtests=false -Dexamples=true
-run ninja -C "$tree/build" -j 2 example/passthrough_hp
+ninja -C "$tree/build" -j 2 example/passthrough_hp
 install -m 0755 "$tree/build/example/passthrough_hp" "$BIN.new"
 # What the results name as the peer's origin.
 printf 'Debian source %s\n' "$(basename "$dsc" .dsc)" >"$BIN.source"
