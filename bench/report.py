@@ -542,19 +542,24 @@ def load_lat_log(path):
 
 
 def restart_section(raw, restart, rows_csv):
-    """The hand-over table: for each hand-over, the IOs completed from 0.5 s
-    before the new daemon started to 0.5 s after the old one exited; their
-    largest latency is the stall (at QD1 an IO waiting on the hand-over is
-    the only one in flight), cross-checked by the longest gap between two
-    completions (fio logs completion times in whole ms)."""
+    """The hand-over table. For each hand-over, from the new daemon's start
+    (t0) to the old one's exit (t1): the stall is the largest latency of an
+    IO in flight at some time in [t0, t1] (at QD1 the IO caught by the
+    hand-over is the only one in flight and waits for all of it), cross-
+    checked by the longest gap between two completions from the last one
+    before t0 to the first one after t1 (fio logs completion times in whole
+    ms). The p99 is over the IOs completed from 0.5 s before t0 to 0.5 s
+    after t1."""
     md = []
     n = int(restart.get("handovers", "0") or 0)
     md.append(f"## Hand-over under load ({n} hand-overs, {restart.get('runtime', '?')} s of fio)")
     md.append("")
     md.append("fio 4k random read/write at QD1 on a carvefs volume, every block checked "
               "(`--verify=crc32c --continue_on_error=none`), while the same carvefs command "
-              "is started again on the pool every 3 s and takes the volumes over. Window: "
-              "0.5 s either side of the hand-over. Target: 0 errors, stall < 100 ms.")
+              "is started again on the pool every 3 s and takes the volumes over. Stall: the "
+              "longest latency of an IO in flight between the new daemon's start and the old "
+              "one's exit; gap: the longest time without a completion across it; p99: IOs "
+              "completed from 0.5 s before to 0.5 s after. Target: 0 errors, stall < 100 ms.")
     md.append("")
     ios = load_lat_log(os.path.join(raw, "restart", "handover_lat.1.log"))
     rows, windows = [], []
@@ -572,15 +577,14 @@ def restart_section(raw, restart, rows_csv):
             break
         lo, hi = t0 - 500, t1 + 500
         windows.append((lo, hi))
-        win = [i for i, (t, _) in enumerate(ios) if lo <= t <= hi]
-        lats = sorted(ios[i][1] for i in win)
-        gap = None
-        if win:
-            first = max(win[0] - 1, 0)
-            gap = max((ios[i][0] - ios[i - 1][0] for i in range(first + 1, win[-1] + 1)),
-                      default=None)
+        lats = sorted(lat for t, lat in ios if lo <= t <= hi)
         p99 = percentile(lats, 0.99)
-        stall = lats[-1] if lats else None
+        stall = max((lat for t, lat in ios if t >= t0 and t - lat / 1e6 <= t1), default=None)
+        before = [i for i, (t, _) in enumerate(ios) if t < t0]
+        after = [i for i, (t, _) in enumerate(ios) if t > t1]
+        gap = None
+        if before and after:
+            gap = max(ios[i][0] - ios[i - 1][0] for i in range(before[-1] + 1, after[0] + 1))
         rows.append([str(h), f"handed over, {restart.get(f'handover{h}_mounted_after', '?')} mounted after",
                      f"{t1 - t0} ms", str(len(lats)),
                      fmt_us(p99 / 1000 if p99 else None), fmt_us(stall / 1000 if stall else None),
@@ -589,7 +593,7 @@ def restart_section(raw, restart, rows_csv):
                          "iops": None, "p99_us": p99 / 1000 if p99 else None,
                          "measured": stall / 1000 if stall else None, "unit": "µs max latency",
                          "status": "ok"})
-    md += md_table(["hand-over", "outcome", "start to old daemon gone", "IOs in window",
+    md += md_table(["hand-over", "outcome", "new daemon start to old one's exit", "IOs in ±0.5 s",
                     "p99 latency", "max latency (stall)", "longest completion gap"], rows)
     md.append("")
     # The whole job: errors and its latency outside the windows too.
