@@ -11,7 +11,7 @@
 #      g++, dpkg-dev, pkgconf: the package's own build system and tools;
 #      `make deps-bench` installs them, and `make bench` runs this script);
 #   2. downloads the fuse3 source package of the system's release through a
-#      private deb-src copy of the system's apt sources (tools/deb-source.sh;
+#      private deb-src copy of the system's apt sources (tests/deb-source.sh;
 #      the system configuration is left untouched) and unpacks it with
 #      Debian's patches applied (dpkg-source -x);
 #   3. configures it as debian/rules does, with static libraries, and builds
@@ -96,7 +96,7 @@ trap 'exit 130' INT TERM
 STEP="downloading the fuse3 source package"
 if ! find_dsc; then
 	say "downloading the fuse3 source package (about 4 MB)..."
-	sh "$here/../tools/deb-source.sh" fuse3 "$CACHE/src"
+	sh "$here/../tests/deb-source.sh" fuse3 "$CACHE/src"
 	find_dsc || { say "no fuse3 .dsc after the download"; exit 1; }
 fi
 

@@ -146,7 +146,7 @@ if ! source_ok; then
 	rm -f "$CACHE"/src/kubernetes_*
 	CARVEFS_APT_SOURCES=$SOURCES
 	export CARVEFS_APT_SOURCES
-	run sh "$(dirname "$0")/../../tools/deb-source.sh" kubernetes "$CACHE/src"
+	run sh "$(dirname "$0")/../deb-source.sh" kubernetes "$CACHE/src"
 	source_ok || { say "the downloaded source package is incomplete"; exit 1; }
 fi
 # "1.20.5+really1.20.2-1" -> "1.20.2"

@@ -6,13 +6,13 @@
 # listed once more, with source indexes instead of binary ones, in a
 # temporary apt directory below DEST, which is removed afterwards.
 #
-# Usage: tools/deb-source.sh PACKAGE DEST
+# Usage: tests/deb-source.sh PACKAGE DEST
 # Environment:
 #   CARVEFS_APT_SOURCES  deb822 file to derive deb-src entries from
 #                        (default /etc/apt/sources.list.d/debian.sources)
 set -eu
 
-[ $# -eq 2 ] || { echo "usage: tools/deb-source.sh PACKAGE DEST" >&2; exit 2; }
+[ $# -eq 2 ] || { echo "usage: tests/deb-source.sh PACKAGE DEST" >&2; exit 2; }
 pkg=$1
 dest=$2
 sources=${CARVEFS_APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}
