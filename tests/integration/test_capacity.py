@@ -214,6 +214,34 @@ def test_direct_write_crossing_the_capacity(ext4_daemon, vol, block_size, free_k
     check_bounds(d, "cap", block_size)
 
 
+def test_usage_counts_what_writeback_allocates_after_close(ext4_daemon, vol, block_size):
+    """ext4 counts a file's data blocks in st_blocks at write time, but
+    allocates the leaf of its extent tree (needed past four extents) only
+    when it writes the data back, which may be after the file is closed."""
+    d = ext4_daemon
+    extents = 6
+    with open(f"{vol}/f", "wb") as f:
+        for i in range(extents):
+            f.seek(i * MiB)
+            f.write(os.urandom(block_size))
+    # The kernel sends RELEASE after close() returned; the daemon serves a
+    # volume's requests in order, so once this mkdir is answered the
+    # release has been processed (and the usage settled, before its fix,
+    # from st_blocks without the leaf).
+    os.mkdir(f"{vol}/after-close")
+    backing = os.path.join(d.backing("cap"), "f")
+    fd = os.open(backing, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    allocated = os.stat(backing).st_blocks * 512
+    assert allocated == (extents + 1) * block_size, \
+        f"{allocated} bytes allocated: the data and no extent-tree leaf?"
+    wait_until(lambda: d.used("cap") == tree_usage(d.backing("cap"))[0], 10,
+               "the daemon's usage to count the extent-tree leaf")
+
+
 def test_truncate_past_capacity_then_fill_the_hole(ext4_daemon, vol, block_size):
     d = ext4_daemon
     used = d.used("cap")

@@ -12,7 +12,9 @@
  *  - otherwise every block the range touches is assumed new, and if that does
  *    not fit, the holes in the range are measured with SEEK_HOLE/SEEK_DATA.
  * A write that does not fit whole is shortened to what fits (as on a full
- * disk: the caller sees a short write, then ENOSPC).
+ * disk: the caller sees a short write, then ENOSPC). A written file settles
+ * once more after its release, when its writeback is done, see
+ * release_settle_start().
  *
  * Several writes to one file may be in flight at once (asynchronous direct
  * IO, and parallel direct writes, see vfs.c); everything here runs on the
@@ -54,6 +56,7 @@ struct file_io {
 	fuse_req_t req;
 	struct vfs *vfs;
 	struct handle *h;
+	struct inode *inode; /* a settle after release: the file's entry, held */
 	void *buf;	    /* read: our buffer; write: ours, or the receive buffer we hold */
 	bool rxbuf;	    /* buf is a receive buffer, given back with uring_rxbuf_put() */
 	void *data;	    /* where the write payload starts in buf */
@@ -800,18 +803,64 @@ void file_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
+/* A released file's data are written back: its allocation is final now. */
+static void release_settle_complete(struct uring_op *op, int res, uint32_t cqe_flags)
+{
+	struct file_io *io = (struct file_io *)op;
+
+	(void)res;
+	(void)cqe_flags;
+	/* An object unlinked meanwhile gave its charge back when its last handle closed. */
+	if (!io->inode->uncounted)
+		(void)inode_settle_fd(io->vfs, io->inode, io->fd);
+	close(io->fd);
+	inode_settle_done(io->vfs, io->inode);
+	free(io);
+}
+
+/*
+ * st_blocks is not final until the data are written back: with delayed
+ * allocation, ext4 counts the data blocks at write time but allocates the
+ * blocks of a file's extent tree (one leaf once it has more than four
+ * extents) only at writeback, and may free it again when extents merge as
+ * written-back ranges are converted. Nothing settles a closed file
+ * afterwards, so a written file is written back once released and settled
+ * then. The handle is gone at once for everything else (an unlinked file's
+ * space comes back as before); only a duplicate of its fd and the inode
+ * entry stay for the settle.
+ */
+static void release_settle_start(struct vfs *v, struct handle *h)
+{
+	struct io_uring_sqe *sqe;
+	struct file_io *io = calloc(1, sizeof(*io));
+	int fd = io ? fcntl(h->fd, F_DUPFD_CLOEXEC, 0) : -1;
+
+	if (fd < 0) {
+		/* Without the means to wait, the settle at release is the last. */
+		free(io);
+		return;
+	}
+	h->inode->settles++;
+	io->op.complete = release_settle_complete;
+	io->vfs = v;
+	io->inode = h->inode;
+	io->fd = fd;
+	sqe = uring_sqe(&io->op);
+	io_uring_prep_sync_file_range(sqe, fd, 0, 0,
+				      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+					      SYNC_FILE_RANGE_WAIT_AFTER);
+}
+
 void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *v = fuse_req_userdata(req);
 	struct handle *h = handle_of(fi);
 
 	(void)ino;
-	/*
-	 * Delayed allocation may have settled differently from what st_blocks
-	 * said right after each write: take the final word at close.
-	 */
-	if (h->wrote)
+	if (h->wrote) {
 		(void)inode_settle_fd(v, h->inode, h->fd);
+		release_settle_start(v, h);
+	}
 	handle_free(v, h);
 	fuse_reply_err(req, 0);
 }

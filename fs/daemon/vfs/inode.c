@@ -587,7 +587,7 @@ void inode_unlinked(struct vfs *v, const struct stat *before, const struct inode
  */
 static void inode_maybe_destroy(struct vfs *v, struct inode *in)
 {
-	if (in == v->root || in->nlookup || in->opens)
+	if (in == v->root || in->nlookup || in->opens || in->settles)
 		return;
 	itab_remove(v, in);
 	inode_free(v, in);
@@ -630,6 +630,12 @@ void inode_close(struct vfs *v, struct inode *in)
 		in->opens--;
 	/* An unlinked file's space comes back when its last handle closes. */
 	inode_release_if_orphan(v, in);
+	inode_maybe_destroy(v, in);
+}
+
+void inode_settle_done(struct vfs *v, struct inode *in)
+{
+	in->settles--;
 	inode_maybe_destroy(v, in);
 }
 

@@ -67,6 +67,7 @@ struct inode {
 	uint64_t write_claimed_bytes;
 	uint64_t write_held_bytes;
 	bool uncounted; /* unlinked before a recount: not part of the quota's usage */
+	unsigned settles; /* settles after writeback in flight (file.c): keep the entry */
 	/*
 	 * protected by the fd cache's lock (inode.c): the cached O_PATH fd
 	 * (-1 when not open), the borrowers using it, the LRU links. The
@@ -179,6 +180,8 @@ void inode_unmake(struct vfs *v, struct inode *parent, const char *name, struct 
 void inode_forget(struct vfs *v, struct inode *in, uint64_t nlookup);
 /* Drops an open handle's reference. */
 void inode_close(struct vfs *v, struct inode *in);
+/* Ends a settle after writeback (in->settles counts those in flight). */
+void inode_settle_done(struct vfs *v, struct inode *in);
 /* Charges the change of the object's allocation since it was last seen. */
 void inode_settle(struct vfs *v, struct inode *in, const struct stat *st);
 int inode_settle_fd(struct vfs *v, struct inode *in, int fd);
