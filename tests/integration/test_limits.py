@@ -126,7 +126,9 @@ def test_queued_requests_are_answered_in_arrival_order(daemon, work):
     for i in range(n):
         with open(os.path.join(mnt, f"f{i}"), "wb") as f:
             f.write(b"x" * 4096)
-    daemon.ctl("set-limits", "fifo", "--riops", "5", "--wiops", "5", json=False)
+    # 2 IOPS: a token comes back every 500 ms, far longer than the poll
+    # that releases the next issuer takes even on a loaded machine.
+    daemon.ctl("set-limits", "fifo", "--riops", "2", "--wiops", "2", json=False)
     nrs = IO_SYSCALLS[platform.machine()]
     ops = ["w" if i % 2 == 0 else "r" for i in range(n)]
     # Every issuer is started and has its file open before the first request:
