@@ -1,7 +1,9 @@
 #!/bin/sh
 # shellcheck disable=SC2317 # fail() and on_exit() run from the EXIT trap
-# build-control-plane.sh - build kube-apiserver and kube-controller-manager for
-# the provisioner's tests against a real Kubernetes control plane.
+# build-control-plane.sh - build a Kubernetes control plane and node for the
+# tests: kube-apiserver and kube-controller-manager (the provisioner's tests
+# against a real API), kube-scheduler, kubelet and the pause binary (the tests
+# that run pods on a real node, tests/k8s/node.py).
 #
 # No package archive ships a kube-apiserver, but Debian 12 ships the full
 # Kubernetes 1.20.2 tree (with vendor/) as the source package `kubernetes`, and
@@ -17,12 +19,14 @@
 #      the apiserver when built with Go >= 1.18, by Debian's 1.0.2;
 #   4. generates the OpenAPI definitions the tarball lacks (upstream's `make`
 #      does it with openapi-gen, built from the vendored kube-openapi);
-#   5. builds both binaries in GOPATH mode, offline, and installs them into
-#      $CACHE/bin.
+#   5. builds the Go binaries in GOPATH mode, offline, and the static pause
+#      binary with gcc, and installs them into $CACHE/bin.
 #
-# Idempotent: when $CACHE/bin holds working binaries it exits at once.  The
-# first build takes 4 to 20 minutes on 2 cores, depending on the machine; the
-# Go build cache is kept, so a rebuild takes a few minutes.
+# Idempotent: when $CACHE/bin holds working binaries it exits at once, and it
+# builds only the binaries missing there (a cache made before the node's
+# binaries were added gets just those).  The first build takes 10 to 25
+# minutes on 2 cores, depending on the machine; the Go build cache is kept,
+# so a rebuild takes a few minutes.
 #
 # Environment:
 #   CARVEFS_K8S_CACHE    cache directory (default /var/cache/carvefs/k8s)
@@ -31,7 +35,8 @@
 #   CARVEFS_K8S_KEEP_SRC keep the unpacked source tree after the build if 1
 #
 # Layout of the cache:
-#   bin/        kube-apiserver, kube-controller-manager
+#   bin/        kube-apiserver, kube-controller-manager, kube-scheduler,
+#               kubelet, pause
 #   src/        the downloaded source package (.dsc, tarballs)
 #   gopath/     the unpacked tree during a build (removed afterwards)
 #   go-build/   the Go build cache
@@ -41,18 +46,21 @@ set -eu
 CACHE=${CARVEFS_K8S_CACHE:-/var/cache/carvefs/k8s}
 SOURCES=${CARVEFS_APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 GO=/usr/lib/go-1.19/bin/go
-BINS="kube-apiserver kube-controller-manager"
+# In build order: the apiserver first, the others reuse most of its packages
+# from the Go build cache.
+BINS="kube-apiserver kube-controller-manager kube-scheduler kubelet"
 PKGS="golang-1.19-go rsync etcd-server golang-github-modern-go-reflect2-dev"
-PKGS="$PKGS dpkg-dev python3-jsonschema"
+PKGS="$PKGS dpkg-dev python3-jsonschema gcc libc6-dev"
 REFLECT2=/usr/share/gocode/src/github.com/modern-go/reflect2
 
 say() { printf 'build-control-plane: %s\n' "$*"; }
 
 built() {
-	for b in $BINS; do
+	for b in $BINS pause; do
 		[ -x "$CACHE/bin/$b" ] || return 1
 	done
-	"$CACHE/bin/kube-apiserver" --version >/dev/null 2>&1
+	"$CACHE/bin/kube-apiserver" --version >/dev/null 2>&1 &&
+		"$CACHE/bin/kubelet" --version >/dev/null 2>&1
 }
 
 missing_packages() {
@@ -183,9 +191,10 @@ mkdir -p "$GOCACHE" "$GOTMPDIR" "$CACHE/bin"
 # packages are chosen as build/root/Makefile.generated_files does: every
 # directory of the tree (staging/src named as vendor/, third-party vendor/
 # excluded) with a file tagged +k8s:openapi-gen.
+# Only kube-apiserver compiles them in.
 STEP="generating the OpenAPI definitions"
 openapi=$tree/pkg/generated/openapi/zz_generated.openapi.go
-if [ ! -s "$openapi" ]; then
+if [ ! -x "$CACHE/bin/kube-apiserver" ] && [ ! -s "$openapi" ]; then
 	say "generating the OpenAPI definitions..."
 	# The tree's paths hold no blanks, so plain xargs is safe.
 	# shellcheck disable=SC2038
@@ -225,6 +234,7 @@ else
 	first=" (the first build takes several minutes, up to about 20 on 2 slow cores)"
 fi
 for b in $BINS; do
+	[ -x "$CACHE/bin/$b" ] && continue
 	STEP="building $b"
 	say "building $b$first..."
 	start=$(date +%s)
@@ -235,10 +245,23 @@ for b in $BINS; do
 	first=""
 done
 
+# The pod sandbox's process: it only reaps children and waits for a signal.
+# Built as upstream's build/pause/Makefile does (static, its TAG as version).
+if [ ! -x "$CACHE/bin/pause" ]; then
+	STEP="building pause"
+	tag=$(sed -n 's/^TAG = //p' "$tree/build/pause/Makefile")
+	run gcc -Os -Wall -Werror -static "-DVERSION=v$tag-$version" \
+		-o "$CACHE/bin/pause.new" "$tree/build/pause/linux/pause.c"
+	mv -f "$CACHE/bin/pause.new" "$CACHE/bin/pause"
+	say "built pause"
+fi
+
 STEP="checking the result"
-run "$CACHE/bin/kube-apiserver" --version
-run "$CACHE/bin/kube-controller-manager" --version
-built || { say "the built kube-apiserver does not run"; exit 1; }
+for b in $BINS; do
+	run "$CACHE/bin/$b" --version
+done
+run "$CACHE/bin/pause" -v
+built || { say "the built kube-apiserver or kubelet does not run"; exit 1; }
 touch "$GOCACHE/.carvefs-complete"
 rm -rf "$GOTMPDIR"
 # The unpacked tree is re-made from the tarball in a minute; the Go build cache
