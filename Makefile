@@ -48,9 +48,12 @@ endif
 DEB_BUILD := gcc make pkg-config libfuse3-dev fuse3 liburing-dev libmount-dev \
 	libxxhash-dev libjansson-dev libyaml-dev libcurl4-openssl-dev \
 	libmicrohttpd-dev
+# containerd, runc, busybox-static and containernetworking-plugins: the
+# Kubernetes node of the tests (tests/k8s/node.py).
 DEB_TEST := $(DEB_BUILD) libcmocka-dev python3 python3-pytest python3-yaml \
 	python3-jsonschema stress-ng dbench \
-	fio util-linux e2fsprogs systemd
+	fio util-linux e2fsprogs systemd \
+	containerd runc busybox-static containernetworking-plugins
 # The FUSE peer of the benchmarks is built from Debian's fuse3 source package
 # with its own build system (bench/build-peer.sh).
 DEB_BENCH := $(DEB_TEST) gnuplot-nox meson ninja-build g++ dpkg-dev pkgconf
@@ -149,7 +152,8 @@ unit: deps-test
 	$(Q)set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 # etcd, kube-apiserver and kube-controller-manager for the provisioner's
-# tests; returns at once when they are cached.
+# tests, kubelet, kube-scheduler and pause for the node's; returns at once
+# when they are cached.
 k8s-control-plane: deps-test
 	$(Q)bash tests/k8s/build-control-plane.sh
 

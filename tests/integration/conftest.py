@@ -62,6 +62,18 @@ def pytest_configure(config):
         "markers", "timeout_seconds(n): fail the test if it runs longer than n seconds")
 
 
+# Measurements a test reports (bring-up times, memory), printed at the end
+# of the run: (what, figure) pairs.
+FIGURES = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures")
+        for what, figure in FIGURES:
+            terminalreporter.write_line(f"{what}: {figure}")
+
+
 def pytest_sessionstart(session):
     if os.geteuid() != 0:
         pytest.exit("the carvefs integration tests must run as root", returncode=1)
@@ -735,16 +747,17 @@ CLAIMS_PATH = "/api/v1/namespaces/default/persistentvolumeclaims"
 
 
 @contextlib.contextmanager
-def running_control_plane(node):
+def running_control_plane(node, **options):
     """A started control plane for a test module's fixture; fails (never
-    skips) when it is not built, since `make integration` builds it."""
+    skips) when it is not built, since `make integration` builds it.
+    options go to ControlPlane (feature gates, extra controllers)."""
     import control_plane
 
     ok, why = control_plane.available()
     if not ok:
         pytest.fail(f"the Kubernetes control plane is not built: {why} "
                     "(make integration builds it with tests/k8s/build-control-plane.sh)")
-    plane = control_plane.ControlPlane(node=node)
+    plane = control_plane.ControlPlane(node=node, **options)
     plane.start()
     try:
         yield plane

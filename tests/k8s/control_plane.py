@@ -290,12 +290,21 @@ class ControlPlane:
     keep: leave the directory in place after stop (also CARVEFS_K8S_KEEP=1).
     die_with_parent: components get SIGTERM if this Python process dies
     (only when started from the main thread).
+    extra_controllers: controllers to run besides the PV ones ("daemonset"
+    for a node that runs DaemonSets, node.py).
+    feature_gates: {gate: bool} for the apiserver and the controller manager
+    (a scheduler of node.py takes the same); runtime_config: the apiserver's
+    --runtime-config (e.g. "storage.k8s.io/v1alpha1=true").
     """
 
     def __init__(self, node=None, dir=None, bin_dir=BIN_DIR, pv_sync_period="2s",
                  keep=None, die_with_parent=True, verbosity=2,
-                 start_timeout=START_TIMEOUT_S):
+                 start_timeout=START_TIMEOUT_S, extra_controllers=(), feature_gates=None,
+                 runtime_config=None):
         self.node = node
+        self.controllers = PV_CONTROLLERS.split(",") + list(extra_controllers)
+        self.feature_gates = dict(feature_gates or {})
+        self.runtime_config = runtime_config
         self.bin_dir = bin_dir
         self.pv_sync_period = pv_sync_period
         self.keep = keep if keep is not None else os.environ.get("CARVEFS_K8S_KEEP") == "1"
@@ -473,7 +482,8 @@ class ControlPlane:
             "--disable-admission-plugins=ServiceAccount",
             "--profiling=false",
             f"--v={self.verbosity}",
-        ])
+        ] + self._gate_args() + (
+            [f"--runtime-config={self.runtime_config}"] if self.runtime_config else []))
         self._wait_for_file(os.path.join(self.cert_dir, "apiserver.crt"), "apiserver", deadline)
         self._load_ca()
         self._wait_http(self.url + "/readyz", "apiserver", deadline)
@@ -487,18 +497,24 @@ class ControlPlane:
         self._spawn("controller-manager", [
             os.path.join(self.bin_dir, "kube-controller-manager"),
             f"--kubeconfig={self.kubeconfig}",
-            f"--controllers={PV_CONTROLLERS}",
+            f"--controllers={','.join(self.controllers)}",
             "--leader-elect=false",
             "--bind-address=127.0.0.1", "--secure-port=0", "--port=0",
             "--use-service-account-credentials=false",
             f"--pvclaimbinder-sync-period={self.pv_sync_period}",
             "--profiling=false",
             f"--v={self.verbosity}",
-        ])
+        ] + self._gate_args())
         # Ready when each controller has said it started.
-        wanted = [f'Started "{c}"' for c in PV_CONTROLLERS.split(",")]
+        wanted = [f'Started "{c}"' for c in self.controllers]
         self._wait(lambda: all(w in _read(self.logs["controller-manager"]) for w in wanted),
                    "controller-manager's PV controllers", deadline)
+
+    def _gate_args(self):
+        if not self.feature_gates:
+            return []
+        return ["--feature-gates=" + ",".join(
+            f"{k}={str(v).lower()}" for k, v in sorted(self.feature_gates.items()))]
 
     def _load_ca(self):
         # The apiserver writes its serving certificate followed by the CA that
