@@ -31,6 +31,7 @@ from conftest import BUILD, CARVECTL, REPO, mounts_below, run
 
 sys.path.insert(0, os.path.join(REPO, "tests", "k8s"))
 import control_plane  # noqa: E402  tests/k8s/control_plane.py
+import images  # noqa: E402  tests/k8s/images.py
 import schema  # noqa: E402  tests/k8s/schema.py
 
 DEPLOY = os.path.join(REPO, "deploy")
@@ -679,18 +680,7 @@ def test_server_side_dry_run_against_a_real_apiserver(rendered, tmp_path):
 
 def dockerfile_stages():
     """[(stage name or None, [packages apt-get installs])] of deploy/Dockerfile."""
-    with open(os.path.join(DEPLOY, "Dockerfile")) as f:
-        text = re.sub(r"\\\n", " ", f.read())
-    stages = []
-    for line in text.splitlines():
-        line = line.strip()
-        m = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.I)
-        if m:
-            stages.append((m.group(2), []))
-        m = re.search(r"apt-get install ([^&]*)", line)
-        if m and stages:
-            stages[-1][1].extend(w for w in m.group(1).split() if not w.startswith("-"))
-    return stages
+    return [(s["name"], s["packages"]) for s in images.dockerfile()]
 
 
 def apt_unknown(pkgs):
@@ -772,6 +762,81 @@ def test_dockerfile_copies_the_sources_and_ignores_the_rest():
     for src in copied:
         assert "!" + src in rules, f"{src} is copied but left out of the context"
     assert re.search(r"^USER\s+\S+", text, re.M), "the image says which user it runs as"
+
+
+def depends_closure(pkgs):
+    """The packages apt installs for pkgs (Depends and Pre-Depends, recursively)."""
+    p = run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+             "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"] + list(pkgs))
+    return {line.strip() for line in p.stdout.splitlines()
+            if line and not line.startswith((" ", "<"))}
+
+
+def owners(paths):
+    """{path: package} for the paths dpkg knows (merged /usr: either spelling)."""
+    spellings = {}
+    for path in paths:
+        spellings[path] = path
+        for short, full in images.MERGED_USR.items():
+            if path.startswith(f"/{full}/"):
+                spellings["/" + short + path[len(full) + 1:]] = path
+    p = subprocess.run(["dpkg", "-S"] + sorted(spellings), capture_output=True, text=True)
+    out = {}
+    for line in p.stdout.splitlines():
+        pkgs, _, path = line.partition(": ")
+        if path in spellings and not pkgs.startswith("diversion"):
+            out[spellings[path]] = pkgs.split(",")[0].split(":")[0].strip()
+    return out
+
+
+def test_node_image_has_the_dockerfiles_files_at_the_same_paths(apt, tmp_path):
+    """The image the node tests run (tests/k8s/images.py) against what
+    `docker build -f deploy/Dockerfile` makes: what the Dockerfile adds is in
+    it, at the same paths, and nothing is in it that the Dockerfile's image
+    would not have there."""
+    tar = images.carvefs_image(str(tmp_path / "carvefs.tar"), BUILD)
+    members, config = images.layer_members(tar)
+    files = {"/" + n: m for n, m in members.items() if not m.isdir()}
+    with open(os.path.join(DEPLOY, "Dockerfile")) as f:
+        text = f.read()
+
+    # The binaries and man pages of the build stage, stripped as it does.
+    for binary in ("carvefs", "carvectl", "carve-provisioner"):
+        assert re.search(rf"install -s .*build/{binary}\b.* /out/usr/local/bin/", text)
+        m = files.pop(f"/usr/local/bin/{binary}")
+        stripped = tmp_path / binary
+        run(["strip", "-o", str(stripped), os.path.join(BUILD, binary)])
+        assert m.size == stripped.stat().st_size and m.mode & 0o111, binary
+    assert re.search(r"install -m 0644 doc/\*\.8 /out/usr/local/share/man/man8/", text)
+    for page in glob.glob(os.path.join(REPO, "doc", "*.8")):
+        assert files.pop(f"/usr/local/share/man/man8/{os.path.basename(page)}")
+
+    # Every file of the runtime stage's packages.
+    (_, _), (_, run_pkgs) = dockerfile_stages()
+    for pkg in run_pkgs:
+        for path in images.package_files(pkg):
+            for short, full in images.MERGED_USR.items():
+                if path.startswith(f"/{short}/"):
+                    path = f"/{full}/{path[len(short) + 2:]}"
+            assert path in files, f"{path} of {pkg} is not in the image"
+
+    # Debian 12's merged /usr, as in its images.
+    for short, full in images.MERGED_USR.items():
+        assert files.pop("/" + short).linkname == full
+    # The rest comes from those packages or what they depend on, as in the
+    # Dockerfile's image.
+    allowed = depends_closure(run_pkgs)
+    known = owners(list(files))
+    strays = [f"{p} ({known.get(p, 'no package')})" for p in files
+              if known.get(p) not in allowed]
+    assert not strays, f"in the image but not where the Dockerfile puts it: {strays}"
+
+    # How it starts.
+    cmd = re.search(r"^CMD\s+(.*)$", text, re.M).group(1)
+    user = re.search(r"^USER\s+(\S+)", text, re.M).group(1)
+    assert config["config"]["Cmd"] == yaml.safe_load(cmd)
+    assert config["config"]["User"] == user
+    assert "Entrypoint" not in config["config"] and not re.search(r"^ENTRYPOINT", text, re.M)
 
 
 # --------------------------------------------------------------------------
