@@ -93,7 +93,7 @@ PROV_SRCS := provisioner/main.c provisioner/health.c \
 	provisioner/kube/kube.c provisioner/kube/kwatch.c provisioner/kube/events.c \
 	provisioner/static/discovery.c provisioner/static/cleaner.c \
 	provisioner/dynamic/dynamic.c provisioner/dynamic/expand.c \
-	provisioner/dynamic/nodecap.c \
+	provisioner/dynamic/nodecap.c provisioner/dynamic/storagecap.c \
 	provisioner/sink/apisink.c provisioner/sink/dirsink.c \
 	$(PROV_PURE_SRCS) $(COMMON_SRCS)
 

@@ -39,6 +39,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "dynamic/nodecap.h"
+#include "dynamic/storagecap.h"
 #include "config.h"
 #include "pv.h"
 #include "quantity.h"
@@ -64,6 +65,7 @@ struct options {
 	uint64_t period_ns;
 	const char *listen;
 	const char *carvefs_socket;
+	const char *namespace;
 	bool once;
 };
 
@@ -80,7 +82,8 @@ struct state {
 	struct kube *kube;
 	struct expand *expand;	 /* grows volumes whose claims ask for more */
 	struct nodecap *nodecap; /* the node's free capacity on its Node */
-	struct dynamic *dyn;	 /* carves volumes for claims of carvefs.io/local */
+	struct storagecap *storagecap; /* ... and as CSIStorageCapacity objects */
+	struct dynamic *dyn;	 /* carves volumes for claims of carvefs's classes */
 	struct kwatch *claim_watch; /* periodic mode: passes on claims for this node */
 	struct retryset *clean_retries; /* released PVs whose cleaning failed, by name */
 	int last_read_error; /* said once, not every period */
@@ -97,7 +100,8 @@ static void usage(FILE *f)
 		"Usage: carve-provisioner [OPTION]...\n"
 		"Registers this node's local volumes (carvefs volumes and other mounted disks)\n"
 		"as Kubernetes local PersistentVolumes. With the api sink, also carves carvefs\n"
-		"volumes for claims of StorageClasses whose provisioner is carvefs.io/local.\n"
+		"volumes for claims of StorageClasses whose provisioner is local.carvefs.io\n"
+		"(or carvefs.io/local), and publishes the node's room for the scheduler.\n"
 		"\n"
 		"  --config DIR            configuration directory, one file per key as a\n"
 		"                          mounted ConfigMap gives it (default %s)\n"
@@ -115,13 +119,17 @@ static void usage(FILE *f)
 		"  --carvefs-socket PATH   the carvefs daemon's control socket, used to wipe\n"
 		"                          released carvefs volumes, grow them, measure the\n"
 		"                          pool, and carve volumes for claims (default %s)\n"
+		"  --namespace NS          namespace of the CSIStorageCapacity objects saying\n"
+		"                          the node's room (default $MY_POD_NAMESPACE, then\n"
+		"                          %s)\n"
 		"  --once                  run one pass and exit: 0 if it had no error, 1 if\n"
 		"                          it had\n"
 		"  --log-level LEVEL       error, warn, info or debug (default info)\n"
 		"  -h, --help              show this help and exit\n"
 		"\n"
 		"See carve-provisioner(8).\n",
-		PROVCONFIG_DEFAULT_DIR, DIRSINK_DEFAULT_PATH, WIRE_DEFAULT_SOCKET);
+		PROVCONFIG_DEFAULT_DIR, DIRSINK_DEFAULT_PATH, WIRE_DEFAULT_SOCKET,
+		STORAGECAP_DEFAULT_NAMESPACE);
 }
 
 /* ---- configuration ------------------------------------------------------ */
@@ -442,10 +450,18 @@ static int run_pass(struct state *st)
 	 * it fails: a node may serve plain disks without a carvefs daemon.
 	 */
 	if (st->nodecap && node) {
+		uint64_t room;
+
 		r = nodecap_update(st->nodecap, st->node_name, node,
-				   provconfig_overcommit(st->cfg));
+				   provconfig_overcommit(st->cfg), &room);
 		if (r == -ENOMEM)
 			goto out;
+		if (room != NODECAP_UNMEASURED && st->storagecap && st->dyn) {
+			r = storagecap_update(st->storagecap, hostname, dynamic_classes(st->dyn),
+					      room);
+			if (r == -ENOMEM)
+				goto out;
+		}
 	}
 
 	/*
@@ -482,6 +498,16 @@ out:
 }
 
 /* ---- start-up ----------------------------------------------------------- */
+
+/* --namespace, else $MY_POD_NAMESPACE (the DaemonSet sets it), else the default. */
+static const char *default_namespace(const char *opt)
+{
+	const char *env = getenv("MY_POD_NAMESPACE");
+
+	if (opt)
+		return opt;
+	return env && env[0] != '\0' ? env : STORAGECAP_DEFAULT_NAMESPACE;
+}
 
 static char *default_node_name(void)
 {
@@ -538,6 +564,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		OPT_PERIOD,
 		OPT_LISTEN,
 		OPT_SOCKET,
+		OPT_NAMESPACE,
 		OPT_ONCE,
 		OPT_LOG_LEVEL,
 	};
@@ -549,6 +576,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "discovery-period", required_argument, NULL, OPT_PERIOD },
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "carvefs-socket", required_argument, NULL, OPT_SOCKET },
+		{ "namespace", required_argument, NULL, OPT_NAMESPACE },
 		{ "once", no_argument, NULL, OPT_ONCE },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "help", no_argument, NULL, 'h' },
@@ -570,6 +598,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_KUBECONFIG:
 			o->kubeconfig = optarg;
+			break;
+		case OPT_NAMESPACE:
+			o->namespace = optarg;
 			break;
 		case OPT_SINK:
 			o->sink = optarg;
@@ -838,6 +869,7 @@ int main(int argc, char **argv)
 		}
 		if (expand_new(st.kube, st.opt.carvefs_socket, &st.expand) < 0 ||
 		    nodecap_new(st.kube, st.opt.carvefs_socket, &st.nodecap) < 0 ||
+		    storagecap_new(st.kube, default_namespace(st.opt.namespace), &st.storagecap) < 0 ||
 		    event_set_host(st.node_name) < 0) {
 			log_error("out of memory");
 			goto out;
@@ -897,6 +929,7 @@ out:
 	dynamic_free(st.dyn);
 	expand_free(st.expand);
 	nodecap_free(st.nodecap);
+	storagecap_free(st.storagecap);
 	kube_free(st.kube);
 	retryset_free(st.clean_retries);
 	health_stop(st.health);

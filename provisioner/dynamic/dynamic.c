@@ -37,6 +37,7 @@ struct dynamic {
 	char *socket;
 	json_t *volumes; /* the daemon's volumes as of this pass; NULL if unknown */
 	json_t *classes; /* StorageClasses fetched in this pass, by name */
+	json_t *ours;	 /* names of carvefs's classes, as of the last good list */
 	json_t *pool;	 /* the daemon's pool in this pass, fetched when needed */
 	/*
 	 * Claims and released PVs whose handling failed, by uid: not tried
@@ -49,7 +50,7 @@ struct dynamic {
 	 * forgotten once resolved. Only their memos are used.
 	 */
 	struct retryset *orphans;
-	bool in_use; /* some StorageClass is carvefs.io/local's */
+	bool in_use; /* some StorageClass is carvefs's */
 };
 
 /* Records that handling @uid at @rv failed; the delay before the next try, in seconds. */
@@ -88,6 +89,7 @@ struct dynamic *dynamic_free(struct dynamic *d)
 	retryset_free(d->orphans);
 	json_decref(d->volumes);
 	json_decref(d->classes);
+	json_decref(d->ours);
 	json_decref(d->pool);
 	free(d->node_name);
 	free(d->socket);
@@ -98,6 +100,11 @@ struct dynamic *dynamic_free(struct dynamic *d)
 bool dynamic_in_use(const struct dynamic *d)
 {
 	return d->in_use;
+}
+
+const json_t *dynamic_classes(const struct dynamic *d)
+{
+	return d->ours;
 }
 
 bool dynamic_owns_volume(const struct dynamic *d, const char *name)
@@ -375,8 +382,8 @@ static int provision(struct dynamic *d, const json_t *claim, const json_t *pvs,
 		goto out;
 	}
 	provisioner = json_string_value(json_object_get(sc, "provisioner"));
-	if (!provisioner || strcmp(provisioner, DYNSPEC_PROVISIONER) != 0) {
-		log_debug("claim '%s/%s': StorageClass '%s' is not carvefs.io/local's", ns, cname,
+	if (!dynspec_provisioner_ours(provisioner)) {
+		log_debug("claim '%s/%s': StorageClass '%s' is not carvefs's", ns, cname,
 			  class_name);
 		r = 0;
 		goto out;
@@ -589,7 +596,7 @@ static unsigned report_orphans(struct dynamic *d, const json_t *claims, const js
 /* The StorageClasses by name into d->classes; notes whether one is ours. */
 static int list_classes(struct dynamic *d)
 {
-	json_t *items = NULL, *sc;
+	json_t *items = NULL, *ours = NULL, *sc;
 	size_t i;
 	int r;
 
@@ -597,7 +604,8 @@ static int list_classes(struct dynamic *d)
 	if (r < 0)
 		return r;
 	d->classes = json_object();
-	if (!d->classes) {
+	ours = json_array();
+	if (!d->classes || !ours) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -612,11 +620,20 @@ static int list_classes(struct dynamic *d)
 			r = -ENOMEM;
 			goto out;
 		}
-		if (provisioner && strcmp(provisioner, DYNSPEC_PROVISIONER) == 0)
-			d->in_use = true;
+		if (!dynspec_provisioner_ours(provisioner))
+			continue;
+		d->in_use = true;
+		if (json_array_append_new(ours, json_string(name)) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
 	}
+	json_decref(d->ours);
+	d->ours = ours;
+	ours = NULL;
 out:
 	json_decref(items);
+	json_decref(ours);
 	return r;
 }
 

@@ -58,10 +58,16 @@ struct dynamic *dynamic_free(struct dynamic *d);
 unsigned dynamic_pass(struct dynamic *d, const char *hostname, double overcommit);
 
 /*
- * True once a pass has seen a StorageClass whose provisioner is
- * carvefs.io/local: claims are worth watching from then on.
+ * True once a pass has seen a StorageClass whose provisioner is carvefs's
+ * (dynspec_provisioner_ours()): claims are worth watching from then on.
  */
 bool dynamic_in_use(const struct dynamic *d);
+
+/*
+ * The names of the StorageClasses whose provisioner is carvefs's, as of the
+ * last pass: a JSON array, borrowed (valid until the next pass).
+ */
+const json_t *dynamic_classes(const struct dynamic *d);
 
 /*
  * True if the carvefs volume @name belongs to a claim (it carries the claim

@@ -184,14 +184,22 @@ static bool str_eq(const char *a, const char *b)
 	return a && b && strcmp(a, b) == 0;
 }
 
-/* Whether @claim's annotations hand it to carvefs.io/local on @node_name. */
+bool dynspec_provisioner_ours(const char *name)
+{
+	return str_eq(name, DYNSPEC_PROVISIONER) || str_eq(name, DYNSPEC_PROVISIONER_LEGACY);
+}
+
+/*
+ * Whether @claim's annotations hand it to carvefs on @node_name: the PV
+ * controller names the class's provisioner (1.23+ also without "beta").
+ */
 static bool annotated_for(const json_t *claim, const char *node_name)
 {
 	const json_t *ann = jpath_get(claim, "metadata", "annotations");
 
 	return str_eq(jpath_str(ann, DYNSPEC_ANN_SELECTED_NODE), node_name) &&
-	       (str_eq(jpath_str(ann, DYNSPEC_ANN_PROVISIONER), DYNSPEC_PROVISIONER) ||
-		str_eq(jpath_str(ann, DYNSPEC_ANN_PROVISIONER_BETA), DYNSPEC_PROVISIONER));
+	       (dynspec_provisioner_ours(jpath_str(ann, DYNSPEC_ANN_PROVISIONER)) ||
+		dynspec_provisioner_ours(jpath_str(ann, DYNSPEC_ANN_PROVISIONER_BETA)));
 }
 
 bool dynspec_claim_wanted(const json_t *claim, const char *node_name)
@@ -347,6 +355,7 @@ int dynspec_pv_build(const struct dynspec_pv_request *req, json_t **ret_pv,
 	const json_t *sc = req->storage_class;
 	const char *policy = json_string_value(json_object_get(sc, "reclaimPolicy"));
 	const char *class_name = jpath_str(sc, "metadata", "name");
+	const char *provisioner = jpath_str(sc, "provisioner");
 	const json_t *modes = jpath_get(req->claim, "spec", "accessModes");
 	const json_t *mount_options = json_object_get(sc, "mountOptions");
 	json_t *pv = NULL, *ref = NULL, *affinity = NULL;
@@ -361,6 +370,8 @@ int dynspec_pv_build(const struct dynspec_pv_request *req, json_t **ret_pv,
 			    policy);
 	if (!class_name)
 		return errmsg_set(ret_msg, -EINVAL, "the StorageClass has no name");
+	if (!dynspec_provisioner_ours(provisioner))
+		return errmsg_set(ret_msg, -EINVAL, "the StorageClass is not carvefs's");
 	ref = claim_ref(req->claim);
 	if (!ref)
 		return errmsg_set(ret_msg, -EINVAL, "the claim lacks a namespace, name or uid");
@@ -380,7 +391,7 @@ int dynspec_pv_build(const struct dynspec_pv_request *req, json_t **ret_pv,
 		       " s:{s:{s:s}, s:{s:s}, s:O, s:O, s:s, s:s, s:s}}",
 		       "apiVersion", "v1", "kind", "PersistentVolume",
 		       "metadata", "name", req->name, "annotations",
-		       PV_ANN_PROVISIONED_BY, DYNSPEC_PROVISIONER, DYNSPEC_ANN_VOLUME, req->name,
+		       PV_ANN_PROVISIONED_BY, provisioner, DYNSPEC_ANN_VOLUME, req->name,
 		       "spec", "capacity", "storage", size, "local", "path", req->path,
 		       "nodeAffinity", affinity, "claimRef", ref, "storageClassName", class_name,
 		       "persistentVolumeReclaimPolicy", policy, "volumeMode", "Filesystem");
@@ -412,7 +423,7 @@ out:
 
 bool dynspec_pv_ours(const json_t *pv)
 {
-	return str_eq(pv_get_provisioned_by(pv), DYNSPEC_PROVISIONER);
+	return dynspec_provisioner_ours(pv_get_provisioned_by(pv));
 }
 
 bool dynspec_pv_for_claim(const json_t *pv, const char *claim_uid)

@@ -43,7 +43,15 @@
 
 #include "errmsg.h"
 
-#define DYNSPEC_PROVISIONER "carvefs.io/local"
+/*
+ * The provisioner name of carvefs's StorageClasses. A DNS subdomain, as a
+ * CSIDriver object's name must be: with one of that name and
+ * storageCapacity: true, the scheduler places claims by the
+ * CSIStorageCapacity objects the provisioner publishes (nodecap.h).
+ */
+#define DYNSPEC_PROVISIONER "local.carvefs.io"
+/* The name of earlier releases, still served: a class cannot be renamed. */
+#define DYNSPEC_PROVISIONER_LEGACY "carvefs.io/local"
 #define DYNSPEC_ANN_PREFIX "carvefs.io/"
 #define DYNSPEC_ANN_VOLUME "carvefs.io/volume"
 #define DYNSPEC_LABEL_CLAIM_NAMESPACE "carvefs.io/claim-namespace"
@@ -71,6 +79,9 @@ struct dynspec_params {
 	bool set[DYNSPEC_N_PARAMS];
 };
 
+/* True if @name (NULL allowed) is a provisioner name carvefs serves. */
+bool dynspec_provisioner_ours(const char *name);
+
 /* The parameter's StorageClass key ("readIOPS") and control socket field ("riops"). */
 const char *dynspec_param_key(enum dynspec_param p);
 const char *dynspec_param_field(enum dynspec_param p);
@@ -86,12 +97,12 @@ int dynspec_params_resolve(const json_t *parameters, const json_t *annotations,
 /*
  * True if @claim is one this node is to provision now: Pending, not bound
  * to a volume, not being deleted, selected for @node_name, handed to
- * carvefs.io/local.
+ * one of carvefs's provisioner names.
  */
 bool dynspec_claim_wanted(const json_t *claim, const char *node_name);
 
 /*
- * True if @claim is a bound claim of carvefs.io/local on @node_name whose
+ * True if @claim is a bound claim of carvefs on @node_name whose
  * request is above the capacity its status gives: it asks to grow.
  */
 bool dynspec_claim_grows(const json_t *claim, const char *node_name);
@@ -142,14 +153,15 @@ struct dynspec_pv_request {
  * The PV for a carved volume, pre-bound to the claim (claimRef with uid
  * and resourceVersion), pinned to @hostname, with the class's reclaim
  * policy (Delete by default) and mountOptions, the claim's access modes,
- * and the annotations provisioned-by carvefs.io/local and carvefs.io/volume.
+ * and the annotations provisioned-by (the class's provisioner name) and
+ * carvefs.io/volume.
  * -EINVAL if the class's reclaim policy is neither Delete nor Retain or the
  * claim lacks what a claimRef needs, -ENOMEM; with the reason in @ret_msg.
  */
 int dynspec_pv_build(const struct dynspec_pv_request *req, json_t **ret_pv,
 		     struct errmsg *ret_msg);
 
-/* True if @pv is one carvefs provisioned (provisioned-by carvefs.io/local). */
+/* True if @pv is one carvefs provisioned (provisioned-by one of its names). */
 bool dynspec_pv_ours(const json_t *pv);
 
 /* True if @pv's claimRef names the claim of uid @claim_uid. */

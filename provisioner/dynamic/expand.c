@@ -11,6 +11,7 @@
 #include "static/cleaner.h"
 #include "duration.h"
 #include "kube/events.h"
+#include "dynamic/dynspec.h"
 #include "dynamic/expand.h"
 #include "log.h"
 #include "pv.h"
@@ -89,7 +90,7 @@ static const char *volume_of(const json_t *pv, const struct expand_input *in)
 
 	if (!by || !pv_on_node(pv, in->hostname))
 		return NULL;
-	if (strcmp(by, EXPAND_PROVISIONER) == 0)
+	if (dynspec_provisioner_ours(by))
 		return json_string_value(json_object_get(ann, EXPAND_ANN_VOLUME));
 	if (!in->provisioner || strcmp(by, in->provisioner) != 0 || !path || !in->res)
 		return NULL;

@@ -25,8 +25,9 @@
  * ExternalExpanding Event ("waiting for an external controller") and writes
  * nothing.
  *
- * PVs of ours are those annotated pv.kubernetes.io/provisioned-by:
- * carvefs.io/local with carvefs.io/volume naming the volume (dynamic ones),
+ * PVs of ours are those annotated pv.kubernetes.io/provisioned-by: one of
+ * carvefs's names (dynspec.h) with carvefs.io/volume naming the volume
+ * (dynamic ones),
  * and those registered by this node's discovery for a mounted carvefs
  * volume (static ones).
  *
@@ -40,7 +41,6 @@
 #include "static/discovery.h"
 #include "kube/kube.h"
 
-#define EXPAND_PROVISIONER "carvefs.io/local"
 #define EXPAND_ANN_VOLUME "carvefs.io/volume"
 
 struct expand;

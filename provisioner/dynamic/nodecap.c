@@ -84,7 +84,7 @@ static int report(struct nodecap *n, int r, const char *why)
 }
 
 int nodecap_update(struct nodecap *n, const char *node_name, const json_t *node,
-		   double overcommit)
+		   double overcommit, uint64_t *ret_room)
 {
 	const json_t *meta = json_object_get(node, "metadata");
 	const char *ann = jpath_str(meta, "annotations", NODECAP_ANN_BYTES);
@@ -95,12 +95,14 @@ int nodecap_update(struct nodecap *n, const char *node_name, const json_t *node,
 	json_t *patch;
 	int r;
 
+	*ret_room = NODECAP_UNMEASURED;
 	r = measure(n, &free_b, &committed, &msg);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0)
 		return report(n, r, msg.text);
 	room = sizing_allocatable(free_b, overcommit, committed);
+	*ret_room = room;
 	r = sizing_format_bytes(room, bytes, sizeof(bytes));
 	if (r == 0)
 		r = sizing_format_gib(room, gib, sizeof(gib));

@@ -16,6 +16,8 @@
 #ifndef CARVEFS_NODECAP_H
 #define CARVEFS_NODECAP_H
 
+#include <stdint.h>
+
 #include <jansson.h>
 
 #include "kube/kube.h"
@@ -35,13 +37,18 @@ int nodecap_new(struct kube *kube, const char *carvefs_socket, struct nodecap **
 /* Accepts NULL; returns NULL. */
 struct nodecap *nodecap_free(struct nodecap *n);
 
+/* What *ret_room of nodecap_update() says when the pool could not be measured. */
+#define NODECAP_UNMEASURED UINT64_MAX
+
 /*
  * Measures the pool and patches the Node @node_name if @node (the Node as
- * read in this pass, borrowed) does not carry the values yet. When the
- * daemon cannot be asked the Node is left as it is: a daemon restarting for
- * a moment should not make pods unschedulable. Returns 0 or -errno (logged).
+ * read in this pass, borrowed) does not carry the values yet; the room
+ * measured goes to *@ret_room, also when the patch fails (else
+ * NODECAP_UNMEASURED). When the daemon cannot be asked the Node is left as
+ * it is: a daemon restarting for a moment should not make pods
+ * unschedulable. Returns 0 or -errno (logged).
  */
 int nodecap_update(struct nodecap *n, const char *node_name, const json_t *node,
-		   double overcommit);
+		   double overcommit, uint64_t *ret_room);
 
 #endif

@@ -46,6 +46,7 @@ RBAC = {
     ("", "events"): {"create"},
     ("", "nodes"): {"get", "patch"},
     ("storage.k8s.io", "storageclasses"): {"get", "list"},
+    ("storage.k8s.io", "csistoragecapacities"): {"list", "create", "patch", "delete"},
 }
 
 
@@ -120,6 +121,7 @@ def test_renders_offline_with_the_expected_objects(rendered):
         ("ConfigMap", "carve-provisioner-config"),
         ("StorageClass", "carvefs"),
         ("StorageClass", "carvefs-static"),
+        ("CSIDriver", "local.carvefs.io"),
         ("DaemonSet", "carvefs"),
     ])
     for o in rendered:
@@ -281,7 +283,14 @@ def test_daemonset_is_a_node_agent(ds):
 
 def test_dynamic_storage_class(rendered):
     sc = one(rendered, "StorageClass", "carvefs")
-    assert sc["provisioner"] == "carvefs.io/local"
+    assert sc["provisioner"] == "local.carvefs.io"
+    # The scheduler checks claims of the class against each node's room
+    # because a CSIDriver object of the provisioner's name says so.
+    driver = one(rendered, "CSIDriver", sc["provisioner"])
+    assert driver["spec"]["storageCapacity"] is True
+    assert driver["spec"]["attachRequired"] is False
+    with open(os.path.join(REPO, "provisioner", "dynamic", "dynspec.h")) as f:
+        assert f'#define DYNSPEC_PROVISIONER "{sc["provisioner"]}"' in f.read()
     assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
     assert sc["allowVolumeExpansion"] is True
     assert sc["reclaimPolicy"] == "Delete"
@@ -617,6 +626,10 @@ def used_by_source():
         item = item_level(key, set())
         for p in paths:
             group, resource, is_item = resource_of(p)
+            if resource is None:
+                # A discovery document (/apis/GROUP/VERSION): every
+                # authenticated user may read those (system:discovery).
+                continue
             for m in methods:
                 verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
                         "WATCH": "watch"}.get(m)

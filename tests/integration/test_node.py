@@ -44,7 +44,9 @@ import node as k8s_node  # noqa: E402  tests/k8s/node.py
 
 PROVISIONER = os.path.join(BUILD, "carve-provisioner")
 DEPLOY = os.path.join(REPO, "deploy")
-DYNAMIC = "carvefs.io/local"
+# The dynamic provisioner's name, and the one of earlier releases.
+DYNAMIC = "local.carvefs.io"
+DYNAMIC_LEGACY = "carvefs.io/local"
 STATIC_CLASS = "carvefs-static"
 DYNAMIC_CLASS = "carvefs"
 CLAIMS = "/api/v1/namespaces/default/persistentvolumeclaims"
@@ -89,6 +91,8 @@ def cluster(k8s, work):
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=30)
     empty_cluster(cp, classes=True)
+    for c in capacities(cp):
+        cp.delete(capacity_path(c))
 
 
 # --------------------------------------------------------------------------
@@ -199,6 +203,29 @@ def kubelet_volume_stats(n, claim, namespace="default"):
     return out
 
 
+CAPACITIES = "/apis/storage.k8s.io/v1alpha1/csistoragecapacities"
+
+
+def capacities(cp, cls=None):
+    """The CSIStorageCapacity objects (of class cls)."""
+    return [c for c in cp.api("GET", CAPACITIES)["items"]
+            if cls is None or c["storageClassName"] == cls]
+
+
+def capacity_path(c):
+    return (f"/apis/storage.k8s.io/v1alpha1/namespaces/{c['metadata']['namespace']}"
+            f"/csistoragecapacities/{c['metadata']['name']}")
+
+
+def quantity(q):
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,
+             "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    for u, f in units.items():
+        if q.endswith(u):
+            return int(q[:-len(u)]) * f
+    return int(q)
+
+
 def record_rss(cp, n, what):
     rss = n.rss_kib()
     rss.update(cp.rss_kib())
@@ -295,8 +322,9 @@ def _try_get(port):
 def test_dynamic_volume_in_a_pod_has_its_size_stats_and_grows(work, daemon, cluster):
     cp, n = cluster
     # An inode limit: the volume's inode figures are its own, not those of
-    # the disk under the pool, which other processes change.
-    cp.create_storage_class(DYNAMIC_CLASS, DYNAMIC, reclaim="Delete",
+    # the disk under the pool, which other processes change. The name of
+    # earlier releases: the provisioner still serves its classes.
+    cp.create_storage_class(DYNAMIC_CLASS, DYNAMIC_LEGACY, reclaim="Delete",
                             binding_mode="WaitForFirstConsumer", allow_expansion=True,
                             parameters={"inodes": "1000"})
     prov = HostProvisioner(work, cp, n)
@@ -353,6 +381,85 @@ def test_dynamic_volume_in_a_pod_has_its_size_stats_and_grows(work, daemon, clus
         pytest.fail(f"{e}: df says {df_kib(n, 'app')}\n{prov.tail()}")
     r = n.exec("app", "dd", "if=/dev/zero", "of=/data/fill", "bs=1048576", "count=100")
     assert r.returncode == 0
+
+
+# --------------------------------------------------------------------------
+# Capacity-aware scheduling
+# --------------------------------------------------------------------------
+
+@pytest.mark.timeout_seconds(300)
+def test_scheduler_waits_for_room_published_by_the_provisioner(work, ext4_daemon, cluster):
+    cp, n = cluster
+    daemon = ext4_daemon
+    cp.kubectl("apply", "-f", os.path.join(DEPLOY, "csidriver.yaml"))
+    try:
+        _capacity_flow(cp, n, work, daemon)
+    finally:
+        cp.kubectl("delete", "-f", os.path.join(DEPLOY, "csidriver.yaml"), check=False)
+
+
+def _capacity_flow(cp, n, work, daemon):
+    cp.create_storage_class(DYNAMIC_CLASS, DYNAMIC, reclaim="Delete",
+                            binding_mode="WaitForFirstConsumer")
+    # Most of the 256 MiB pool promised to a volume carved by hand.
+    daemon.create("filler", "160Mi")
+    prov = HostProvisioner(work, cp, n)
+
+    def published(at_least=0):
+        def check():
+            node = cp.get(f"/api/v1/nodes/{n.name}")
+            room = node["metadata"].get("annotations", {}).get("carvefs.io/allocatable-bytes")
+            objs = capacities(cp, DYNAMIC_CLASS)
+            if room is None or len(objs) != 1:
+                return None
+            (c,) = objs
+            if quantity(c["capacity"]) != int(room) or int(room) < at_least:
+                return None
+            return c
+        return check
+    try:
+        c = n.wait_for(published(), 30, what="the node's room as a CSIStorageCapacity")
+    except TimeoutError as e:
+        pytest.fail(f"{e}\n{prov.tail()}")
+    assert c["nodeTopology"] == {"matchLabels": {"kubernetes.io/hostname": n.name}}
+    room = quantity(c["capacity"])
+    assert 0 < room < 128 * MiB, room
+
+    # A claim larger than the room: the scheduler keeps its pod Pending and
+    # never hands the claim to the provisioner.
+    cp.create_pvc("big", storage_class=DYNAMIC_CLASS, size="128Mi")
+    n.create(pod_spec("big", "big", ["sleep", "3600"]))
+
+    def unschedulable():
+        pod = n.pod("big")
+        for cond in pod.get("status", {}).get("conditions", []):
+            if cond["type"] == "PodScheduled" and cond["status"] == "False":
+                return cond.get("message")
+        return None
+    why = n.wait_for(unschedulable, 30, what="the scheduler's verdict on pod big")
+    assert "did not have enough free storage" in why, why
+    time.sleep(3)
+    claim = cp.pvc("big")
+    assert cp.phase(claim) == "Pending"
+    assert "volume.kubernetes.io/selected-node" not in claim["metadata"].get("annotations", {})
+    assert [v["name"] for v in daemon.list()] == ["filler"]
+    events = cp.api("GET", "/api/v1/namespaces/default/events")["items"]
+    assert not [e for e in events if e["involvedObject"]["name"] == "big"
+                and e.get("source", {}).get("component") == DYNAMIC_LEGACY], events
+
+    # Room again: the object follows, and the scheduler places the pod at
+    # its next look at unschedulable pods (once a minute on 1.20).
+    t0 = time.monotonic()
+    daemon.ctl("delete", "filler")
+    n.wait_for(published(at_least=128 * MiB), 30, what="the room published again")
+    try:
+        pod = n.wait_pod_running("big", timeout=150)
+    except TimeoutError as e:
+        pytest.fail(f"{e}\n{prov.tail()}")
+    FIGURES.append(("pod placed after room came back (s)", f"{time.monotonic() - t0:.0f}"))
+    assert pod["spec"]["nodeName"] == n.name
+    claim = cp.wait_for_pvc_phase("big", "Bound", timeout=10)
+    assert daemon.stats(claim["spec"]["volumeName"])["capacity_bytes"] == 128 * MiB
 
 
 # --------------------------------------------------------------------------

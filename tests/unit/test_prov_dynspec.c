@@ -164,7 +164,12 @@ static void test_claim_wanted(void **state)
 	assert_false(dynspec_claim_wanted(c, "node-1"));
 	json_object_set_new(anns, DYNSPEC_ANN_PROVISIONER, json_string("carvefs.io/local"));
 	assert_true(dynspec_claim_wanted(c, "node-1"));
+	/* The name a CSIDriver object can carry serves as well as the old one. */
+	json_object_set_new(anns, DYNSPEC_ANN_PROVISIONER, json_string("local.carvefs.io"));
+	assert_true(dynspec_claim_wanted(c, "node-1"));
 	json_object_set_new(anns, DYNSPEC_ANN_PROVISIONER, json_string("other.io/x"));
+	assert_false(dynspec_claim_wanted(c, "node-1"));
+	json_object_set_new(anns, DYNSPEC_ANN_PROVISIONER, json_string("carvefs.io"));
 	assert_false(dynspec_claim_wanted(c, "node-1"));
 	json_decref(c);
 
@@ -362,6 +367,11 @@ static void test_pv_build(void **state)
 	assert_int_equal(dynspec_pv_build(&req, &pv, &errm), 0);
 	assert_string_equal(json_string_value(json_object_get(json_object_get(pv, "metadata"), "name")),
 			    "pvc-u-1");
+	/* provisioned-by is the class's own name for carvefs. */
+	assert_string_equal(json_string_value(json_object_get(
+				    json_object_get(json_object_get(pv, "metadata"), "annotations"),
+				    "pv.kubernetes.io/provisioned-by")),
+			    "carvefs.io/local");
 	assert_true(dynspec_pv_ours(pv));
 	assert_true(dynspec_pv_for_claim(pv, "u-1"));
 	assert_false(dynspec_pv_for_claim(pv, "u-2"));
@@ -410,6 +420,21 @@ static void test_pv_build(void **state)
 			    "102404Ki");
 	json_decref(pv);
 	pv = NULL;
+
+	json_object_set_new(sc, "provisioner", json_string("local.carvefs.io"));
+	assert_int_equal(dynspec_pv_build(&req, &pv, err, sizeof(err)), 0);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_object_get(json_object_get(pv, "metadata"), "annotations"),
+				    "pv.kubernetes.io/provisioned-by")),
+			    "local.carvefs.io");
+	assert_true(dynspec_pv_ours(pv));
+	json_decref(pv);
+	pv = NULL;
+
+	json_object_set_new(sc, "provisioner", json_string("other.io/x"));
+	assert_int_equal(dynspec_pv_build(&req, &pv, err, sizeof(err)), -EINVAL);
+	assert_null(pv);
+	json_object_set_new(sc, "provisioner", json_string("local.carvefs.io"));
 
 	json_object_set_new(sc, "reclaimPolicy", json_string("Recycle"));
 	assert_int_equal(dynspec_pv_build(&req, &pv, &errm), -EINVAL);
