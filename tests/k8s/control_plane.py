@@ -244,6 +244,28 @@ def sweep_stale(parent, min_age_s=600):
         shutil.rmtree(path, ignore_errors=True)
 
 
+def spawn(owner, name, argv):
+    """Starts a component of owner (a ControlPlane or a node.Node) in a
+    session of its own, logging to owner.dir/NAME.log; records it in
+    owner.procs, owner.logs and owner._start_times. With
+    owner.die_with_parent, it gets SIGTERM if this process dies."""
+    global _prctl
+    log = owner.logs[name] = os.path.join(owner.dir, name + ".log")
+    # The kernel signals the child when the thread that forked it exits,
+    # so this only makes sense from the main thread.
+    pdeath = owner.die_with_parent and threading.current_thread() is threading.main_thread()
+    if pdeath and _prctl is None:
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=owner.dir, start_new_session=True,
+            preexec_fn=_die_with_parent if pdeath else None)
+    owner.procs[name] = proc
+    owner._start_times[name] = proc_start_time(proc.pid)
+    return proc
+
+
 def kill_pids(pids, timeout=STOP_TIMEOUT_S):
     """SIGTERM each (pid, start_time), then SIGKILL those alive after timeout.
 
@@ -422,21 +444,8 @@ class ControlPlane:
         self.kubectl_cache = os.path.join(self.dir, "kubectl-cache")
 
     def _spawn(self, name, argv):
-        global _prctl
-        log = self.logs[name] = os.path.join(self.dir, name + ".log")
-        # The kernel signals the child when the thread that forked it exits,
-        # so this only makes sense from the main thread.
-        pdeath = self.die_with_parent and threading.current_thread() is threading.main_thread()
-        if pdeath and _prctl is None:
-            _prctl = ctypes.CDLL(None, use_errno=True).prctl
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                cwd=self.dir, start_new_session=True,
-                preexec_fn=_die_with_parent if pdeath else None)
-        self.procs[name] = proc
+        proc = spawn(self, name, argv)
         self.pids[name] = proc.pid
-        self._start_times[name] = proc_start_time(proc.pid)
         return proc
 
     def _start_components(self):

@@ -124,15 +124,17 @@ class Node:
 
     build_dir: where carvefs's binaries are (for the carvefs image).
     feature_gates: kube-scheduler's --feature-gates (a dict).
+    die_with_parent: components get SIGTERM if this Python process dies.
     """
 
     def __init__(self, cp, build_dir, dir=None, feature_gates=None, keep=None,
-                 start_timeout=START_TIMEOUT_S):
+                 start_timeout=START_TIMEOUT_S, die_with_parent=True):
         self.cp = cp
         self.build_dir = build_dir
         self.feature_gates = dict(feature_gates or {})
         self.keep = keep if keep is not None else os.environ.get("CARVEFS_K8S_KEEP") == "1"
         self.start_timeout = start_timeout
+        self.die_with_parent = die_with_parent
         self._own_dir = dir is None
         self.dir = dir
         self.name = node_name()
@@ -184,15 +186,8 @@ class Node:
     def _mark(self, what, t0):
         self.timings[what] = round(time.monotonic() - t0, 2)
 
-    def _spawn(self, name, argv, env=None):
-        log = self.logs[name] = os.path.join(self.dir, name + ".log")
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, cwd=self.dir,
-                                    start_new_session=True, env=env)
-        self.procs[name] = proc
-        self._start_times[name] = proc_start_time(proc.pid)
-        return proc
+    def _spawn(self, name, argv):
+        return control_plane.spawn(self, name, argv)
 
     def alive(self):
         for name, proc in self.procs.items():
