@@ -298,7 +298,19 @@ def kill_pids(pids, timeout=STOP_TIMEOUT_S):
             pass
 
 
-class ControlPlane:
+class Started:
+    """A context manager for what start() and stop() bring up and down."""
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+class ControlPlane(Started):
     """etcd + kube-apiserver + kube-controller-manager on loopback.
 
     Attributes once started: dir, url ("https://127.0.0.1:PORT"), port,
@@ -347,14 +359,6 @@ class ControlPlane:
         self._ssl = None
 
     # ----------------------------------------------------------- lifecycle
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     def start(self):
         ok, why = available()

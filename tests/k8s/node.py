@@ -115,7 +115,7 @@ def unmount_below(path):
     return mounts_below(path)
 
 
-class Node:
+class Node(control_plane.Started):
     """containerd + kubelet + kube-scheduler for a running ControlPlane.
 
     Attributes once started: name (the Node's name), dir, kubelet_port,
@@ -144,14 +144,6 @@ class Node:
         self.timings = {}
         self.startup_s = None
         self.pod_uids = set()
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     # ------------------------------------------------------------ start-up
 
@@ -246,6 +238,8 @@ class Node:
                       [{cri}.containerd.runtimes.runc.options]
                         SystemdCgroup = false
                         BinaryName = "{RUNC}"
+                        # runc's state, not under the host's /run/containerd.
+                        Root = "{cd}/runc"
                   [{cri}.cni]
                     bin_dir = "{CNI_BIN_DIR}"
                     conf_dir = "{cni}"
@@ -410,9 +404,10 @@ class Node:
         containers stopped and its volumes unmounted.
 
         kubelet 1.20 removes the object of a pod it has torn down only once
-        its container garbage collection ran (every minute) and its status
-        sync saw it; this removes the object itself once the teardown is
-        done, as kubelet would then.
+        its container garbage collection (every minute) has removed the pod's
+        sandbox, which holds no volume; this removes the object itself once
+        the containers are gone and the volumes unmounted, as kubelet would
+        then.
         """
         path = f"/api/v1/namespaces/{namespace}/pods/{name}"
         p = self.cp.get(path)
@@ -427,8 +422,9 @@ class Node:
             cur = self.cp.get(path)
             if cur is None:
                 return True
+            # Stopped: terminated, or waiting once kubelet removed it.
             statuses = cur.get("status", {}).get("containerStatuses", [])
-            if any("terminated" not in c.get("state", {}) for c in statuses):
+            if any("running" in c.get("state", {}) for c in statuses):
                 return False
             return not mounts_below(pod_dir)
         self.wait_for(torn_down, timeout, what=f"pod {namespace}/{name} torn down")
