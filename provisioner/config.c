@@ -1302,7 +1302,7 @@ int provconfig_parse(const struct provconfig_snapshot *snap, struct prov_config 
 	if (!have_classes) {
 		p.file = "storageClassMap";
 		r = pwarn(&p, NULL, "storageClassMap", "missing: no volume will be discovered "
-			  "(claims of carvefs.io/local StorageClasses are still served)");
+			  "(claims of carvefs's dynamic StorageClasses are still served)");
 		if (r < 0)
 			goto fail;
 	}

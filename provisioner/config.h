@@ -18,7 +18,7 @@
  *   setPVOwnerRef     true|false: PVs are owned by their Node
  *   useJobForCleaning false only: cleaning always runs on the node
  *   dynamicProvisioning  carvefs' own settings for the volumes it carves
- *                     for claims (StorageClasses of carvefs.io/local), a
+ *                     for claims (StorageClasses of local.carvefs.io), a
  *                     mapping with
  *                       overcommit  a ratio > 0, at most
  *                                   PROVCONFIG_OVERCOMMIT_MAX (default 1.0):

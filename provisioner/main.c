@@ -1,7 +1,8 @@
 /*
  * main.c - carve-provisioner: registers a node's local volumes as
  * Kubernetes local PersistentVolumes, and with the api sink carves carvefs
- * volumes for claims of carvefs.io/local StorageClasses (dynamic.h).
+ * volumes for claims of its StorageClasses (local.carvefs.io or
+ * carvefs.io/local, dynamic.h).
  *
  * Every pass discovers the volumes of every configured class, matches them
  * with the PVs the sink already holds (by node and path, so a restart never
@@ -682,7 +683,7 @@ static int open_api_sink(const struct options *o, struct sink **ret_sink,
 		.wanted = pv_event_wanted,
 	};
 	/*
-	 * Paused until a StorageClass of carvefs.io/local exists: a node in a
+	 * Paused until a StorageClass of carvefs's exists: a node in a
 	 * cluster without one keeps no watch on every claim.
 	 */
 	const struct kwatch_spec claim_watch = {

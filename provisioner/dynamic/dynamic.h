@@ -1,13 +1,13 @@
 /*
  * dynamic.h - dynamic provisioning: carving a carvefs volume for each claim
- * of a StorageClass whose provisioner is carvefs.io/local once the
+ * of a StorageClass whose provisioner is carvefs's (dynspec.h) once the
  * scheduler has picked this node, and deleting it when its claim is gone.
  *
  * Each pass (dynamic_pass()):
  *
  *   1. lists the StorageClasses, the daemon's volumes and the PVs, and the
  *      claims of every namespace when it needs them: when some class is
- *      carvefs.io/local's, or some volume was carved for a claim;
+ *      carvefs's, or some volume was carved for a claim;
  *   2. provisions every claim dynspec_claim_wanted() picks: the volume
  *      pvc-<claim uid> (dynspec.h says with which limits) through the daemon's
  *      create verb with the configured overcommit, then the PV of that name
