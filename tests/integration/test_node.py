@@ -610,8 +610,12 @@ def _remove_deploy(cp, n, objs):
             n.delete_pod(p["metadata"]["name"])
     for pvc in cp.api("GET", CLAIMS)["items"]:
         cp.delete(f"{CLAIMS}/{pvc['metadata']['name']}", wait=True)
+    # No garbage collector runs here: the pods are deleted below, and an
+    # Orphan deletion would keep the DaemonSet waiting for it.
     cp.api("DELETE", "/apis/apps/v1/namespaces/carvefs/daemonsets/carvefs",
-           query={"propagationPolicy": "Orphan"}, ok404=True)
+           query={"propagationPolicy": "Background"}, ok404=True)
+    cp.wait_for(lambda: cp.get("/apis/apps/v1/namespaces/carvefs/daemonsets/carvefs") is None,
+                30, what="the DaemonSet gone")
     for p in cp.api("GET", "/api/v1/namespaces/carvefs/pods")["items"]:
         n.delete_pod(p["metadata"]["name"], "carvefs", timeout=90)
     for o in objs:

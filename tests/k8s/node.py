@@ -427,7 +427,15 @@ class Node(control_plane.Started):
             if any("running" in c.get("state", {}) for c in statuses):
                 return False
             return not mounts_below(pod_dir)
-        self.wait_for(torn_down, timeout, what=f"pod {namespace}/{name} torn down")
+        try:
+            self.wait_for(torn_down, timeout, what=f"pod {namespace}/{name} torn down")
+        except TimeoutError as e:
+            cur = self.cp.get(path) or {}
+            states = {c["name"]: c.get("state")
+                      for c in cur.get("status", {}).get("containerStatuses", [])}
+            raise TimeoutError(f"{e}: containers {states}, still mounted "
+                               f"{mounts_below(pod_dir)}\n"
+                               + tail(self.logs["kubelet"], 40)) from None
         self.cp.api("DELETE", path, query={"gracePeriodSeconds": 0}, ok404=True)
         self.wait_for(lambda: self.cp.get(path) is None, timeout,
                       what=f"pod {namespace}/{name} gone")
