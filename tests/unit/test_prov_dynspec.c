@@ -422,7 +422,7 @@ static void test_pv_build(void **state)
 	pv = NULL;
 
 	json_object_set_new(sc, "provisioner", json_string("local.carvefs.io"));
-	assert_int_equal(dynspec_pv_build(&req, &pv, err, sizeof(err)), 0);
+	assert_int_equal(dynspec_pv_build(&req, &pv, &errm), 0);
 	assert_string_equal(json_string_value(json_object_get(
 				    json_object_get(json_object_get(pv, "metadata"), "annotations"),
 				    "pv.kubernetes.io/provisioned-by")),
@@ -432,7 +432,7 @@ static void test_pv_build(void **state)
 	pv = NULL;
 
 	json_object_set_new(sc, "provisioner", json_string("other.io/x"));
-	assert_int_equal(dynspec_pv_build(&req, &pv, err, sizeof(err)), -EINVAL);
+	assert_int_equal(dynspec_pv_build(&req, &pv, &errm), -EINVAL);
 	assert_null(pv);
 	json_object_set_new(sc, "provisioner", json_string("local.carvefs.io"));
 
