@@ -64,7 +64,7 @@ COMMON_SRCS := fs/common/log.c fs/common/quantity.c fs/common/volname.c \
 	fs/common/wire.c fs/common/fileio.c fs/common/histogram.c \
 	fs/common/promtext.c fs/common/httpd.c fs/common/walk.c \
 	fs/common/clock.c fs/common/errmsg.c fs/common/k8sname.c fs/common/duration.c \
-	fs/common/ctlclient.c
+	fs/common/ctlclient.c fs/common/fdmsg.c
 
 VFS_SRCS := fs/daemon/vfs/vfs.c fs/daemon/vfs/ops.c fs/daemon/vfs/inode.c \
 	fs/daemon/vfs/meta.c fs/daemon/vfs/dir.c fs/daemon/vfs/file.c \
@@ -73,7 +73,7 @@ VFS_SRCS := fs/daemon/vfs/vfs.c fs/daemon/vfs/ops.c fs/daemon/vfs/inode.c \
 DAEMON_PURE_SRCS := fs/daemon/table.c fs/daemon/quota.c fs/daemon/throttle.c \
 	fs/daemon/volmetrics.c fs/daemon/ctlreply.c fs/daemon/pool.c
 DAEMON_SRCS := fs/daemon/main.c fs/daemon/ctlserver.c fs/daemon/control.c \
-	fs/daemon/volume.c \
+	fs/daemon/volume.c fs/daemon/keeperlink.c \
 	fs/daemon/uring.c fs/daemon/monitor.c $(VFS_SRCS) $(DAEMON_PURE_SRCS) \
 	$(COMMON_SRCS)
 
@@ -81,6 +81,10 @@ DAEMON_SRCS := fs/daemon/main.c fs/daemon/ctlserver.c fs/daemon/control.c \
 CTL_SRCS := fs/ctl/carvectl.c fs/common/quantity.c fs/common/volname.c \
 	fs/common/wire.c fs/common/clock.c fs/common/errmsg.c fs/common/k8sname.c \
 	fs/common/duration.c fs/common/ctlclient.c
+
+# The keeper stays small: it must outlive every daemon it serves.
+KEEPER_SRCS := fs/keeper/keeper.c fs/common/fdmsg.c fs/common/log.c \
+	fs/common/volname.c fs/common/k8sname.c fs/common/errmsg.c
 
 # The provisioner's modules with no network, mounts or clock: unit-tested.
 PROV_PURE_SRCS := provisioner/config.c provisioner/pv.c provisioner/backoff.c \
@@ -107,7 +111,7 @@ dir_inc = $(if $(filter fs/daemon/%,$(1)),-Ifs/daemon)$(if $(filter provisioner/
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-BINS := $(BUILD)/carvefs $(BUILD)/carvectl $(BUILD)/carve-provisioner
+BINS := $(BUILD)/carvefs $(BUILD)/carvefs-keeper $(BUILD)/carvectl $(BUILD)/carve-provisioner
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SANBUILD)/tests/%,$(UNIT_SRCS))
 
@@ -127,6 +131,10 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/carvefs: $(call obj,$(BUILD),$(DAEMON_SRCS))
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FS_LIBS)
+
+$(BUILD)/carvefs-keeper: $(call obj,$(BUILD),$(KEEPER_SRCS))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 
 $(BUILD)/carvectl: $(call obj,$(BUILD),$(CTL_SRCS))
 	@$(if $(Q),echo "  LD      $@")

@@ -29,6 +29,8 @@
 #include "control.h"
 #include "fileio.h"
 #include "httpd.h"
+#include "keeper.h"
+#include "keeperlink.h"
 #include "log.h"
 #include "monitor.h"
 #include "uring.h"
@@ -43,6 +45,8 @@ struct options {
 	const char *discovery_dir;
 	const char *socket_path;
 	const char *listen; /* NULL: no HTTP endpoints */
+	enum { KEEPER_MODE_START, KEEPER_MODE_EXTERNAL, KEEPER_MODE_OFF } keeper_mode;
+	const char *keeper_socket; /* NULL: the control socket's path + KEEPER_SOCKET_SUFFIX */
 	bool foreground;
 	unsigned threads;
 	enum log_level level;
@@ -62,6 +66,13 @@ static void usage(FILE *f)
 		"  --socket PATH         control socket (default %s)\n"
 		"  --listen ADDR         serve /metrics (Prometheus) and /healthz over HTTP on\n"
 		"                        ADDR: HOST:PORT, [IPV6]:PORT or :PORT (default: off)\n"
+		"  --keeper MODE         who keeps the volumes' /dev/fuse fds across a crash of\n"
+		"                        carvefs: start (default: a carvefs-keeper, started\n"
+		"                        from beside this binary when none serves), external\n"
+		"                        (one started by the pod or unit; never start one) or\n"
+		"                        off (a crash ends the mounts)\n"
+		"  --keeper-socket PATH  the keeper's socket (default: the control socket's\n"
+		"                        path followed by %s)\n"
 		"  --foreground          do not fork; log to stderr (for systemd and pods)\n"
 		"  --threads N           event-loop threads (default: one per CPU)\n"
 		"  --fd-cache N          fds of backing files and directories kept open for\n"
@@ -72,7 +83,7 @@ static void usage(FILE *f)
 		"\n"
 		"SIGTERM or SIGINT unmount every volume, record usage and exit 0.\n"
 		"Volumes are managed with carvectl(8).\n",
-		WIRE_DEFAULT_SOCKET, VFS_FD_CACHE_DEFAULT, VFS_FD_CACHE_MIN);
+		WIRE_DEFAULT_SOCKET, KEEPER_SOCKET_SUFFIX, VFS_FD_CACHE_DEFAULT, VFS_FD_CACHE_MIN);
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -82,6 +93,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "discovery-dir", required_argument, NULL, 'd' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "listen", required_argument, NULL, 'L' },
+		{ "keeper", required_argument, NULL, 'k' },
+		{ "keeper-socket", required_argument, NULL, 'K' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "fd-cache", required_argument, NULL, 'c' },
@@ -115,6 +128,21 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return -EINVAL;
 			}
 			o->listen = optarg;
+			break;
+		case 'k':
+			if (strcmp(optarg, "start") == 0) {
+				o->keeper_mode = KEEPER_MODE_START;
+			} else if (strcmp(optarg, "external") == 0) {
+				o->keeper_mode = KEEPER_MODE_EXTERNAL;
+			} else if (strcmp(optarg, "off") == 0) {
+				o->keeper_mode = KEEPER_MODE_OFF;
+			} else {
+				log_error("--keeper takes start, external or off, not '%s'", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'K':
+			o->keeper_socket = optarg;
 			break;
 		case 'f':
 			o->foreground = true;
@@ -164,6 +192,38 @@ static int parse_options(int argc, char **argv, struct options *o)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/*
+ * Connects to the keeper (keeperlink.h), which is told of every volume the
+ * manager serves. Returns 0 (*ret_link NULL with --keeper off) or -errno.
+ */
+static int keeper_start(const struct options *o, char *socket_buf, size_t size,
+			struct keeperlink **ret_link)
+{
+	char exe[4096];
+	struct keeperlink_config cfg = { .socket_path = o->keeper_socket };
+	int r;
+
+	*ret_link = NULL;
+	if (o->keeper_mode == KEEPER_MODE_OFF) {
+		log_warn("--keeper off: a crash of carvefs will end every volume's mount");
+		return 0;
+	}
+	if (!cfg.socket_path) {
+		if ((size_t)snprintf(socket_buf, size, "%s%s", o->socket_path,
+				     KEEPER_SOCKET_SUFFIX) >= size)
+			return -ENAMETOOLONG;
+		cfg.socket_path = socket_buf;
+	}
+	if (o->keeper_mode == KEEPER_MODE_START) {
+		r = keeperlink_exe_beside_self(exe, sizeof(exe));
+		if (r < 0)
+			log_error_errno(r, "no carvefs-keeper beside carvefs to start");
+		else
+			cfg.keeper_exe = exe;
+	}
+	return keeperlink_start(&cfg, ret_link);
 }
 
 static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
@@ -264,6 +324,8 @@ int main(int argc, char **argv)
 	struct volmgr *mgr = NULL;
 	struct control *ctl = NULL;
 	struct monitor *mon = NULL;
+	struct keeperlink *keeper = NULL;
+	char keeper_socket[4096];
 	sigset_t sigs;
 	int ready_fd = -1, sig = 0, r;
 
@@ -318,6 +380,11 @@ int main(int argc, char **argv)
 		log_error_errno(r, "cannot start the io_uring event loops");
 		goto out;
 	}
+	r = keeper_start(&o, keeper_socket, sizeof(keeper_socket), &keeper);
+	if (r < 0) {
+		log_error_errno(r, "cannot set up the keeper's link");
+		goto out;
+	}
 	r = volmgr_start(&(struct volmgr_config){ .pool_dir = o.pool_dir,
 						  .discovery_dir = o.discovery_dir,
 						  .loops = loops },
@@ -331,7 +398,7 @@ int main(int argc, char **argv)
 	}
 	log_info("carvefs %s ready: %u event loop(s), control socket '%s'", CARVEFS_VERSION,
 		 uring_pool_threads(loops), o.socket_path);
-	monitor_serving(mon, mgr);
+	monitor_serving(mon, mgr, keeper);
 	report_ready(&ready_fd, 0);
 
 	for (;;) {
@@ -347,6 +414,7 @@ out:
 	monitor_stopping(mon);
 	ctl = control_stop(ctl);
 	mgr = volmgr_stop(mgr);
+	keeper = keeperlink_stop(keeper);
 	loops = uring_pool_stop(loops);
 	mon = monitor_stop(mon);
 	report_ready(&ready_fd, 1);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "httpd.h"
+#include "keeperlink.h"
 #include "monitor.h"
 #include "promtext.h"
 #include "volmetrics.h"
@@ -28,6 +29,7 @@ struct monitor {
 	pthread_cond_t drained;
 	unsigned scrapes; /* protected by lock: scrapes reading mgr */
 	struct volmgr *mgr; /* protected by lock; set once serving */
+	struct keeperlink *keeper; /* protected by lock; set once serving; NULL: none wanted */
 };
 
 static void set_text(struct httpd_reply *reply, unsigned int status, const char *text)
@@ -64,7 +66,8 @@ static void respond_metrics(struct monitor *mon, struct httpd_reply *reply, cons
 		return;
 	}
 	if (r == 0)
-		r = volmetrics_format(vols, n, mon->version, &reply->body, &reply->len);
+		r = volmetrics_format(vols, n, mon->version, keeperlink_holding(mon->keeper),
+				      &reply->body, &reply->len);
 	free(vols);
 	if (r < 0) {
 		set_text(reply, 500, "cannot gather the metrics\n");
@@ -83,8 +86,17 @@ static void handle(void *userdata, const char *path, struct httpd_reply *reply)
 					  "stopping: unmounting the pool's volumes\n";
 
 	if (strcmp(path, "/healthz") == 0) {
-		if (state == MONITOR_SERVING)
+		struct keeperlink *keeper;
+
+		pthread_mutex_lock(&mon->lock);
+		keeper = mon->keeper;
+		pthread_mutex_unlock(&mon->lock);
+		/* Still 200 without a keeper: restarting carvefs then would end the mounts. */
+		if (state == MONITOR_SERVING && (!keeper || keeperlink_holding(keeper)))
 			set_text(reply, 200, "ok\n");
+		else if (state == MONITOR_SERVING)
+			set_text(reply, 200, "ok, but no keeper holds the volumes: a crash of carvefs "
+					     "would end their mounts\n");
 		else
 			set_text(reply, 503, not_serving);
 	} else if (strcmp(path, "/metrics") == 0) {
@@ -120,12 +132,13 @@ unsigned int monitor_port(const struct monitor *mon)
 	return httpd_port(mon->httpd);
 }
 
-void monitor_serving(struct monitor *mon, struct volmgr *mgr)
+void monitor_serving(struct monitor *mon, struct volmgr *mgr, struct keeperlink *keeper)
 {
 	if (!mon)
 		return;
 	pthread_mutex_lock(&mon->lock);
 	mon->mgr = mgr;
+	mon->keeper = keeper;
 	atomic_store_explicit(&mon->state, MONITOR_SERVING, memory_order_relaxed);
 	pthread_mutex_unlock(&mon->lock);
 }

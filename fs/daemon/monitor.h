@@ -2,7 +2,9 @@
  * monitor.h - the daemon's HTTP endpoints for the kubelet's probes and for
  * Prometheus (carvefs --listen):
  *
- *   GET /healthz  200 "ok" while the volume manager serves; 503 with the
+ *   GET /healthz  200 "ok" while the volume manager serves (200 "ok, but no
+ *                 keeper holds the volumes..." while carvefs-keeper is
+ *                 away: a restart then would end the mounts); 503 with the
  *                 reason while it is starting (mounting, recounting usage
  *                 after a crash) or stopping
  *   GET /metrics  200, volmetrics.h's families; 503 while not serving, or
@@ -25,6 +27,7 @@
 #define MONITOR_SCRAPE_WAIT_NS (2 * UINT64_C(1000000000))
 
 struct monitor;
+struct keeperlink;
 struct volmgr;
 
 /*
@@ -37,8 +40,11 @@ int monitor_start(const char *addr, const char *version, struct monitor **ret_mo
 /* The port listened on. */
 unsigned int monitor_port(const struct monitor *mon);
 
-/* @mgr serves from now on; it must outlive monitor_stop(). Accepts a NULL @mon. */
-void monitor_serving(struct monitor *mon, struct volmgr *mgr);
+/*
+ * @mgr serves from now on, and @keeper (NULL when none is wanted) holds its
+ * volumes' fds; both must outlive monitor_stop(). Accepts a NULL @mon.
+ */
+void monitor_serving(struct monitor *mon, struct volmgr *mgr, struct keeperlink *keeper);
 
 /*
  * Shutting down: /healthz and /metrics answer 503 from now on. Returns once

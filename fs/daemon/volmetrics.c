@@ -174,11 +174,15 @@ static void put_latency(struct promtext *p, const struct volume_stats *vols, siz
 }
 
 int volmetrics_format(const struct volume_stats *vols, size_t n, const char *version,
-		      char **ret_text, size_t *ret_len)
+		      bool keeper_holding, char **ret_text, size_t *ret_len)
 {
 	struct promtext p = { 0 };
 
 	put_daemon(&p, vols, n, version);
+	promtext_family(&p, P "keeper_holding", "gauge",
+			"1 while carvefs-keeper holds every served volume's /dev/fuse fd; 0 means a "
+			"crash of carvefs would end the volumes' mounts.");
+	promtext_u64(&p, P "keeper_holding", NULL, 0, keeper_holding);
 	put_info(&p, vols, n);
 	put_per_volume(&p, vols, n, V "capacity_bytes", "gauge", "Capacity of the volume in bytes.",
 		       F_CAPACITY, false, false);

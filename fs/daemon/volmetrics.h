@@ -5,6 +5,8 @@
  * Daemon-wide:
  *   carvefs_build_info{version}                      gauge, always 1
  *   carvefs_volumes{state}                           gauge, per state
+ *   carvefs_keeper_holding                           gauge, 1 while a keeper holds
+ *                                                    every volume's /dev/fuse fd
  * Per volume, labelled volume="NAME" and storage_class="CLASS" when it has one:
  *   carvefs_volume_info{mountpoint,state}            gauge, always 1
  *   carvefs_volume_capacity_bytes                    gauge
@@ -28,16 +30,18 @@
 #ifndef CARVEFS_VOLMETRICS_H
 #define CARVEFS_VOLMETRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "volume.h"
 
 /*
- * The families above for @n volumes and daemon @version into a malloc'd,
+ * The families above for @n volumes, daemon @version and whether a keeper
+ * holds the volumes (@keeper_holding) into a malloc'd,
  * NUL-terminated *ret_text of *ret_len bytes, owned by the caller. Returns 0
  * or -ENOMEM.
  */
 int volmetrics_format(const struct volume_stats *vols, size_t n, const char *version,
-		      char **ret_text, size_t *ret_len);
+		      bool keeper_holding, char **ret_text, size_t *ret_len);
 
 #endif

@@ -79,7 +79,7 @@ static void test_format(void **state)
 
 	(void)state;
 	fill(v);
-	assert_int_equal(volmetrics_format(v, 2, "1.2.3", &text, &len), 0);
+	assert_int_equal(volmetrics_format(v, 2, "1.2.3", true, &text, &len), 0);
 	assert_int_equal(strlen(text), len);
 
 	expect_line(text, "carvefs_build_info{version=\"1.2.3\"} 1");
@@ -138,7 +138,8 @@ static void test_format(void **state)
 	assert_int_equal(count(text, "# TYPE carvefs_volume_io_request_duration_seconds histogram\n"),
 			 1);
 	assert_int_equal(count(text, "# HELP "), count(text, "# TYPE "));
-	assert_int_equal(count(text, "# TYPE "), 16);
+	assert_int_equal(count(text, "# TYPE "), 17);
+	expect_line(text, "carvefs_keeper_holding 1");
 	free(text);
 }
 
@@ -148,8 +149,9 @@ static void test_no_volumes(void **state)
 	size_t len = 0;
 
 	(void)state;
-	assert_int_equal(volmetrics_format(NULL, 0, "0.1.0", &text, &len), 0);
+	assert_int_equal(volmetrics_format(NULL, 0, "0.1.0", false, &text, &len), 0);
 	expect_line(text, "carvefs_volumes{state=\"mounted\"} 0");
+	expect_line(text, "carvefs_keeper_holding 0");
 	/* Families stay announced, so a dashboard knows them before any volume. */
 	assert_non_null(strstr(text, "# TYPE carvefs_volume_capacity_bytes gauge\n"));
 	assert_null(strstr(text, "volume=\""));
