@@ -71,7 +71,8 @@ VFS_SRCS := fs/daemon/vfs/vfs.c fs/daemon/vfs/ops.c fs/daemon/vfs/inode.c \
 	fs/daemon/vfs/creds.c
 # The daemon's modules with no FUSE, ring, network or clock: unit-tested.
 DAEMON_PURE_SRCS := fs/daemon/table.c fs/daemon/quota.c fs/daemon/throttle.c \
-	fs/daemon/volmetrics.c fs/daemon/ctlreply.c fs/daemon/pool.c
+	fs/daemon/volmetrics.c fs/daemon/ctlreply.c fs/daemon/pool.c \
+	fs/daemon/vfs/crashstate.c
 DAEMON_SRCS := fs/daemon/main.c fs/daemon/ctlserver.c fs/daemon/control.c \
 	fs/daemon/volume.c fs/daemon/keeperlink.c \
 	fs/daemon/uring.c fs/daemon/monitor.c $(VFS_SRCS) $(DAEMON_PURE_SRCS) \
