@@ -198,9 +198,8 @@ static void link_connect(struct keeperlink *k, bool quiet)
 	}
 	k->sock = sock;
 	k->synced = true;
-	if (k->ever_connected)
-		log_info("the keeper '%s' is back and holds all %zu volume(s)", k->cfg.socket_path,
-			 n);
+	log_info("the keeper '%s' %sholds all %zu volume(s)", k->cfg.socket_path,
+		 k->ever_connected ? "is back and " : "", n);
 	k->ever_connected = true;
 }
 

@@ -387,7 +387,8 @@ int main(int argc, char **argv)
 	}
 	r = volmgr_start(&(struct volmgr_config){ .pool_dir = o.pool_dir,
 						  .discovery_dir = o.discovery_dir,
-						  .loops = loops },
+						  .loops = loops,
+						  .keeper = keeper },
 			 &mgr);
 	if (r < 0)
 		goto out;

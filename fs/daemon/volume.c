@@ -27,6 +27,7 @@
 
 #include <libmount.h>
 
+#include "keeperlink.h"
 #include "log.h"
 #include "quantity.h"
 #include "vfs/vfs.h"
@@ -45,6 +46,7 @@ struct volume {
 	enum volume_state state;
 	char error[WIRE_MSG_MAX]; /* why, in state VOLUME_ERROR */
 	struct vfs *vfs;	  /* NULL unless mounted */
+	struct keeperlink *keeper; /* the manager's */
 	struct volume *next;
 };
 
@@ -57,6 +59,7 @@ struct volmgr {
 	struct table *table;
 	struct volume *volumes;
 	struct uring_pool *loops;
+	struct keeperlink *keeper; /* NULL: none */
 };
 
 static struct volume *volume_find(struct volmgr *m, const char *name)
@@ -116,6 +119,18 @@ static int detach_stale_mount(const char *path)
 	return -EBUSY;
 }
 
+/* On the loop thread: the connection is the keeper's to hold from its start on. */
+static void volume_on_init(void *arg, int fuse_fd, const void *init, size_t init_len)
+{
+	struct volume *vol = arg;
+	int r = keeperlink_keep(vol->keeper, vol->name, fuse_fd, init, init_len);
+
+	if (r < 0)
+		log_error_errno(r, "volume '%s': cannot hand its connection to the keeper: a crash "
+				   "of carvefs would end its mount",
+				vol->name);
+}
+
 /* @at_start: mounting what the table held, so an unclean record means a crash. */
 static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_record *rec,
 			bool at_start)
@@ -129,6 +144,8 @@ static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_reco
 		.usage_known = rec->clean,
 		.used_bytes = rec->used_bytes,
 		.used_inodes = rec->used_inodes,
+		.on_init = vol->keeper ? volume_on_init : NULL,
+		.on_init_arg = vol,
 	};
 	uint64_t t0 = clock_now_ns();
 	int r;
@@ -194,6 +211,9 @@ static int volume_unmount(struct volmgr *m, struct volume *vol, bool lazy)
 	}
 	vol->vfs = vfs_free(vol->vfs);
 	vol->state = VOLUME_UNMOUNTED;
+	/* Unmounted for good: the kernel ended the connection, which nobody needs to hold. */
+	if (vol->keeper)
+		keeperlink_drop(vol->keeper, vol->name);
 	return 0;
 }
 
@@ -209,6 +229,7 @@ static int volume_add(struct volmgr *m, const char *name, struct volume **ret)
 		free(vol);
 		return -ENAMETOOLONG;
 	}
+	vol->keeper = m->keeper;
 	vol->next = m->volumes;
 	m->volumes = vol;
 	*ret = vol;
@@ -248,6 +269,7 @@ int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
 		return -ENOMEM;
 	pthread_mutex_init(&m->lock, NULL);
 	m->loops = cfg->loops;
+	m->keeper = cfg->keeper;
 	r = pool_open(cfg->pool_dir, cfg->discovery_dir, &m->pool);
 	if (r < 0)
 		goto err;

@@ -24,6 +24,7 @@
 #include "table.h"
 #include "wire.h"
 
+struct keeperlink;
 struct volmgr;
 struct uring_pool;
 
@@ -31,6 +32,7 @@ struct volmgr_config {
 	const char *pool_dir;
 	const char *discovery_dir;
 	struct uring_pool *loops; /* the event-loop threads that serve the volumes */
+	struct keeperlink *keeper; /* told of every volume served and let go; NULL: none */
 };
 
 struct volume_spec {

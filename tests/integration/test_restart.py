@@ -163,7 +163,11 @@ def test_background_start(work):
 
 
 def test_sigkill_restart_detaches_and_recounts(daemon):
+    """Without a keeper (--keeper off) a crash ends the mounts; the next
+    start detaches them and recounts usage."""
     d = daemon
+    d.stop()
+    d.start(["--keeper", "off"])
     sums = populate(d)
     d.kill9()
     for name in VOLUMES:

@@ -71,6 +71,8 @@ static ssize_t vfs_io_read(int fd, void *buf, size_t len, void *userdata)
 
 		v->kernel_dio_mmap = (ii->flags & FUSE_INIT_EXT) &&
 				     (ii->flags2 & (uint32_t)(FUSE_DIRECT_IO_ALLOW_MMAP >> 32));
+		if (v->on_init)
+			v->on_init(v->on_init_arg, fd, buf, (size_t)n);
 	}
 	return n;
 }
@@ -152,6 +154,8 @@ static int vfs_new(const struct vfs_params *p, struct vfs **ret_vfs)
 	pthread_cond_init(&v->end_cond, NULL);
 	v->ended = true; /* until a session runs */
 	snprintf(v->name, sizeof(v->name), "%s", p->name);
+	v->on_init = p->on_init;
+	v->on_init_arg = p->on_init_arg;
 	v->entry_timeout = CACHE_TIMEOUT_S;
 	v->attr_timeout = CACHE_TIMEOUT_S;
 	r = inode_table_init(v, p->root_fd);

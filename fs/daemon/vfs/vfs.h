@@ -119,6 +119,8 @@ struct vfs {
 	double entry_timeout, attr_timeout;
 	struct fuse_session *se;
 	struct uring_session *session;
+	void (*on_init)(void *arg, int fuse_fd, const void *init, size_t init_len);
+	void *on_init_arg;
 	struct file_throttle *throttle; /* file.c: IO limits and their queues */
 	/*
 	 * Open handles. A session that ends while files are open gets no
@@ -314,6 +316,13 @@ struct vfs_params {
 	bool usage_known; /* used_* below are exact (clean stop); else the tree is walked */
 	uint64_t used_bytes;
 	uint64_t used_inodes;
+	/*
+	 * Called on the loop thread with the connection's /dev/fuse fd and the
+	 * raw INIT request as soon as it is read, before it is answered, so
+	 * that a keeper can hold the connection from its start; NULL: none.
+	 */
+	void (*on_init)(void *arg, int fuse_fd, const void *init, size_t init_len);
+	void *on_init_arg;
 };
 
 /*
