@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -234,11 +235,15 @@ static void on_accept(struct keeper *k)
 /* Takes PATH.lock for the keeper's life: 0, -EALREADY (another keeper) or -errno. */
 static int lock_socket(const char *path)
 {
-	char lock[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+	char lock[sizeof(((struct sockaddr_un *)0)->sun_path) + 8], dir[sizeof(lock)];
 	int fd;
 
 	if ((size_t)snprintf(lock, sizeof(lock), "%s.lock", path) >= sizeof(lock))
 		return -ENAMETOOLONG;
+	/* Started before carvefs, which would otherwise make the directory. */
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (mkdir(dirname(dir), 0755) < 0 && errno != EEXIST)
+		return -errno;
 	fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;

@@ -190,7 +190,7 @@ def assert_flags_accepted(binary, flags, where):
                          + ", ".join("--" + f for f in missing) + f"\n{text}")
 
 
-@pytest.mark.parametrize("name", ["carvefs", "carve-provisioner"])
+@pytest.mark.parametrize("name", ["carvefs", "carvefs-keeper", "carve-provisioner"])
 def test_container_flags_are_accepted_by_the_binaries(ds, name):
     c = container(ds, name)
     assert c["command"] == [name], "each container runs its binary from the PATH"
@@ -279,6 +279,24 @@ def test_daemonset_is_a_node_agent(ds):
     for c in (fs, prov):
         assert c["resources"]["requests"] and c["resources"]["limits"].get("memory"), c["name"]
     assert "--foreground" in fs["args"]
+
+
+def test_keeper_container_holds_the_daemons_connections(ds):
+    """The keeper is a container of its own, so that a crash of the carvefs
+    container leaves it running with the fds; carvefs uses it rather than
+    starting one inside its own container, and both agree on the socket."""
+    fs, keeper = container(ds, "carvefs"), container(ds, "carvefs-keeper")
+    fsf, kf = flag_values(fs), flag_values(keeper)
+    assert fsf["keeper"] == "external"
+    assert kf["socket"] == fsf.get("keeper-socket", fsf["socket"] + ".keeper")
+    run_dir = os.path.dirname(kf["socket"])
+    mounts = {m["name"]: m["mountPath"] for m in keeper["volumeMounts"]}
+    assert mounts["run"] == run_dir
+    assert {m["name"]: m["mountPath"] for m in fs["volumeMounts"]}["run"] == run_dir
+    sc = keeper["securityContext"]
+    assert sc["runAsUser"] == 0 and sc.get("privileged") is not True
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert keeper["resources"]["limits"].get("memory")
 
 
 def test_dynamic_storage_class(rendered):
@@ -856,7 +874,7 @@ def test_node_image_has_the_dockerfiles_files_at_the_same_paths(apt, tmp_path):
 # systemd units
 # --------------------------------------------------------------------------
 
-UNITS = ("carvefs.service", "carve-provisioner.service")
+UNITS = ("carvefs.service", "carvefs-keeper.service", "carve-provisioner.service")
 
 
 def unit_exec(path):
@@ -890,7 +908,8 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
 
 
 def test_systemd_units_run_the_binaries_with_flags_they_accept():
-    binaries = {"carvefs.service": "carvefs", "carve-provisioner.service": "carve-provisioner"}
+    binaries = {"carvefs.service": "carvefs", "carvefs-keeper.service": "carvefs-keeper",
+                "carve-provisioner.service": "carve-provisioner"}
     for unit, binary in binaries.items():
         m, text = unit_exec(os.path.join(DEPLOY, "systemd", unit))
         assert m and m.group(1) == f"/usr/local/bin/{binary}", unit
@@ -912,6 +931,10 @@ def test_systemd_units_run_the_binaries_with_flags_they_accept():
         assert not re.search(rf"^{opt}=", fs, re.M), f"carvefs.service must not set {opt}="
     assert re.search(r"^DeviceAllow=/dev/fuse rw$", fs, re.M)
     assert "CAP_SYS_ADMIN" in re.search(r"^CapabilityBoundingSet=(.*)$", fs, re.M).group(1)
+    # The keeper is a unit of its own, there before carvefs and used by it.
+    assert re.search(r"^Wants=carvefs-keeper\.service$", fs, re.M)
+    assert re.search(r"^After=carvefs-keeper\.service$", fs, re.M)
+    assert "--keeper external" in fs
     _, prov = unit_exec(os.path.join(DEPLOY, "systemd", "carve-provisioner.service"))
     assert re.search(r"^Requires=carvefs\.service$", prov, re.M)
     assert re.search(r"^After=.*\bcarvefs\.service\b", prov, re.M)
