@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
@@ -203,9 +204,16 @@ static int keeper_start(const struct options *o, char *socket_buf, size_t size,
 {
 	char exe[4096];
 	struct keeperlink_config cfg = { .socket_path = o->keeper_socket };
+	struct utsname u;
+	unsigned major, minor;
 	int r;
 
 	*ret_link = NULL;
+	if (uname(&u) == 0 && sscanf(u.release, "%u.%u", &major, &minor) == 2 &&
+	    (major < 6 || (major == 6 && minor < 9)))
+		log_warn("Linux %s cannot resend requests to a restarted daemon (FUSE_NOTIFY_RESEND "
+			 "came in 6.9): a crash of carvefs will end every mount, as without a keeper",
+			 u.release);
 	if (o->keeper_mode == KEEPER_MODE_OFF) {
 		log_warn("--keeper off: a crash of carvefs will end every volume's mount");
 		return 0;

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,12 +120,25 @@ static int detach_stale_mount(const char *path)
 	return -EBUSY;
 }
 
-/* On the loop thread: the connection is the keeper's to hold from its start on. */
+/*
+ * On the loop thread: the connection is the keeper's to hold from its start
+ * on. Not on a kernel that cannot resend what a dead daemon had read: its
+ * callers would wait for ever, where ENOTCONN at least ends their wait.
+ */
 static void volume_on_init(void *arg, int fuse_fd, const void *init, size_t init_len)
 {
+	static atomic_bool told;
 	struct volume *vol = arg;
-	int r = keeperlink_keep(vol->keeper, vol->name, fuse_fd, init, init_len);
+	int r;
 
+	if (!vfs_init_offers_resend(init, init_len)) {
+		if (!atomic_exchange(&told, true))
+			log_warn("the kernel cannot resend requests to a restarted daemon "
+				 "(FUSE_NOTIFY_RESEND, Linux 6.9): the keeper is not used, and a crash "
+				 "of carvefs ends every mount");
+		return;
+	}
+	r = keeperlink_keep(vol->keeper, vol->name, fuse_fd, init, init_len);
 	if (r < 0)
 		log_error_errno(r, "volume '%s': cannot hand its connection to the keeper: a crash "
 				   "of carvefs would end its mount",

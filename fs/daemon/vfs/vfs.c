@@ -45,6 +45,11 @@
 #ifndef FUSE_DIRECT_IO_ALLOW_MMAP
 #define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36)
 #endif
+/* Protocol 7.40 (Linux 6.9): newer than Debian 12's <linux/fuse.h>. */
+#ifndef FUSE_HAS_RESEND
+#define FUSE_HAS_RESEND (1ULL << 39)
+#endif
+#define NOTIFY_RESEND 7 /* enum fuse_notify_code's FUSE_NOTIFY_RESEND */
 
 /*
  * libfuse calls this on the loop thread, just before it processes what it
@@ -75,6 +80,30 @@ static ssize_t vfs_io_read(int fd, void *buf, size_t len, void *userdata)
 			v->on_init(v->on_init_arg, fd, buf, (size_t)n);
 	}
 	return n;
+}
+
+bool vfs_init_offers_resend(const void *init, size_t init_len)
+{
+	const struct fuse_in_header *ih = init;
+	const struct fuse_init_in *ii = (const void *)(ih + 1);
+
+	if (init_len < sizeof(*ih) + sizeof(*ii) || ih->opcode != FUSE_INIT)
+		return false;
+	return ii->major == 7 && ii->minor >= 40 && (ii->flags & FUSE_INIT_EXT) &&
+	       (ii->flags2 & (uint32_t)(FUSE_HAS_RESEND >> 32));
+}
+
+int vfs_kernel_resend(int fuse_fd)
+{
+	struct fuse_out_header oh = { .len = sizeof(oh), .error = NOTIFY_RESEND, .unique = 0 };
+	ssize_t n;
+
+	do
+		n = write(fuse_fd, &oh, sizeof(oh));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return n == sizeof(oh) ? 0 : -EIO;
 }
 
 /*

@@ -343,6 +343,18 @@ bool vfs_ended(struct vfs *v);
 struct vfs *vfs_free(struct vfs *v);
 /* Empties the volume and recounts its usage, serialised with its requests. */
 int vfs_wipe(struct vfs *v, uint64_t *ret_skipped);
+/*
+ * Crash recovery (keeper.h). vfs_init_offers_resend() says whether the
+ * kernel that sent the raw INIT request @init can resend the requests a dead
+ * daemon had read (FUSE_HAS_RESEND, Linux 6.9). vfs_kernel_resend() asks it
+ * to, on the adopted connection @fuse_fd: every such request comes back
+ * with FUSE_UNIQUE_RESEND (bit 63) set in its unique, and is answered under
+ * that same unique (libfuse passes uniques through unchanged). Returns 0 or
+ * -errno (-EINVAL from a kernel without it).
+ */
+bool vfs_init_offers_resend(const void *init, size_t init_len);
+int vfs_kernel_resend(int fuse_fd);
+
 /* Applies new IO limits to the live volume; queued requests see them at once. */
 int vfs_set_limits(struct vfs *v, const struct io_limits *limits);
 /*
