@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <linux/fuse.h>
 
 #include "vfs/crashstate.h"
 
@@ -172,8 +173,13 @@ static void test_journal(void **state)
 	assert_int_equal(crashstate_open(dfd, "vol", true, &cs), 0);
 	assert_int_equal(crashstate_load(cs, on_node, on_open, &seen), 0);
 	assert_int_equal(crashstate_op_find(cs, 10, &op), -ENOENT);
-	assert_int_equal(crashstate_op_begin(cs, 10, 9 /* MKDIR */, false), 0);
-	assert_int_equal(crashstate_op_begin(cs, 12, 10 /* UNLINK */, true), 0);
+	assert_int_equal(crashstate_op_begin(cs, &(struct crashstate_op){ .unique = 10,
+									  .opcode = FUSE_MKDIR }),
+			 0);
+	assert_int_equal(crashstate_op_begin(cs, &(struct crashstate_op){ .unique = 12,
+									  .opcode = FUSE_UNLINK,
+									  .existed = 1 }),
+			 0);
 	assert_int_equal(crashstate_op_end(cs, 10, 0, 42), 0);
 	assert_int_equal(crashstate_op_end(cs, 14, 0, 0), -ENOENT);
 	cs = crashstate_close(cs, false);
@@ -181,7 +187,7 @@ static void test_journal(void **state)
 	assert_int_equal(crashstate_open(dfd, "vol", false, &cs), 0);
 	assert_int_equal(crashstate_load(cs, on_node, on_open, &seen), 0);
 	assert_int_equal(crashstate_op_find(cs, 10, &op), 0);
-	assert_int_equal(op.opcode, 9);
+	assert_int_equal(op.opcode, FUSE_MKDIR);
 	assert_int_equal(op.state, CRASHSTATE_OP_ENDED);
 	assert_int_equal(op.error, 0);
 	assert_int_equal(op.nodeid, 42);
@@ -190,12 +196,78 @@ static void test_journal(void **state)
 	assert_int_equal(op.state, CRASHSTATE_OP_BEGUN);
 	assert_int_equal(op.existed, 1);
 	/* A unique a whole ring later takes the entry's place. */
-	assert_int_equal(crashstate_op_begin(cs, far, 9, false), 0);
+	assert_int_equal(crashstate_op_begin(cs, &(struct crashstate_op){ .unique = far,
+									  .opcode = FUSE_MKDIR }),
+			 0);
 	assert_int_equal(crashstate_op_find(cs, 10, &op), -ENOENT);
 	assert_int_equal(crashstate_op_find(cs, far, &op), 0);
 	cs = crashstate_close(cs, true);
 	close(dfd);
 	rmdir(dir);
+}
+
+static enum crashstate_resend rule(uint32_t opcode, uint32_t state, int error, bool existed,
+				   bool name_exists, bool source_exists)
+{
+	struct crashstate_op op = { .unique = 2, .opcode = opcode, .state = state, .error = error,
+				    .existed = existed, .ino = 77 };
+	struct crashstate_now now = { .name_exists = name_exists, .source_exists = source_exists,
+				      .name_ino = name_exists ? 77 : 0 };
+	int e = 0;
+	enum crashstate_resend r = crashstate_resend_rule(&op, &now, &e);
+
+	if (r == CRASHSTATE_ANSWER_ERROR)
+		assert_int_equal(e, error);
+	return r;
+}
+
+static void test_resend_rule(void **state)
+{
+	const enum crashstate_op_state B = CRASHSTATE_OP_BEGUN, E = CRASHSTATE_OP_ENDED;
+	struct crashstate_op swap = { .unique = 4, .opcode = FUSE_RENAME2, .state = B,
+				      .ino = 5, .flags = RENAME_EXCHANGE };
+	int e = 0;
+
+	(void)state;
+	/* Never begun: run it. */
+	assert_int_equal(crashstate_resend_rule(NULL, NULL, &e), CRASHSTATE_EXECUTE);
+	/* Ended: the same answer again, whatever the names hold now. */
+	assert_int_equal(rule(FUSE_MKDIR, E, EEXIST, true, true, false), CRASHSTATE_ANSWER_ERROR);
+	assert_int_equal(rule(FUSE_MKDIR, E, 0, false, true, false), CRASHSTATE_ANSWER_DONE);
+	assert_int_equal(rule(FUSE_UNLINK, E, 0, true, false, false), CRASHSTATE_ANSWER_DONE);
+	assert_int_equal(rule(FUSE_RENAME, E, ENOENT, false, false, false),
+			 CRASHSTATE_ANSWER_ERROR);
+	/* Begun: a name made by it, or one that was there already (EEXIST again). */
+	for (uint32_t op = FUSE_MKNOD; op <= FUSE_LINK; op++) {
+		if (op == FUSE_UNLINK || op == FUSE_RMDIR || op == FUSE_RENAME)
+			continue;
+		assert_int_equal(rule(op, B, 0, false, true, false), CRASHSTATE_ANSWER_DONE);
+		assert_int_equal(rule(op, B, 0, true, true, false), CRASHSTATE_EXECUTE);
+		assert_int_equal(rule(op, B, 0, false, false, false), CRASHSTATE_EXECUTE);
+	}
+	assert_int_equal(rule(FUSE_CREATE, B, 0, false, true, false), CRASHSTATE_ANSWER_DONE);
+	/* Removals: gone by its hand, or never there (ENOENT again). */
+	assert_int_equal(rule(FUSE_UNLINK, B, 0, true, false, false), CRASHSTATE_ANSWER_DONE);
+	assert_int_equal(rule(FUSE_RMDIR, B, 0, true, true, false), CRASHSTATE_EXECUTE);
+	assert_int_equal(rule(FUSE_UNLINK, B, 0, false, false, false), CRASHSTATE_EXECUTE);
+	/* Renames: the source's inode moved to the target, or not yet. */
+	assert_int_equal(rule(FUSE_RENAME, B, 0, false, true, false), CRASHSTATE_ANSWER_DONE);
+	assert_int_equal(rule(FUSE_RENAME2, B, 0, false, true, true), CRASHSTATE_EXECUTE);
+	assert_int_equal(rule(FUSE_RENAME, B, 0, false, false, false), CRASHSTATE_EXECUTE);
+	assert_int_equal(crashstate_resend_rule(&swap, &(struct crashstate_now){
+							       .name_exists = true,
+							       .source_exists = true,
+							       .name_ino = 5 },
+						&e),
+			 CRASHSTATE_ANSWER_DONE);
+	assert_int_equal(crashstate_resend_rule(&swap, &(struct crashstate_now){
+							       .name_exists = true,
+							       .source_exists = true,
+							       .name_ino = 6 },
+						&e),
+			 CRASHSTATE_EXECUTE);
+	/* Absolute values: setting them again is the first execution's result. */
+	assert_int_equal(rule(FUSE_SETATTR, B, 0, false, false, false), CRASHSTATE_EXECUTE);
 }
 
 int main(void)
@@ -204,6 +276,7 @@ int main(void)
 		cmocka_unit_test(test_records_survive_a_reopen),
 		cmocka_unit_test(test_torn_records_read_as_free),
 		cmocka_unit_test(test_journal),
+		cmocka_unit_test(test_resend_rule),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <linux/fuse.h>
 #include <xxhash.h>
 
 #include "crashstate.h"
@@ -320,12 +322,15 @@ static int journal_write(struct crashstate *cs, const struct crashstate_op *op)
 	return r;
 }
 
-int crashstate_op_begin(struct crashstate *cs, uint64_t unique, uint32_t opcode, bool existed)
+int crashstate_op_begin(struct crashstate *cs, const struct crashstate_op *op)
 {
-	struct crashstate_op op = { .unique = unique, .opcode = opcode,
-				    .state = CRASHSTATE_OP_BEGUN, .existed = existed };
+	struct crashstate_op begun = *op;
 
-	return unique ? journal_write(cs, &op) : -EINVAL;
+	begun.state = CRASHSTATE_OP_BEGUN;
+	begun.error = 0;
+	begun.nodeid = 0;
+	begun.pad = 0;
+	return op->unique ? journal_write(cs, &begun) : -EINVAL;
 }
 
 int crashstate_op_end(struct crashstate *cs, uint64_t unique, int error, uint64_t nodeid)
@@ -348,4 +353,44 @@ int crashstate_op_find(struct crashstate *cs, uint64_t unique, struct crashstate
 		return -ENOENT;
 	*ret_op = *op;
 	return 0;
+}
+
+enum crashstate_resend crashstate_resend_rule(const struct crashstate_op *op,
+					      const struct crashstate_now *now, int *ret_error)
+{
+	if (!op)
+		return CRASHSTATE_EXECUTE;
+	if (op->state == CRASHSTATE_OP_ENDED) {
+		if (op->error) {
+			*ret_error = op->error;
+			return CRASHSTATE_ANSWER_ERROR;
+		}
+		return CRASHSTATE_ANSWER_DONE;
+	}
+	switch (op->opcode) {
+	case FUSE_MKDIR:
+	case FUSE_MKNOD:
+	case FUSE_SYMLINK:
+	case FUSE_CREATE:
+	case FUSE_LINK:
+		/* A name that existed before makes it fail again, as it did. */
+		return !op->existed && now->name_exists ? CRASHSTATE_ANSWER_DONE :
+							  CRASHSTATE_EXECUTE;
+	case FUSE_UNLINK:
+	case FUSE_RMDIR:
+		return op->existed && !now->name_exists ? CRASHSTATE_ANSWER_DONE :
+							  CRASHSTATE_EXECUTE;
+	case FUSE_RENAME:
+	case FUSE_RENAME2:
+		if (op->flags & RENAME_EXCHANGE)
+			return now->name_exists && op->ino && now->name_ino == op->ino ?
+				       CRASHSTATE_ANSWER_DONE :
+				       CRASHSTATE_EXECUTE;
+		return op->ino && !now->source_exists && now->name_exists &&
+				       now->name_ino == op->ino ?
+			       CRASHSTATE_ANSWER_DONE :
+			       CRASHSTATE_EXECUTE;
+	default:
+		return CRASHSTATE_EXECUTE;
+	}
 }

@@ -68,8 +68,11 @@ struct crashstate_op {
 	uint32_t opcode;
 	uint32_t state;	  /* enum crashstate_op_state */
 	int32_t error;	  /* once ended: 0 or the positive errno answered */
-	uint32_t existed; /* the target name existed before (creates, link) */
+	uint32_t existed; /* before it ran, the name it makes or removes existed */
 	uint64_t nodeid;  /* once ended: the node created or linked, else 0 */
+	uint64_t ino;	  /* rename: the source's st_ino before it ran, else 0 */
+	uint32_t flags;	  /* rename: its flags (RENAME_EXCHANGE, ...) */
+	uint32_t pad;
 };
 
 /*
@@ -105,8 +108,48 @@ int crashstate_release(struct crashstate *cs, uint32_t slot);
  * its result after (before the answer goes to the kernel). op_find() reads
  * the entry of @unique: 0, or -ENOENT if none (never begun, or pushed out).
  */
-int crashstate_op_begin(struct crashstate *cs, uint64_t unique, uint32_t opcode, bool existed);
+int crashstate_op_begin(struct crashstate *cs, const struct crashstate_op *op);
 int crashstate_op_end(struct crashstate *cs, uint64_t unique, int error, uint64_t nodeid);
 int crashstate_op_find(struct crashstate *cs, uint64_t unique, struct crashstate_op *ret_op);
+
+/*
+ * What to do with a resent request (FUSE_UNIQUE_RESEND) that creates,
+ * links, unlinks, renames or sets attributes, so that it is answered as its
+ * first execution was:
+ *
+ *  - not in the journal: the dead daemon never began it (the entry is
+ *    written before anything is done): execute it;
+ *  - ended: answer what was answered then: its error, or success (creates
+ *    and links then look the name up and answer with its node);
+ *  - begun, not ended (the crash came while it ran): look at the names it
+ *    works on. The kernel holds the parent directories' locks for the
+ *    whole request, across the crash, and a volume changes only through
+ *    its mount, so nobody else changed them meanwhile: a name it makes
+ *    that exists now and did not before was made by it (done); a name it
+ *    removes that existed and is gone now was removed by it (done); a
+ *    rename whose source is gone, or for RENAME_EXCHANGE whose target now
+ *    holds the source's inode, was done; anything else did not happen yet
+ *    (execute). SETATTR sets absolute values: executing it again is its
+ *    first execution's result.
+ */
+enum crashstate_resend {
+	CRASHSTATE_EXECUTE,
+	CRASHSTATE_ANSWER_ERROR, /* with *ret_error */
+	CRASHSTATE_ANSWER_DONE,
+};
+
+/* What the names of a begun request hold now. */
+struct crashstate_now {
+	bool name_exists;   /* the name made or removed (a rename's target) */
+	bool source_exists; /* a rename's source */
+	uint64_t name_ino;  /* st_ino of the name, when it exists */
+};
+
+/*
+ * The rule above for @op (NULL: not in the journal) and @now (read only for
+ * a begun entry). FUSE opcodes as in <linux/fuse.h>.
+ */
+enum crashstate_resend crashstate_resend_rule(const struct crashstate_op *op,
+					      const struct crashstate_now *now, int *ret_error);
 
 #endif
