@@ -272,6 +272,28 @@ static int save_table(struct volmgr *m, struct errmsg *ret_msg)
 	return r;
 }
 
+/*
+ * For keeperlink_take() at start, with the pool locked: a connection the
+ * keeper held for a daemon that crashed. It is let go of, which ends it:
+ * its users' waiting calls fail rather than wait for ever, and the volume
+ * is mounted afresh. Taking it back needs node ids and fhs the kernel holds
+ * to mean something to this process, which they do not yet.
+ */
+static int volume_let_go(void *arg, const char *name, int fuse_fd, const void *init,
+			 size_t init_len)
+{
+	struct volmgr *m = arg;
+
+	(void)init;
+	(void)init_len;
+	close(fuse_fd);
+	keeperlink_drop(m->keeper, name);
+	log_warn("volume '%s': the keeper held its connection from before a crash; it cannot be "
+		 "taken back, so it ends and the volume is mounted afresh",
+		 name);
+	return 0;
+}
+
 int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
 {
 	struct volmgr *m;
@@ -292,6 +314,12 @@ int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
 	m->volumes_fd = pool_volumes_fd(m->pool);
 	m->discovery_fd = pool_discovery_fd(m->pool);
 	m->table = pool_table(m->pool);
+	/* Only now: the pool's lock says the daemon they were held for is dead. */
+	if (m->keeper) {
+		r = keeperlink_take(m->keeper, volume_let_go, m);
+		if (r < 0)
+			log_warn_errno(r, "cannot learn what the keeper holds");
+	}
 
 	n = table_count(m->table);
 	for (size_t i = 0; i < n; i++) {
