@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* SCM_MAX_FD (253) in the kernel: more fds in one message fail with EINVAL. */
 #define FDMSG_FDS_MAX 253
@@ -25,11 +26,12 @@ struct fdmsg {
 };
 
 /*
- * Sends one message; @fds are not closed. Waits at most @timeout_ms for room
+ * Sends one message whose payload is the @nparts buffers of @parts, one
+ * after the other; @fds are not closed. Waits at most @timeout_ms for room
  * in the socket. Returns 0 or -errno (-ETIMEDOUT, -EPIPE, ...).
  */
-int fdmsg_send(int sock, uint32_t magic, uint32_t type, const void *payload, size_t len,
-	       const int *fds, size_t nfds, int timeout_ms);
+int fdmsg_send(int sock, uint32_t magic, uint32_t type, const struct iovec *parts,
+	       size_t nparts, const int *fds, size_t nfds, int timeout_ms);
 /*
  * Receives one message of at most @len_max payload bytes into *ret_msg
  * (fds O_CLOEXEC, owned by the message), waiting at most @timeout_ms for

@@ -80,10 +80,10 @@ static int read_all(int fd, void *buf, size_t len, int timeout_ms)
 	return 0;
 }
 
-int fdmsg_send(int sock, uint32_t magic, uint32_t type, const void *payload, size_t len,
-	       const int *fds, size_t nfds, int timeout_ms)
+int fdmsg_send(int sock, uint32_t magic, uint32_t type, const struct iovec *parts,
+	       size_t nparts, const int *fds, size_t nfds, int timeout_ms)
 {
-	struct fdmsg_header h = { .magic = magic, .type = type, .len = len, .nfds = (uint32_t)nfds };
+	struct fdmsg_header h = { .magic = magic, .type = type, .nfds = (uint32_t)nfds };
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * FDMSG_FDS_MAX)];
 		struct cmsghdr align;
@@ -95,6 +95,8 @@ int fdmsg_send(int sock, uint32_t magic, uint32_t type, const void *payload, siz
 
 	if (nfds > FDMSG_FDS_MAX)
 		return -EINVAL;
+	for (size_t i = 0; i < nparts; i++)
+		h.len += parts[i].iov_len;
 	if (nfds) {
 		struct cmsghdr *c;
 
@@ -125,7 +127,12 @@ int fdmsg_send(int sock, uint32_t magic, uint32_t type, const void *payload, siz
 		if (r < 0)
 			return r;
 	}
-	return len ? write_all(sock, payload, len, timeout_ms) : 0;
+	for (size_t i = 0; i < nparts; i++) {
+		r = write_all(sock, parts[i].iov_base, parts[i].iov_len, timeout_ms);
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 int fdmsg_recv(int sock, uint32_t magic, size_t len_max, int timeout_ms, struct fdmsg *ret_msg)

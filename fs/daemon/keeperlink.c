@@ -22,6 +22,7 @@
 #include "keeperlink.h"
 #include "log.h"
 #include "volname.h"
+#include "wire.h"
 
 #define RECONNECT_MS 1000
 /* A keeper just started gets this long to listen. */
@@ -48,23 +49,13 @@ struct keeperlink {
 	bool thread_started;
 };
 
+/* 0 and *ret_sock, or -errno: wire_connect() with our own out-parameter. */
 static int connect_keeper(const char *path, int *ret_sock)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int fd;
+	int fd = wire_connect(path);
 
-	if (strlen(path) >= sizeof(addr.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(addr.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		int r = -errno;
-
-		close(fd);
-		return r;
-	}
+		return fd;
 	*ret_sock = fd;
 	return 0;
 }
@@ -107,12 +98,13 @@ static int spawn_keeper(const char *exe, const char *path)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
 }
 
-static int request(int sock, enum keeper_msg type, const void *payload, size_t len, int fd)
+static int request(int sock, enum keeper_msg type, const struct iovec *parts, size_t nparts,
+		   int fd)
 {
 	struct fdmsg m;
 	int r;
 
-	r = fdmsg_send(sock, KEEPER_MAGIC, type, payload, len, &fd, fd >= 0, KEEPER_IO_TIMEOUT_MS);
+	r = fdmsg_send(sock, KEEPER_MAGIC, type, parts, nparts, &fd, fd >= 0, KEEPER_IO_TIMEOUT_MS);
 	if (r < 0)
 		return r;
 	r = fdmsg_recv(sock, KEEPER_MAGIC, sizeof(int32_t), KEEPER_IO_TIMEOUT_MS, &m);
@@ -132,17 +124,10 @@ static int request(int sock, enum keeper_msg type, const void *payload, size_t l
 
 static int send_keep(int sock, const struct kept *e)
 {
-	size_t name_len = strlen(e->name);
-	char *buf = malloc(name_len + 1 + e->init_len);
-	int r;
+	struct iovec parts[2] = { { (void *)e->name, strlen(e->name) + 1 },
+				  { e->init, e->init_len } };
 
-	if (!buf)
-		return -ENOMEM;
-	memcpy(buf, e->name, name_len + 1);
-	memcpy(buf + name_len + 1, e->init, e->init_len);
-	r = request(sock, KEEPER_KEEP, buf, name_len + 1 + e->init_len, e->fd);
-	free(buf);
-	return r;
+	return request(sock, KEEPER_KEEP, parts, 2, e->fd);
 }
 
 /* With the lock: the keeper went away (or misbehaved). */
@@ -299,6 +284,20 @@ static void kept_free(struct kept *e)
 	free(e);
 }
 
+/* With the lock: forgets what was handed over under @name, if anything. */
+static void kept_remove(struct keeperlink *k, const char *name)
+{
+	for (struct kept **pp = &k->kept; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->name, name) == 0) {
+			struct kept *old = *pp;
+
+			*pp = old->next;
+			kept_free(old);
+			return;
+		}
+	}
+}
+
 int keeperlink_keep(struct keeperlink *k, const char *name, int fuse_fd, const void *init,
 		    size_t init_len)
 {
@@ -322,15 +321,7 @@ int keeperlink_keep(struct keeperlink *k, const char *name, int fuse_fd, const v
 	memcpy(e->init, init, init_len);
 	e->init_len = init_len;
 	pthread_mutex_lock(&k->lock);
-	for (struct kept **pp = &k->kept; *pp; pp = &(*pp)->next) {
-		if (strcmp((*pp)->name, name) == 0) {
-			struct kept *old = *pp;
-
-			*pp = old->next;
-			kept_free(old);
-			break;
-		}
-	}
+	kept_remove(k, name);
 	e->next = k->kept;
 	k->kept = e;
 	if (k->sock >= 0) {
@@ -348,17 +339,10 @@ err:
 void keeperlink_drop(struct keeperlink *k, const char *name)
 {
 	pthread_mutex_lock(&k->lock);
-	for (struct kept **pp = &k->kept; *pp; pp = &(*pp)->next) {
-		if (strcmp((*pp)->name, name) == 0) {
-			struct kept *old = *pp;
-
-			*pp = old->next;
-			kept_free(old);
-			break;
-		}
-	}
+	kept_remove(k, name);
 	if (k->sock >= 0) {
-		int r = request(k->sock, KEEPER_DROP, name, strlen(name), -1);
+		int r = request(k->sock, KEEPER_DROP, &(struct iovec){ (void *)name, strlen(name) },
+				1, -1);
 
 		if (r < 0)
 			link_lost(k, r);

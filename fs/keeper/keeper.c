@@ -94,17 +94,17 @@ static void held_remove(struct keeper *k, size_t i)
 	k->held[i] = k->held[--k->nheld];
 }
 
-static int reply(int sock, enum keeper_msg type, const void *payload, size_t len, const int *fds,
-		 size_t nfds)
+static int reply(int sock, enum keeper_msg type, const struct iovec *parts, size_t nparts,
+		 const int *fds, size_t nfds)
 {
-	return fdmsg_send(sock, KEEPER_MAGIC, type, payload, len, fds, nfds, KEEPER_IO_TIMEOUT_MS);
+	return fdmsg_send(sock, KEEPER_MAGIC, type, parts, nparts, fds, nfds, KEEPER_IO_TIMEOUT_MS);
 }
 
 static int reply_err(int sock, int r)
 {
 	int32_t e = -r;
 
-	return reply(sock, KEEPER_ERR, &e, sizeof(e), NULL, 0);
+	return reply(sock, KEEPER_ERR, &(struct iovec){ &e, sizeof(e) }, 1, NULL, 0);
 }
 
 static int on_keep(struct keeper *k, int sock, struct fdmsg *m)
@@ -161,16 +161,9 @@ static int on_take(struct keeper *k, int sock)
 {
 	for (size_t i = 0; i < k->nheld; i++) {
 		struct held *h = &k->held[i];
-		size_t name_len = strlen(h->name);
-		char *buf = malloc(name_len + 1 + h->init_len);
-		int r;
+		struct iovec parts[2] = { { h->name, strlen(h->name) + 1 }, { h->init, h->init_len } };
+		int r = reply(sock, KEEPER_ENTRY, parts, 2, &h->fd, 1);
 
-		if (!buf)
-			return -ENOMEM;
-		memcpy(buf, h->name, name_len + 1);
-		memcpy(buf + name_len + 1, h->init, h->init_len);
-		r = reply(sock, KEEPER_ENTRY, buf, name_len + 1 + h->init_len, &h->fd, 1);
-		free(buf);
 		if (r < 0)
 			return r;
 	}

@@ -1,5 +1,6 @@
 /*
- * Typed messages with fds over a socketpair: payload and fds arrive intact,
+ * Typed messages with fds over a socketpair: payload (sent in parts) and fds
+ * arrive intact,
  * and a wrong magic, an oversized payload, a lying fd count or a peer that
  * hangs up are told apart.
  */
@@ -35,7 +36,10 @@ static void test_payload_and_fds_arrive(void **state)
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	fds[0] = p[1];
 	fds[1] = p[1];
-	assert_int_equal(fdmsg_send(sv[0], MAGIC, 7, "hello", 5, fds, 2, 1000), 0);
+	/* The payload's parts arrive as one. */
+	assert_int_equal(fdmsg_send(sv[0], MAGIC, 7,
+				    (struct iovec[]){ { "hel", 3 }, { "lo", 2 } }, 2, fds, 2, 1000),
+			 0);
 	assert_int_equal(fdmsg_recv(sv[1], MAGIC, 64, 1000, &m), 0);
 	assert_int_equal(m.type, 7);
 	assert_int_equal(m.len, 5);
@@ -67,13 +71,14 @@ static void test_bad_messages_are_refused(void **state)
 
 	(void)state;
 	pair(sv);
-	assert_int_equal(fdmsg_send(sv[0], MAGIC + 1, 1, "x", 1, NULL, 0, 1000), 0);
+	assert_int_equal(fdmsg_send(sv[0], MAGIC + 1, 1, &(struct iovec){ "x", 1 }, 1, NULL, 0, 1000), 0);
 	assert_int_equal(fdmsg_recv(sv[1], MAGIC, 64, 1000, &m), -EPROTO);
 	close(sv[0]);
 	close(sv[1]);
 
 	pair(sv);
-	assert_int_equal(fdmsg_send(sv[0], MAGIC, 1, "too long", 8, NULL, 0, 1000), 0);
+	assert_int_equal(fdmsg_send(sv[0], MAGIC, 1, &(struct iovec){ "too long", 8 }, 1, NULL, 0,
+				    1000), 0);
 	assert_int_equal(fdmsg_recv(sv[1], MAGIC, 4, 1000, &m), -EPROTO);
 	close(sv[0]);
 	close(sv[1]);
