@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -347,6 +348,7 @@ int main(int argc, char **argv)
 	const char *path = default_path;
 	struct keeper k = { .listen_fd = -1, .signal_fd = -1 };
 	enum log_level level = LOG_LEVEL_INFO;
+	struct rlimit rl;
 	sigset_t sigs;
 	int c, r;
 
@@ -383,6 +385,11 @@ int main(int argc, char **argv)
 	if (geteuid() != 0) {
 		log_error("carvefs-keeper must run as root: it serves root's carvefs only");
 		return 1;
+	}
+	/* One fd per volume held: the soft limit of a shell (1024) is too few. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
