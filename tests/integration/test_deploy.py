@@ -767,7 +767,7 @@ def test_dockerfile_packages_exist_and_cover_the_build(apt):
 def test_runtime_stage_has_every_library_the_binaries_link(apt):
     (_, _), (_, run_pkgs) = dockerfile_stages()
     needed = {}
-    for binary in ("carvefs", "carvectl", "carve-provisioner"):
+    for binary in ("carvefs", "carvefs-keeper", "carvectl", "carve-provisioner"):
         out = run(["readelf", "-d", os.path.join(BUILD, binary)]).stdout
         for soname in re.findall(r"\(NEEDED\).*\[(.+)\]", out):
             needed.setdefault(soname, set()).add(binary)
