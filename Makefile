@@ -59,7 +59,8 @@ DEB_TEST := $(DEB_BUILD) libcmocka-dev python3 python3-pytest python3-yaml \
 DEB_BENCH := $(DEB_TEST) gnuplot-nox meson ninja-build g++ dpkg-dev pkgconf
 
 # Each binary's sources, by folder: the folders are the processes and their
-# parts (README.md, "Layout").  fs/common/ is linked by all three binaries.
+# parts (README.md, "Layout").  fs/common/ is linked by carvefs, carvectl and
+# carve-provisioner; carvefs-keeper takes only the few modules it needs.
 COMMON_SRCS := fs/common/log.c fs/common/quantity.c fs/common/volname.c \
 	fs/common/wire.c fs/common/fileio.c fs/common/histogram.c \
 	fs/common/promtext.c fs/common/httpd.c fs/common/walk.c \
