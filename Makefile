@@ -69,13 +69,13 @@ COMMON_SRCS := fs/common/log.c fs/common/quantity.c fs/common/volname.c \
 
 VFS_SRCS := fs/daemon/vfs/vfs.c fs/daemon/vfs/ops.c fs/daemon/vfs/inode.c \
 	fs/daemon/vfs/meta.c fs/daemon/vfs/dir.c fs/daemon/vfs/file.c \
-	fs/daemon/vfs/creds.c
+	fs/daemon/vfs/creds.c fs/daemon/vfs/handoff.c
 # The daemon's modules with no FUSE, ring, network or clock: unit-tested.
 DAEMON_PURE_SRCS := fs/daemon/table.c fs/daemon/quota.c fs/daemon/throttle.c \
 	fs/daemon/volmetrics.c fs/daemon/ctlreply.c fs/daemon/pool.c \
-	fs/daemon/vfs/crashstate.c
+	fs/daemon/vfs/crashstate.c fs/daemon/vfs/fhmap.c
 DAEMON_SRCS := fs/daemon/main.c fs/daemon/ctlserver.c fs/daemon/control.c \
-	fs/daemon/volume.c fs/daemon/keeperlink.c \
+	fs/daemon/volume.c fs/daemon/keeperlink.c fs/daemon/handover.c \
 	fs/daemon/uring.c fs/daemon/monitor.c $(VFS_SRCS) $(DAEMON_PURE_SRCS) \
 	$(COMMON_SRCS)
 

@@ -53,6 +53,7 @@
 #define CARVEFS_WIRE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define WIRE_LINE_MAX (64 * 1024)
 #define WIRE_REPLY_MAX (16 * 1024 * 1024)
@@ -76,6 +77,18 @@
  * internal.
  */
 const char *wire_code_for_errno(int r);
+
+/*
+ * Deadlines are CLOCK_MONOTONIC nanoseconds (UINT64_MAX: never).
+ *
+ * Waits until @fd is ready for @events or @deadline_ns passes. Returns 0
+ * (also for POLLHUP and POLLERR: the next send or recv reports them) or
+ * -ETIMEDOUT. poll() is given the rest rounded up to a whole millisecond,
+ * so a call never gives up before its time.
+ */
+int wire_wait_fd(int fd, short events, uint64_t deadline_ns);
+/* Sends all of @data on the stream socket @fd (never SIGPIPE). Returns 0 or -errno. */
+int wire_send_all(int fd, const void *data, size_t len, uint64_t deadline_ns);
 
 /*
  * Client side: connects to @path. Returns an fd owned by the caller or

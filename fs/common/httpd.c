@@ -127,8 +127,12 @@ static int listen_one(const struct addrinfo *ai, bool dual_stack, unsigned int *
 	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
 	if (fd < 0)
 		return -errno;
-	/* A restarted daemon must not wait for the old connections' TIME_WAIT. */
+	/*
+	 * A restarted daemon must not wait for the old connections' TIME_WAIT,
+	 * and a successor listens beside its predecessor during a hand-over.
+	 */
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (dual_stack)
 		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0 ||

@@ -65,12 +65,7 @@ int wire_connect(const char *path)
 	return fd;
 }
 
-/*
- * Waits until @fd is ready for @events or @deadline_ns passes (UINT64_MAX:
- * never). Returns 0 or -ETIMEDOUT. poll() is given the rest rounded up to a
- * whole millisecond, so a call never gives up before its time.
- */
-static int wait_fd(int fd, short events, uint64_t deadline_ns)
+int wire_wait_fd(int fd, short events, uint64_t deadline_ns)
 {
 	struct pollfd pfd = { .fd = fd, .events = events };
 	uint64_t now, left_ms;
@@ -97,8 +92,9 @@ static int wait_fd(int fd, short events, uint64_t deadline_ns)
 	}
 }
 
-static int send_all(int fd, const char *buf, size_t len, uint64_t deadline_ns)
+int wire_send_all(int fd, const void *data, size_t len, uint64_t deadline_ns)
 {
+	const char *buf = data;
 	ssize_t n;
 	int r;
 
@@ -108,7 +104,7 @@ static int send_all(int fd, const char *buf, size_t len, uint64_t deadline_ns)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			r = wait_fd(fd, POLLOUT, deadline_ns);
+			r = wire_wait_fd(fd, POLLOUT, deadline_ns);
 			if (r < 0)
 				return r;
 			continue;
@@ -157,7 +153,7 @@ static int recv_line(int fd, uint64_t deadline_ns, char **ret_line)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			r = wait_fd(fd, POLLIN, deadline_ns);
+			r = wire_wait_fd(fd, POLLIN, deadline_ns);
 			if (r < 0)
 				goto out;
 			continue;
@@ -213,9 +209,9 @@ int wire_call(int fd, const char *request, int timeout_ms, char **ret_reply)
 		return -EINVAL;
 	if (len + 1 > WIRE_LINE_MAX)
 		return -EMSGSIZE;
-	r_send = send_all(fd, request, len, deadline_ns);
+	r_send = wire_send_all(fd, request, len, deadline_ns);
 	if (r_send == 0)
-		r_send = send_all(fd, "\n", 1, deadline_ns);
+		r_send = wire_send_all(fd, "\n", 1, deadline_ns);
 	/*
 	 * A daemon that refuses a client (permission_denied) answers and
 	 * closes without reading; its answer is still worth more than -EPIPE.

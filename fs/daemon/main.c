@@ -13,6 +13,7 @@
  * on the volumes being mounted.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -21,13 +22,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
 
 #include "control.h"
+#include "handover.h"
 #include "fileio.h"
 #include "httpd.h"
 #include "keeper.h"
@@ -49,6 +53,7 @@ struct options {
 	enum { KEEPER_MODE_START, KEEPER_MODE_EXTERNAL, KEEPER_MODE_OFF } keeper_mode;
 	const char *keeper_socket; /* NULL: the control socket's path + KEEPER_SOCKET_SUFFIX */
 	bool foreground;
+	bool hold_after_handover;
 	unsigned threads;
 	enum log_level level;
 };
@@ -75,6 +80,9 @@ static void usage(FILE *f)
 		"  --keeper-socket PATH  the keeper's socket (default: the control socket's\n"
 		"                        path followed by %s)\n"
 		"  --foreground          do not fork; log to stderr (for systemd and pods)\n"
+		"  --hold-after-handover once a successor took the volumes over, keep running,\n"
+		"                        serving nothing, until SIGTERM (for containers that\n"
+		"                        are restarted when they exit)\n"
 		"  --threads N           event-loop threads (default: one per CPU)\n"
 		"  --fd-cache N          fds of backing files and directories kept open for\n"
 		"                        all volumes together (default %d, at least %d)\n"
@@ -82,6 +90,8 @@ static void usage(FILE *f)
 		"  --help                this text\n"
 		"  --version             the version\n"
 		"\n"
+		"Started while another carvefs serves the pool, it takes the volumes over\n"
+		"from it without unmounting them (the other one exits 0).\n"
 		"SIGTERM or SIGINT unmount every volume, record usage and exit 0.\n"
 		"Volumes are managed with carvectl(8).\n",
 		WIRE_DEFAULT_SOCKET, KEEPER_SOCKET_SUFFIX, VFS_FD_CACHE_DEFAULT, VFS_FD_CACHE_MIN);
@@ -97,6 +107,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "keeper", required_argument, NULL, 'k' },
 		{ "keeper-socket", required_argument, NULL, 'K' },
 		{ "foreground", no_argument, NULL, 'f' },
+		{ "hold-after-handover", no_argument, NULL, 'H' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "fd-cache", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'l' },
@@ -147,6 +158,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'f':
 			o->foreground = true;
+			break;
+		case 'H':
+			o->hold_after_handover = true;
 			break;
 		case 't':
 			errno = 0;
@@ -325,12 +339,92 @@ static void report_ready(int *fd, unsigned char status)
 	*fd = -1;
 }
 
+/*
+ * Under systemd, a successor started by ExecReload= tells the service
+ * manager that it is the service's main process now, before the old one
+ * exits (systemd handles notifications before the exit of a process, and
+ * needs NotifyAccess=all to take one from a process that is not the main
+ * one yet). The protocol is one datagram to $NOTIFY_SOCKET; nothing else of
+ * sd_notify is used.
+ */
+static void notify_main_pid(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	char msg[64];
+	size_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(addr.sun_path))
+		return;
+	memcpy(addr.sun_path, path, strlen(path));
+	len = offsetof(struct sockaddr_un, sun_path) + strlen(path);
+	if (path[0] == '@')
+		addr.sun_path[0] = '\0'; /* an abstract socket */
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	snprintf(msg, sizeof(msg), "MAINPID=%d\nREADY=1", (int)getpid());
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&addr,
+		   (socklen_t)len) < 0)
+		log_warn_errno(-errno, "cannot tell the service manager that this process serves "
+				       "now ($NOTIFY_SOCKET)");
+	close(fd);
+}
+
+/*
+ * The control socket, which a successor that goes away before serving may
+ * leave replaced by its own, dead one: then it is started again.
+ */
+struct control_slot {
+	pthread_mutex_t lock;
+	struct control *ctl; /* protected by lock */
+	bool closing;	     /* protected by lock: main() is stopping */
+	const char *path;
+	struct volmgr *mgr;
+	pthread_t main_thread;
+};
+
+static void control_slot_stop(void *arg)
+{
+	struct control_slot *cs = arg;
+
+	pthread_mutex_lock(&cs->lock);
+	cs->ctl = control_stop(cs->ctl);
+	pthread_mutex_unlock(&cs->lock);
+}
+
+static void control_take_back(void *arg)
+{
+	struct control_slot *cs = arg;
+	int r = 0;
+
+	pthread_mutex_lock(&cs->lock);
+	if (!cs->closing) {
+		cs->ctl = control_stop(cs->ctl);
+		r = control_start(cs->path, cs->mgr, &cs->ctl);
+	}
+	pthread_mutex_unlock(&cs->lock);
+	if (r < 0)
+		log_error_errno(r, "cannot serve the control socket '%s' again", cs->path);
+}
+
+static void handed_over(void *arg)
+{
+	struct control_slot *cs = arg;
+
+	/* SIGUSR2 is blocked everywhere and taken by sigwait() in main(). */
+	pthread_kill(cs->main_thread, SIGUSR2);
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
 	struct uring_pool *loops = NULL;
 	struct volmgr *mgr = NULL;
-	struct control *ctl = NULL;
+	struct control_slot cs = { .lock = PTHREAD_MUTEX_INITIALIZER, .path = NULL };
+	struct handover *ho = NULL;
+	struct handover_client *successor_of = NULL;
 	struct monitor *mon = NULL;
 	struct keeperlink *keeper = NULL;
 	char keeper_socket[4096];
@@ -369,7 +463,10 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	cs.path = o.socket_path;
+	cs.main_thread = pthread_self();
 
 	if (o.listen) {
 		r = monitor_start(o.listen, CARVEFS_VERSION, &mon);
@@ -393,18 +490,49 @@ int main(int argc, char **argv)
 		log_error_errno(r, "cannot set up the keeper's link");
 		goto out;
 	}
-	r = volmgr_start(&(struct volmgr_config){ .pool_dir = o.pool_dir,
-						  .discovery_dir = o.discovery_dir,
-						  .loops = loops,
-						  .keeper = keeper },
-			 &mgr);
+	struct volmgr_config cfg = { .pool_dir = o.pool_dir,
+				     .discovery_dir = o.discovery_dir,
+				     .loops = loops,
+				     .keeper = keeper };
+	/*
+	 * Only a daemon that found the pool's lock free lets go of what the
+	 * keeper holds (volmgr_start()); a successor takes the connections
+	 * over instead, and hands them to the keeper as its own.
+	 */
+	r = volmgr_start(&cfg, &mgr);
+	if (r == -EBUSY)
+		r = handover_take(o.socket_path, &cfg, &mgr, &successor_of);
 	if (r < 0)
 		goto out;
-	r = control_start(o.socket_path, mgr, &ctl);
-	if (r < 0) {
+	cs.mgr = mgr;
+	/*
+	 * The old daemon still listens there (a verb of it may wait for its
+	 * manager), and will refuse everything from now on: take the path.
+	 */
+	if (successor_of && unlink(o.socket_path) < 0 && errno != ENOENT)
+		log_warn_errno(-errno, "cannot remove the previous daemon's control socket '%s'",
+			       o.socket_path);
+	r = control_start(o.socket_path, mgr, &cs.ctl);
+	if (r < 0 && successor_of) {
+		/* The volumes are ours now: stopping would unmount them under their users. */
+		log_error_errno(r, "cannot serve the control socket '%s'; serving the volumes "
+				   "without it",
+				o.socket_path);
+	} else if (r < 0) {
 		log_error_errno(r, "cannot serve the control socket '%s'", o.socket_path);
 		goto out;
 	}
+	r = handover_listen(o.socket_path, mgr,
+			    &(struct handover_hooks){ .take_back = control_take_back,
+						      .done = handed_over,
+						      .arg = &cs },
+			    &ho);
+	if (r < 0)
+		log_warn("serving without a hand-over socket: a successor will not be able to "
+			 "take the volumes over");
+	if (successor_of)
+		notify_main_pid();
+	successor_of = handover_client_serving(successor_of);
 	log_info("carvefs %s ready: %u event loop(s), control socket '%s'", CARVEFS_VERSION,
 		 uring_pool_threads(loops), o.socket_path);
 	monitor_serving(mon, mgr, keeper);
@@ -415,13 +543,39 @@ int main(int argc, char **argv)
 			continue;
 		if (sig == SIGHUP)
 			continue; /* nothing to reload: the table is authoritative */
+		if (sig == SIGUSR2 && !handover_done(ho))
+			continue;
 		break;
 	}
-	log_info("received %s: unmounting and recording usage", strsignal(sig));
+	if (sig == SIGUSR2 && o.hold_after_handover) {
+		/*
+		 * A container that exits is restarted, and a restarted daemon
+		 * would take the volumes back. Let go of everything and wait.
+		 */
+		monitor_handed_over(mon);
+		control_slot_stop(&cs);
+		ho = handover_stop(ho);
+		mgr = volmgr_stop(mgr);
+		loops = uring_pool_stop(loops);
+		log_info("the volumes are served by the successor: waiting for SIGTERM "
+			 "(--hold-after-handover)");
+		do
+			sig = 0;
+		while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT));
+		log_info("received %s: exiting", strsignal(sig));
+	} else if (sig == SIGUSR2)
+		log_info("the volumes are served by the successor: exiting");
+	else
+		log_info("received %s: unmounting and recording usage", strsignal(sig));
 	r = 0;
 out:
 	monitor_stopping(mon);
-	ctl = control_stop(ctl);
+	pthread_mutex_lock(&cs.lock);
+	cs.closing = true;
+	pthread_mutex_unlock(&cs.lock);
+	control_slot_stop(&cs);
+	/* Waits for a hand-over in progress: its outcome decides what stop does. */
+	ho = handover_stop(ho);
 	mgr = volmgr_stop(mgr);
 	keeper = keeperlink_stop(keeper);
 	loops = uring_pool_stop(loops);

@@ -14,7 +14,7 @@
 #include "volmetrics.h"
 #include "volume.h"
 
-enum monitor_state { MONITOR_STARTING, MONITOR_SERVING, MONITOR_STOPPING };
+enum monitor_state { MONITOR_STARTING, MONITOR_SERVING, MONITOR_STOPPING, MONITOR_HANDED_OVER };
 
 struct monitor {
 	struct httpd *httpd;
@@ -81,9 +81,10 @@ static void handle(void *userdata, const char *path, struct httpd_reply *reply)
 {
 	struct monitor *mon = userdata;
 	int state = atomic_load_explicit(&mon->state, memory_order_relaxed);
-	const char *not_serving = state == MONITOR_STARTING ?
-					  "starting: mounting the pool's volumes\n" :
-					  "stopping: unmounting the pool's volumes\n";
+	const char *not_serving = state == MONITOR_STARTING ? "starting: mounting the pool's volumes\n" :
+				  state == MONITOR_HANDED_OVER ?
+							      "handed over: a successor serves the volumes\n" :
+							      "stopping: unmounting the pool's volumes\n";
 
 	if (strcmp(path, "/healthz") == 0) {
 		struct keeperlink *keeper;
@@ -97,6 +98,8 @@ static void handle(void *userdata, const char *path, struct httpd_reply *reply)
 		else if (state == MONITOR_SERVING)
 			set_text(reply, 200, "ok, but no keeper holds the volumes: a crash of carvefs "
 					     "would end their mounts\n");
+		else if (state == MONITOR_HANDED_OVER)
+			set_text(reply, 200, not_serving); /* alive: not to be restarted */
 		else
 			set_text(reply, 503, not_serving);
 	} else if (strcmp(path, "/metrics") == 0) {
@@ -143,16 +146,26 @@ void monitor_serving(struct monitor *mon, struct volmgr *mgr, struct keeperlink 
 	pthread_mutex_unlock(&mon->lock);
 }
 
-void monitor_stopping(struct monitor *mon)
+static void monitor_leave(struct monitor *mon, enum monitor_state state)
 {
 	if (!mon)
 		return;
 	pthread_mutex_lock(&mon->lock);
-	atomic_store_explicit(&mon->state, MONITOR_STOPPING, memory_order_relaxed);
+	atomic_store_explicit(&mon->state, state, memory_order_relaxed);
 	while (mon->scrapes > 0)
 		pthread_cond_wait(&mon->drained, &mon->lock);
 	mon->mgr = NULL;
 	pthread_mutex_unlock(&mon->lock);
+}
+
+void monitor_stopping(struct monitor *mon)
+{
+	monitor_leave(mon, MONITOR_STOPPING);
+}
+
+void monitor_handed_over(struct monitor *mon)
+{
+	monitor_leave(mon, MONITOR_HANDED_OVER);
 }
 
 struct monitor *monitor_stop(struct monitor *mon)

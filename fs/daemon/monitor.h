@@ -6,7 +6,10 @@
  *                 keeper holds the volumes..." while carvefs-keeper is
  *                 away: a restart then would end the mounts); 503 with the
  *                 reason while it is starting (mounting, recounting usage
- *                 after a crash) or stopping
+ *                 after a crash) or stopping; 200 "handed over" once a
+ *                 successor serves the volumes and this daemon only waits
+ *                 to be stopped (--hold-after-handover), so that a
+ *                 liveness probe does not restart it
  *   GET /metrics  200, volmetrics.h's families; 503 while not serving, or
  *                 when the manager is held by a long verb (wipe, delete)
  *                 for more than MONITOR_SCRAPE_WAIT_NS
@@ -52,6 +55,12 @@ void monitor_serving(struct monitor *mon, struct volmgr *mgr, struct keeperlink 
  * a formatting later), so the manager may be stopped then. Accepts NULL.
  */
 void monitor_stopping(struct monitor *mon);
+
+/*
+ * As monitor_stopping(), for a daemon that handed its volumes over and
+ * lingers: /healthz answers 200 "handed over", /metrics 503.
+ */
+void monitor_handed_over(struct monitor *mon);
 
 /* Stops serving, waiting for requests in progress. Accepts NULL; returns NULL. */
 struct monitor *monitor_stop(struct monitor *mon);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,7 @@ int pool_remove_tree(struct pool *p, const char *name)
 }
 
 /* Empties leftover trash and names backing directories that have no record. */
-static void pool_sweep(struct pool *p)
+void pool_sweep(struct pool *p)
 {
 	struct dirent *de;
 	DIR *d;
@@ -81,7 +82,8 @@ static void pool_sweep(struct pool *p)
 	closedir(d);
 }
 
-static int pool_open_dirs(struct pool *p, const char *pool_dir, const char *discovery_dir)
+static int pool_open_dirs(struct pool *p, const char *pool_dir, const char *discovery_dir,
+			  bool lock)
 {
 	char real[PATH_MAX];
 	int r;
@@ -105,9 +107,10 @@ static int pool_open_dirs(struct pool *p, const char *pool_dir, const char *disc
 	p->lock_fd = openat(p->pool_fd, "carvefs.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (p->lock_fd < 0)
 		return log_error_errno(-errno, "cannot open '%s/carvefs.lock'", p->pool_dir);
-	if (flock(p->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+	if (lock && flock(p->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EWOULDBLOCK) {
-			log_error("pool '%s' is already served by another carvefs daemon", p->pool_dir);
+			/* The caller asks that daemon to hand the volumes over. */
+			log_info("pool '%s' is already served by another carvefs daemon", p->pool_dir);
 			return -EBUSY;
 		}
 		return log_error_errno(-errno, "cannot lock the pool '%s'", p->pool_dir);
@@ -180,7 +183,8 @@ int pool_check_capacity(struct pool *p, const char *name, uint64_t capacity,
 	return 0;
 }
 
-int pool_open(const char *pool_dir, const char *discovery_dir, struct pool **ret_pool)
+static int pool_open_as(const char *pool_dir, const char *discovery_dir, bool lock,
+			struct pool **ret_pool)
 {
 	struct pool *p;
 	int r;
@@ -189,18 +193,36 @@ int pool_open(const char *pool_dir, const char *discovery_dir, struct pool **ret
 	if (!p)
 		return -ENOMEM;
 	p->pool_fd = p->volumes_fd = p->discovery_fd = p->lock_fd = -1;
-	r = pool_open_dirs(p, pool_dir, discovery_dir);
+	r = pool_open_dirs(p, pool_dir, discovery_dir, lock);
 	if (r < 0)
 		goto err;
 	r = table_open(p);
 	if (r < 0)
 		goto err;
-	pool_sweep(p);
+	if (lock)
+		pool_sweep(p);
 	*ret_pool = p;
 	return 0;
 err:
 	pool_close(p);
 	return r;
+}
+
+int pool_open(const char *pool_dir, const char *discovery_dir, struct pool **ret_pool)
+{
+	return pool_open_as(pool_dir, discovery_dir, true, ret_pool);
+}
+
+int pool_open_unlocked(const char *pool_dir, const char *discovery_dir, struct pool **ret_pool)
+{
+	return pool_open_as(pool_dir, discovery_dir, false, ret_pool);
+}
+
+int pool_lock(struct pool *p, bool locked)
+{
+	if (flock(p->lock_fd, (locked ? LOCK_EX : LOCK_UN) | LOCK_NB) < 0)
+		return -errno;
+	return 0;
 }
 
 struct pool *pool_close(struct pool *p)

@@ -11,6 +11,7 @@
 #ifndef CARVEFS_POOL_H
 #define CARVEFS_POOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "errmsg.h"
@@ -37,6 +38,20 @@ struct pool_info {
  * without a record. Returns 0 or -errno; logs why it failed.
  */
 int pool_open(const char *pool_dir, const char *discovery_dir, struct pool **ret_pool);
+/*
+ * For a successor taking the pool over from the daemon that holds it
+ * (handover.h): as pool_open(), but neither takes the lock nor changes
+ * anything in the pool. pool_lock() takes the lock once the other daemon let
+ * go; pool_sweep() then does the rest of what pool_open() does.
+ */
+int pool_open_unlocked(const char *pool_dir, const char *discovery_dir, struct pool **ret_pool);
+/*
+ * Takes (@locked; -EWOULDBLOCK while another process holds it, never waits)
+ * or drops the pool's lock, the flock() that says which daemon serves it.
+ */
+int pool_lock(struct pool *p, bool locked);
+/* Empties leftover trash and names backing directories without a record. */
+void pool_sweep(struct pool *p);
 /* Releases the lock and frees the table, without saving it. Accepts NULL; returns NULL. */
 struct pool *pool_close(struct pool *p);
 

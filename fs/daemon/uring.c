@@ -45,7 +45,7 @@ _Static_assert(RXBUF_ALLOC <= HUGE_PAGE, "a receive buffer fits one huge page");
 /* Requests read per session between submissions of queued SQEs, so IO starts early. */
 #define SUBMIT_BATCH 16
 
-enum cmd_kind { CMD_ATTACH, CMD_KILL, CMD_CALL, CMD_STOP };
+enum cmd_kind { CMD_ATTACH, CMD_KILL, CMD_CALL, CMD_STOP, CMD_PAUSE, CMD_RESUME };
 
 struct loop_cmd {
 	enum cmd_kind kind;
@@ -72,6 +72,9 @@ struct uring_session {
 	bool poll_armed;
 	bool ending;
 	bool finished;
+	bool paused; /* reads nothing; see uring_session_pause() */
+	/* protected by loop->lock: paused and nothing in flight, or ended */
+	bool idle;
 	struct uring_session *next;
 };
 
@@ -106,6 +109,20 @@ struct uring_pool {
 };
 
 static __thread struct uring_loop *tl_loop;
+
+struct timespec uring_deadline(uint64_t timeout_ns)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(timeout_ns / 1000000000u);
+	ts.tv_nsec += (long)(timeout_ns % 1000000000u);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
 
 static char *rxbuf_get(struct uring_loop *l)
 {
@@ -196,8 +213,25 @@ static void session_maybe_finish(struct uring_session *s)
 	}
 	pthread_mutex_lock(&l->lock);
 	l->nsessions--;
+	s->idle = true;
+	pthread_cond_broadcast(&l->cond);
 	pthread_mutex_unlock(&l->lock);
 	s->on_end(s->arg);
+}
+
+/* Tells a waiting uring_session_pause() once a paused session has gone quiet. */
+static void session_maybe_idle(struct uring_session *s)
+{
+	struct uring_loop *l = s->loop;
+
+	if (!s->paused || s->poll_armed || s->inflight)
+		return;
+	pthread_mutex_lock(&l->lock);
+	if (!s->idle) {
+		s->idle = true;
+		pthread_cond_broadcast(&l->cond);
+	}
+	pthread_mutex_unlock(&l->lock);
 }
 
 static void session_end(struct uring_session *s)
@@ -237,7 +271,7 @@ static void session_drain(struct uring_session *s)
 	struct uring_loop *l = s->loop;
 	unsigned n = 0;
 
-	while (!s->ending) {
+	while (!s->ending && !s->paused) {
 		struct fuse_buf fbuf = { 0 };
 		int r;
 
@@ -286,13 +320,17 @@ static void session_poll_complete(struct uring_op *op, int res, uint32_t cqe_fla
 		s->poll_armed = false;
 	if (res < 0 && res != -ECANCELED && !s->ending)
 		log_error_errno(res, "polling a FUSE device failed");
-	if (res >= 0 && (res & POLLIN))
+	/* A paused session's last poll may still report requests: they wait. */
+	if (res >= 0 && (res & POLLIN) && !s->paused)
 		session_drain(s);
-	if (res < 0 || (res & (POLLERR | POLLHUP | POLLNVAL)))
+	/* -ECANCELED after a pause is our own poll removal, not the device failing. */
+	if ((res < 0 && !(res == -ECANCELED && s->paused)) ||
+	    (res > 0 && (res & (POLLERR | POLLHUP | POLLNVAL))))
 		session_end(s);
-	if (!s->ending && !s->poll_armed)
+	if (!s->ending && !s->poll_armed && !s->paused)
 		session_arm(s);
 	session_maybe_finish(s);
+	session_maybe_idle(s);
 }
 
 static void loop_run_cmd(struct uring_loop *l, struct loop_cmd *c)
@@ -313,6 +351,24 @@ static void loop_run_cmd(struct uring_loop *l, struct loop_cmd *c)
 		break;
 	case CMD_STOP:
 		l->stopping = true;
+		break;
+	case CMD_PAUSE:
+		c->session->paused = true;
+		if (c->session->poll_armed) {
+			struct io_uring_sqe *sqe = loop_sqe(l);
+
+			io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&c->session->poll_op);
+			io_uring_sqe_set_data(sqe, NULL);
+		}
+		session_maybe_idle(c->session);
+		break;
+	case CMD_RESUME:
+		c->session->paused = false;
+		pthread_mutex_lock(&l->lock);
+		c->session->idle = c->session->finished;
+		pthread_mutex_unlock(&l->lock);
+		if (!c->session->ending && !c->session->poll_armed)
+			session_arm(c->session);
 		break;
 	}
 }
@@ -387,6 +443,7 @@ static void *loop_main(void *arg)
 			if (s) {
 				s->inflight--;
 				session_maybe_finish(s);
+				session_maybe_idle(s);
 			}
 		}
 		io_uring_cq_advance(&l->ring, seen);
@@ -565,6 +622,30 @@ void uring_session_kill(struct uring_session *s)
 	struct loop_cmd c = { .kind = CMD_KILL, .session = s };
 
 	/* Waiting keeps the command from outliving the session it names. */
+	loop_post_wait(s->loop, &c);
+}
+
+int uring_session_pause(struct uring_session *s, uint64_t timeout_ns)
+{
+	struct uring_loop *l = s->loop;
+	struct loop_cmd c = { .kind = CMD_PAUSE, .session = s };
+	struct timespec deadline = uring_deadline(timeout_ns);
+	int r = 0;
+
+	loop_post_wait(l, &c);
+	pthread_mutex_lock(&l->lock);
+	while (!s->idle && r == 0)
+		r = -pthread_cond_clockwait(&l->cond, &l->lock, CLOCK_MONOTONIC, &deadline);
+	if (s->idle)
+		r = s->finished ? -ENODEV : 0;
+	pthread_mutex_unlock(&l->lock);
+	return r;
+}
+
+void uring_session_resume(struct uring_session *s)
+{
+	struct loop_cmd c = { .kind = CMD_RESUME, .session = s };
+
 	loop_post_wait(s->loop, &c);
 }
 

@@ -25,6 +25,7 @@
 #define CARVEFS_URING_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include <liburing.h>
 
@@ -68,6 +69,19 @@ int uring_session_attach(struct uring_pool *p, struct fuse_session *se,
 void uring_session_kill(struct uring_session *s);
 
 /*
+ * Stops reading requests of the session and waits, at most @timeout_ns,
+ * until every operation of it in flight completed, requests held back by
+ * IO limits included (released at their pace, in order): then no handler
+ * of the session runs or will run until uring_session_resume(), and
+ * requests not read yet stay queued in the kernel. Returns 0 once quiet,
+ * -ETIMEDOUT (still paused: resume it), or -ENODEV if the session ended
+ * meanwhile. Must not be called from a loop thread.
+ */
+int uring_session_pause(struct uring_session *s, uint64_t timeout_ns);
+/* Serves a paused session again. Must not be called from a loop thread. */
+void uring_session_resume(struct uring_session *s);
+
+/*
  * Frees the handle. Only after on_end ran: the loop never frees a session
  * itself, so that kill and call stay safe on an ended one. Accepts NULL.
  */
@@ -97,5 +111,8 @@ struct io_uring_sqe *uring_sqe(struct uring_op *op);
  */
 void *uring_rxbuf_take(void);
 void uring_rxbuf_put(void *rxbuf);
+
+/* CLOCK_MONOTONIC @timeout_ns from now, for the *_clockwait/_clocklock calls. */
+struct timespec uring_deadline(uint64_t timeout_ns);
 
 #endif

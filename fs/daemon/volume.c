@@ -31,6 +31,7 @@
 #include "keeperlink.h"
 #include "log.h"
 #include "quantity.h"
+#include "vfs/handoff.h"
 #include "vfs/vfs.h"
 #include "volume.h"
 #include "walk.h"
@@ -61,6 +62,13 @@ struct volmgr {
 	struct volume *volumes;
 	struct uring_pool *loops;
 	struct keeperlink *keeper; /* NULL: none */
+	/*
+	 * Set when the volumes went to a successor (handover.c): from then on
+	 * this manager neither unmounts nor writes the table; they are the
+	 * successor's.
+	 */
+	bool handed_over;
+	bool adopting; /* volmgr_adopt(): the pool lock is not ours yet */
 };
 
 static struct volume *volume_find(struct volmgr *m, const char *name)
@@ -145,11 +153,9 @@ static void volume_on_init(void *arg, int fuse_fd, const void *init, size_t init
 				vol->name);
 }
 
-/* @at_start: mounting what the table held, so an unclean record means a crash. */
-static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_record *rec,
-			bool at_start)
+static struct vfs_params volume_params(struct volume *vol, struct volume_record *rec)
 {
-	struct vfs_params p = {
+	return (struct vfs_params){
 		.name = vol->name,
 		.mountpoint = vol->mountpoint,
 		.capacity_bytes = rec->capacity_bytes,
@@ -161,6 +167,21 @@ static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_reco
 		.on_init = vol->keeper ? volume_on_init : NULL,
 		.on_init_arg = vol,
 	};
+}
+
+/* The fd a vfs serves a volume's backing directory from, or -errno. */
+static int volume_open_root(struct volmgr *m, const struct volume *vol)
+{
+	int fd = openat(m->volumes_fd, vol->name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* @at_start: mounting what the table held, so an unclean record means a crash. */
+static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_record *rec,
+			bool at_start)
+{
+	struct vfs_params p = volume_params(vol, rec);
 	uint64_t t0 = clock_now_ns();
 	int r;
 
@@ -169,9 +190,9 @@ static int volume_mount(struct volmgr *m, struct volume *vol, struct volume_reco
 	r = detach_stale_mount(vol->mountpoint);
 	if (r < 0)
 		return r;
-	p.root_fd = openat(m->volumes_fd, vol->name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	p.root_fd = volume_open_root(m, vol);
 	if (p.root_fd < 0)
-		return -errno;
+		return p.root_fd;
 	r = vfs_mount(&p, m->loops, &vol->vfs);
 	if (r < 0)
 		return r;
@@ -263,7 +284,14 @@ static void volume_remove(struct volmgr *m, struct volume *vol)
 
 static int save_table(struct volmgr *m, struct errmsg *ret_msg)
 {
-	int r = pool_save(m->pool);
+	int r;
+
+	if (m->handed_over) {
+		/* The table is the successor's: a verb that waited through the hand-over fails. */
+		return errmsg_set(ret_msg, -EAGAIN,
+				  "the volumes were handed over to a new carvefs; ask it");
+	}
+	r = pool_save(m->pool);
 
 	if (r < 0) {
 		errmsg_set(ret_msg, r, "cannot save the volume table in '%s': %s", m->pool_dir,
@@ -294,10 +322,10 @@ static int volume_let_go(void *arg, const char *name, int fuse_fd, const void *i
 	return 0;
 }
 
-int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
+/* The pool and its table; with @adopting, without the pool's lock. */
+static int volmgr_open(const struct volmgr_config *cfg, bool adopting, struct volmgr **ret_mgr)
 {
 	struct volmgr *m;
-	size_t n;
 	int r;
 
 	m = calloc(1, sizeof(*m));
@@ -306,14 +334,31 @@ int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
 	pthread_mutex_init(&m->lock, NULL);
 	m->loops = cfg->loops;
 	m->keeper = cfg->keeper;
-	r = pool_open(cfg->pool_dir, cfg->discovery_dir, &m->pool);
-	if (r < 0)
-		goto err;
+	m->adopting = adopting;
+	r = adopting ? pool_open_unlocked(cfg->pool_dir, cfg->discovery_dir, &m->pool) :
+		       pool_open(cfg->pool_dir, cfg->discovery_dir, &m->pool);
+	if (r < 0) {
+		volmgr_stop(m);
+		return r;
+	}
 	m->pool_dir = pool_path(m->pool);
 	m->discovery_dir = pool_discovery_dir(m->pool);
 	m->volumes_fd = pool_volumes_fd(m->pool);
 	m->discovery_fd = pool_discovery_fd(m->pool);
 	m->table = pool_table(m->pool);
+	*ret_mgr = m;
+	return 0;
+}
+
+int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
+{
+	struct volmgr *m;
+	size_t n;
+	int r;
+
+	r = volmgr_open(cfg, false, &m);
+	if (r < 0)
+		return r;
 	/* Only now: the pool's lock says the daemon they were held for is dead. */
 	if (m->keeper) {
 		r = keeperlink_take(m->keeper, volume_let_go, m);
@@ -361,7 +406,10 @@ struct volmgr *volmgr_stop(struct volmgr *m)
 		struct volume *vol = m->volumes;
 		struct volume_record *rec = table_find(m->table, vol->name);
 
-		if (vol->vfs) {
+		if (vol->vfs && m->adopting) {
+			/* Never served: the mount is the other daemon's. */
+			vol->vfs = vfs_free(vol->vfs);
+		} else if (vol->vfs) {
 			int r = volume_unmount(m, vol, true);
 
 			if (r < 0) {
@@ -386,7 +434,7 @@ struct volmgr *volmgr_stop(struct volmgr *m)
 		}
 		volume_remove(m, vol);
 	}
-	if (m->pool && save_table(m, NULL) == 0)
+	if (m->pool && !m->adopting && !m->handed_over && save_table(m, NULL) == 0)
 		log_info("volume table saved; usage recorded for a clean start");
 	pthread_mutex_unlock(&m->lock);
 	m->pool = pool_close(m->pool);
@@ -485,6 +533,11 @@ int volmgr_pool_info(struct volmgr *m, struct pool_info *ret_info)
 const char *volmgr_pool_dir(const struct volmgr *m)
 {
 	return m->pool_dir;
+}
+
+const char *volmgr_discovery_dir(const struct volmgr *m)
+{
+	return m->discovery_dir;
 }
 
 static int validate_name(const char *name, struct errmsg *ret_msg)
@@ -853,21 +906,178 @@ int volmgr_list(struct volmgr *m, struct volume_stats **ret_stats, size_t *ret_n
 int volmgr_snapshot(struct volmgr *m, uint64_t wait_ns, struct volume_stats **ret_stats,
 		    size_t *ret_n)
 {
-	struct timespec deadline;
+	/* The monotonic clock: a step of the wall clock must not stretch the wait. */
+	struct timespec deadline = uring_deadline(wait_ns);
 	int r;
 
-	/* The monotonic clock: a step of the wall clock must not stretch the wait. */
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += (time_t)(wait_ns / 1000000000u);
-	deadline.tv_nsec += (long)(wait_ns % 1000000000u);
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	r = pthread_mutex_clocklock(&m->lock, CLOCK_MONOTONIC, &deadline);
 	if (r != 0)
 		return -r;
 	r = collect_stats(m, ret_stats, ret_n);
 	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+/*
+ * Hand-over (handover.c). The old daemon's side: pause, export, then
+ * resume or release; the successor's side: adopt, then commit or abandon.
+ */
+
+int volmgr_handover_pause(struct volmgr *m, uint64_t timeout_ns, struct errmsg *ret_msg)
+{
+	struct volume *vol;
+	int r = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (vol = m->volumes; vol; vol = vol->next) {
+		if (!vol->vfs || vfs_ended(vol->vfs))
+			continue;
+		r = vfs_pause(vol->vfs, timeout_ns);
+		if (r == -ENODEV) {
+			r = 0; /* unmounted by hand meanwhile: nothing to pass on */
+			continue;
+		}
+		if (r < 0) {
+			errmsg_set(ret_msg, r, "volume '%s' still had requests in flight after %.1f s",
+				vol->name, (double)timeout_ns / 1e9);
+			/* A timed-out pause leaves the volume paused: resumed below. */
+			vol = vol->next;
+			break;
+		}
+	}
+	if (r < 0) {
+		for (struct volume *v2 = m->volumes; v2 != vol; v2 = v2->next)
+			if (v2->vfs && !vfs_ended(v2->vfs))
+				vfs_resume(v2->vfs);
+		pthread_mutex_unlock(&m->lock);
+	}
+	return r;
+}
+
+int volmgr_handover_export(struct volmgr *m, size_t i, char *ret_name, struct vfs_state *ret_state)
+{
+	for (struct volume *vol = m->volumes; vol; vol = vol->next) {
+		if (!vol->vfs || vfs_ended(vol->vfs) || i-- > 0)
+			continue;
+		snprintf(ret_name, VOLNAME_MAX + 1, "%s", vol->name);
+		return vfs_export(vol->vfs, ret_state);
+	}
+	return -ENOENT;
+}
+
+int volmgr_lock_pool(struct volmgr *m, bool locked)
+{
+	return pool_lock(m->pool, locked);
+}
+
+void volmgr_handover_end(struct volmgr *m, bool resume)
+{
+	if (resume) {
+		for (struct volume *vol = m->volumes; vol; vol = vol->next)
+			if (vol->vfs && !vfs_ended(vol->vfs))
+				vfs_resume(vol->vfs);
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
+	/*
+	 * Forget every volume, so that a verb that waited for the lock finds
+	 * none to unmount, wipe or delete, and fails; save_table() refuses too.
+	 */
+	while (m->volumes) {
+		struct volume *vol = m->volumes;
+
+		if (vol->vfs) {
+			if (!vfs_ended(vol->vfs))
+				vfs_release(vol->vfs);
+			vol->vfs = vfs_free(vol->vfs);
+		}
+		volume_remove(m, vol);
+	}
+	m->handed_over = true;
+	pthread_mutex_unlock(&m->lock);
+}
+
+int volmgr_adopt(const struct volmgr_config *cfg, const char *const *names,
+		 struct vfs_state *states, size_t n, struct volmgr **ret_mgr)
+{
+	struct volmgr *m;
+	int r;
+
+	r = volmgr_open(cfg, true, &m);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < table_count(m->table); i++) {
+		struct volume_record *rec = table_at(m->table, i);
+		struct volume *vol;
+		struct vfs_params p;
+
+		r = volume_add(m, rec->name, &vol);
+		if (r < 0)
+			goto err;
+		for (size_t j = 0; j < n; j++) {
+			if (strcmp(names[j], rec->name) != 0)
+				continue;
+			p = volume_params(vol, rec);
+			p.root_fd = volume_open_root(m, vol);
+			if (p.root_fd < 0) {
+				r = log_error_errno(p.root_fd, "volume '%s': cannot open its backing "
+							       "directory",
+						    vol->name);
+				goto err;
+			}
+			r = vfs_adopt(&p, &states[j], &vol->vfs);
+			if (r < 0) {
+				log_error_errno(r, "volume '%s': cannot take over its session",
+						vol->name);
+				goto err;
+			}
+			vol->state = VOLUME_MOUNTED;
+			break;
+		}
+	}
+	for (size_t j = 0; j < n; j++) {
+		if (!table_find(m->table, names[j])) {
+			log_error("volume '%s' was handed over but is not in the volume table",
+				  names[j]);
+			r = -EPROTO;
+			goto err;
+		}
+	}
+	*ret_mgr = m;
+	return 0;
+err:
+	volmgr_stop(m);
+	return r;
+}
+
+int volmgr_adopt_commit(struct volmgr *m)
+{
+	size_t n = table_count(m->table);
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	m->adopting = false;
+	for (struct volume *vol = m->volumes; vol; vol = vol->next) {
+		struct volume_record *rec = table_find(m->table, vol->name);
+
+		r = vol->vfs ? vfs_serve(vol->vfs, m->loops) : volume_mount(m, vol, rec, true);
+		if (r < 0) {
+			if (vol->vfs) {
+				/* The mount stays: it is the pod's; only we cannot serve it. */
+				vol->vfs = vfs_free(vol->vfs);
+			}
+			vol->state = VOLUME_ERROR;
+			snprintf(vol->error, sizeof(vol->error), "mount failed: %s", strerror(-r));
+			log_error_errno(r, "volume '%s': cannot serve '%s'", vol->name, vol->mountpoint);
+		}
+	}
+	pool_sweep(m->pool);
+	for (size_t i = 0; i < n; i++)
+		table_at(m->table, i)->clean = false;
+	r = save_table(m, NULL);
+	pthread_mutex_unlock(&m->lock);
+	if (r == 0)
+		log_info("serving %zu volume(s) of pool '%s' under '%s', taken over", n,
+			 m->pool_dir, m->discovery_dir);
 	return r;
 }

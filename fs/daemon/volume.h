@@ -77,6 +77,8 @@ int volmgr_wipe(struct volmgr *m, const char *name, struct errmsg *ret_msg);
 
 int volmgr_pool_info(struct volmgr *m, struct pool_info *ret_info);
 const char *volmgr_pool_dir(const struct volmgr *m);
+/* Canonical, as mountinfo shows it. */
+const char *volmgr_discovery_dir(const struct volmgr *m);
 
 /* One volume at one moment: what the control socket and monitoring show. */
 struct volume_stats {
@@ -113,5 +115,36 @@ int volmgr_list(struct volmgr *m, struct volume_stats **ret_stats, size_t *ret_n
  */
 int volmgr_stats(struct volmgr *m, const char *name, struct volume_stats *ret_stats,
 		 struct errmsg *ret_msg);
+
+/*
+ * Hand-over to a successor process (handover.c drives it).
+ *
+ * The running daemon: volmgr_handover_pause() takes the manager's lock, so
+ * every verb waits, and pauses every served volume (vfs_pause()); on
+ * failure nothing is left paused or locked and @ret_msg says why.
+ * volmgr_handover_export() then gives the state of the @i-th served volume
+ * (-ENOENT past the last), and volmgr_handover_end() ends it all: @resume
+ * serves again; otherwise every volume is released to the successor, and
+ * this manager will neither unmount nor write the table any more. Either
+ * way the lock is given back.
+ *
+ * The successor: volmgr_adopt() opens the pool without its lock, loads the
+ * table and builds each volume named in @names from @states (taking their
+ * fds), serving nothing yet. Once the pool's lock is held
+ * (volmgr_lock_pool()), volmgr_adopt_commit() serves them and mounts the
+ * table's other volumes; volmgr_stop() before that leaves every mount alone.
+ *
+ * volmgr_lock_pool() takes (@locked, without waiting: -EWOULDBLOCK) or
+ * drops the flock() that says which process serves the pool.
+ */
+struct vfs_state;
+int volmgr_handover_pause(struct volmgr *m, uint64_t timeout_ns, struct errmsg *ret_msg);
+int volmgr_handover_export(struct volmgr *m, size_t i, char *ret_name,
+			   struct vfs_state *ret_state);
+void volmgr_handover_end(struct volmgr *m, bool resume);
+int volmgr_adopt(const struct volmgr_config *cfg, const char *const *names,
+		 struct vfs_state *states, size_t n, struct volmgr **ret_mgr);
+int volmgr_adopt_commit(struct volmgr *m);
+int volmgr_lock_pool(struct volmgr *m, bool locked);
 
 #endif

@@ -265,8 +265,10 @@ def test_containers_are_wired_together(rendered, ds):
 
 def test_daemonset_is_a_node_agent(ds):
     spec = ds["spec"]["template"]["spec"]
+    # The new pod starts beside the old one, which hands its volumes over.
     assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate",
-                                            "rollingUpdate": {"maxUnavailable": 1}}
+                                            "rollingUpdate": {"maxSurge": 1,
+                                                              "maxUnavailable": 0}}
     assert spec["priorityClassName"] == "system-node-critical"
     assert {"operator": "Exists"} in spec["tolerations"]
     assert spec["terminationGracePeriodSeconds"] >= 30
@@ -279,6 +281,15 @@ def test_daemonset_is_a_node_agent(ds):
     for c in (fs, prov):
         assert c["resources"]["requests"] and c["resources"]["limits"].get("memory"), c["name"]
     assert "--foreground" in fs["args"]
+    # A daemon that handed over waits for its pod's deletion instead of
+    # exiting, being restarted and taking the volumes back; no preStop hook
+    # may do anything to the mounts.
+    assert "--hold-after-handover" in fs["args"]
+    assert "lifecycle" not in fs
+    # The hand-over socket lies beside the control socket, on the hostPath
+    # both pods of a node share.
+    run_mount = [m for m in fs["volumeMounts"] if m["name"] == "run"][0]["mountPath"]
+    assert os.path.dirname(flag_values(fs)["socket"]) == run_mount
 
 
 def test_keeper_container_holds_the_daemons_connections(ds):
@@ -688,6 +699,15 @@ def test_server_side_dry_run_against_a_real_apiserver(rendered, tmp_path):
         pytest.fail(f"the Kubernetes control plane is not built: {why} "
                     "(make integration builds it with tests/k8s/build-control-plane.sh)")
     _, text = kustomize()
+    # The test control plane is Kubernetes 1.20, which has no maxSurge for
+    # DaemonSets (1.22+; the offline schema test checks it): dry-run what
+    # deploy/README.md tells 1.20 and 1.21 clusters to apply instead.
+    docs = list(yaml.safe_load_all(text))
+    for d in docs:
+        if d and d["kind"] == "DaemonSet":
+            assert d["spec"]["updateStrategy"]["rollingUpdate"].pop("maxSurge") == 1
+            d["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] = 1
+    text = yaml.safe_dump_all([d for d in docs if d])
     everything = tmp_path / "rendered.yaml"
     everything.write_text(text)
     ns = tmp_path / "namespace.yaml"
@@ -921,6 +941,14 @@ def test_systemd_units_run_the_binaries_with_flags_they_accept():
         assert re.search(r"^TimeoutStopSec=\d+", text, re.M), unit
     _, fs = unit_exec(os.path.join(DEPLOY, "systemd", "carvefs.service"))
     assert "--foreground" in fs
+    # A reload hands the volumes over to the same command line in the
+    # background, which returns once the successor serves and names itself
+    # the main process.
+    start = re.search(r"^ExecStart=(\S+)\s+(.*)$", fs, re.M)
+    reload = re.search(r"^ExecReload=(\S+)\s+(.*)$", fs, re.M)
+    assert reload and reload.group(1) == start.group(1)
+    assert reload.group(2).split() == [a for a in start.group(2).split() if a != "--foreground"]
+    assert re.search(r"^NotifyAccess=all$", fs, re.M)
     # Nothing that gives carvefs a mount namespace of its own: its mounts
     # must be the host's.
     for opt in ("ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",

@@ -487,7 +487,9 @@ def for_this_machine(objs, work, cp, ports):
       listener and probe is on 127.0.0.1 on free ports;
     - credentials: the test apiserver mounts no service account tokens, so a
       Secret with one is mounted where the provisioner's in-cluster
-      configuration reads it, and KUBERNETES_SERVICE_HOST/PORT name it.
+      configuration reads it, and KUBERNETES_SERVICE_HOST/PORT name it;
+    - version: Kubernetes 1.20 has no maxSurge for DaemonSets, so the
+      rolling update is the one deploy/README.md gives 1.20 and 1.21.
     """
     for o in objs:
         if o["kind"] == "ConfigMap":
@@ -497,6 +499,9 @@ def for_this_machine(objs, work, cp, ports):
             o["data"]["storageClassMap"] = yaml.safe_dump(scm)
         if o["kind"] != "DaemonSet":
             continue
+        rolling = o["spec"]["updateStrategy"]["rollingUpdate"]
+        assert rolling.pop("maxSurge") == 1
+        rolling["maxUnavailable"] = 1
         spec = o["spec"]["template"]["spec"]
         spec["hostNetwork"] = True
         for v in spec["volumes"]:

@@ -253,6 +253,8 @@ def test_second_daemon_on_the_same_pool_refuses(daemon, new_daemon, work):
     rc, log = other.start_expect_failure()
     assert rc != 0
     assert "already served" in log, log
+    # It asked for a hand-over on its own socket, where nothing answers.
+    assert "hand-over socket" in log and "does not answer" in log, log
     assert not os.path.exists(other.socket)
     # The first one is unharmed.
     assert [v["name"] for v in d.list()] == ["solo"]

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fhmap.h"
 #include "vfs.h"
 
 struct dir_handle {
@@ -19,11 +20,13 @@ struct dir_handle {
 	off_t offset;	      /* position of dp, as the kernel last saw it */
 	struct dirent *entry; /* read but not yet returned (did not fit) */
 	struct inode *inode;
+	uint64_t fh; /* the kernel's name for it, in vfs->dir_fhs */
 	struct dir_handle *prev, *next; /* in vfs->dirs */
 };
 
 static void dir_free(struct vfs *v, struct dir_handle *d)
 {
+	(void)fhmap_remove(v->dir_fhs, d->fh);
 	if (d->prev)
 		d->prev->next = d->next;
 	else
@@ -41,9 +44,67 @@ void dir_close_all(struct vfs *v)
 		dir_free(v, v->dirs);
 }
 
-static struct dir_handle *dir_of(struct fuse_file_info *fi)
+/* Files an open handle of @in in v->dirs. */
+static void dir_link(struct vfs *v, struct dir_handle *d, struct inode *in)
 {
-	return (struct dir_handle *)(uintptr_t)fi->fh;
+	d->inode = in;
+	in->opens++;
+	d->next = v->dirs;
+	if (v->dirs)
+		v->dirs->prev = d;
+	v->dirs = d;
+}
+
+size_t dir_count(struct vfs *v)
+{
+	return fhmap_count(v->dir_fhs);
+}
+
+int dir_for_each(struct vfs *v, int (*fn)(void *arg, uint64_t fh, struct inode *in, int fd),
+		 void *arg)
+{
+	for (struct dir_handle *d = v->dirs; d; d = d->next) {
+		int r = fn(arg, d->fh, d->inode, dirfd(d->dp));
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int dir_adopt(struct vfs *v, uint64_t fh, struct inode *in, int fd)
+{
+	struct dir_handle *d = calloc(1, sizeof(*d));
+	int r;
+
+	if (!d)
+		return -ENOMEM;
+	r = fhmap_put_at(v->dir_fhs, fh, d);
+	if (r < 0) {
+		free(d);
+		return r;
+	}
+	/* Owns @fd from here on; the caller keeps it on failure. */
+	d->dp = fdopendir(fd);
+	if (!d->dp) {
+		r = -errno;
+		(void)fhmap_remove(v->dir_fhs, fh);
+		free(d);
+		return r;
+	}
+	d->fh = fh;
+	/*
+	 * The stream's buffer stayed with the predecessor: an offset no
+	 * listing has makes the next readdir seek to where the kernel is.
+	 */
+	d->offset = -1;
+	dir_link(v, d, in);
+	return 0;
+}
+
+static struct dir_handle *dir_of(struct vfs *v, struct fuse_file_info *fi)
+{
+	return fhmap_get(v->dir_fhs, fi->fh);
 }
 
 void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -80,13 +141,14 @@ void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		free(d);
 		return;
 	}
-	d->inode = in;
-	in->opens++;
-	d->next = v->dirs;
-	if (v->dirs)
-		v->dirs->prev = d;
-	v->dirs = d;
-	fi->fh = (uintptr_t)d;
+	if (fhmap_put(v->dir_fhs, d, &d->fh) < 0) {
+		fuse_reply_err(req, ENOMEM);
+		closedir(d->dp);
+		free(d);
+		return;
+	}
+	dir_link(v, d, in);
+	fi->fh = d->fh;
 	fi->cache_readdir = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* The opener was interrupted; nobody will release this handle. */
@@ -103,13 +165,17 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, bool plus)
 {
 	struct vfs *v = fuse_req_userdata(req);
-	struct dir_handle *d = dir_of(fi);
-	struct inode *dir = d->inode;
+	struct dir_handle *d = dir_of(v, fi);
+	struct inode *dir = d ? d->inode : NULL;
 	char *buf, *p;
 	size_t rem = size;
 	int err = 0;
 
 	(void)ino; /* the handle knows its directory */
+	if (!d) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -192,19 +258,28 @@ void dir_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 void dir_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *v = fuse_req_userdata(req);
-	struct dir_handle *d = dir_of(fi);
+	struct dir_handle *d = dir_of(v, fi);
 
 	(void)ino;
+	if (!d) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	dir_free(v, d);
 	fuse_reply_err(req, 0);
 }
 
 void dir_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct dir_handle *d = dir_of(fi);
-	int fd = dirfd(d->dp), r;
+	struct vfs *v = fuse_req_userdata(req);
+	struct dir_handle *d = dir_of(v, fi);
+	int r;
 
 	(void)ino;
-	r = datasync ? fdatasync(fd) : fsync(fd);
+	if (!d) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	r = datasync ? fdatasync(dirfd(d->dp)) : fsync(dirfd(d->dp));
 	fuse_reply_err(req, r < 0 ? errno : 0);
 }

@@ -36,6 +36,7 @@
 
 #include <linux/fuse.h>
 
+#include "fhmap.h"
 #include "throttle.h"
 #include "vfs.h"
 #include "clock.h"
@@ -86,9 +87,9 @@ struct file_throttle {
 	bool released; /* the session is ending: nothing waits any more */
 };
 
-static struct handle *handle_of(struct fuse_file_info *fi)
+struct handle *file_handle_of(struct vfs *v, const struct fuse_file_info *fi)
 {
-	return (struct handle *)(uintptr_t)fi->fh;
+	return fhmap_get(v->file_fhs, fi->fh);
 }
 
 static uint64_t round_down(uint64_t v, uint64_t a)
@@ -118,25 +119,42 @@ static int backing_flags(int client_flags)
 	return client_flags & (O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_NOATIME);
 }
 
-static int handle_new(struct vfs *v, struct inode *in, int fd, int flags, int client_flags,
-		      struct handle **ret)
+/*
+ * A handle over @fd, known to the kernel as @fh (0: a new id). Owns the fds
+ * on success only.
+ */
+static int handle_add(struct vfs *v, uint64_t fh, struct inode *in, int fd, int fd_buffered,
+		      int flags, bool client_direct, struct handle **ret)
 {
 	struct handle *h = calloc(1, sizeof(*h));
+	int r;
 
 	if (!h)
 		return -ENOMEM;
+	r = fh ? fhmap_put_at(v->file_fhs, fh, h) : fhmap_put(v->file_fhs, h, &fh);
+	if (r < 0) {
+		free(h);
+		return r;
+	}
+	h->fh = fh;
 	h->next = v->files;
 	if (v->files)
 		v->files->prev = h;
 	v->files = h;
 	h->fd = fd;
-	h->fd_buffered = -1;
+	h->fd_buffered = fd_buffered;
 	h->flags = flags;
-	h->client_direct = client_flags & O_DIRECT;
+	h->client_direct = client_direct;
 	h->inode = in;
 	in->opens++;
 	*ret = h;
 	return 0;
+}
+
+static int handle_new(struct vfs *v, struct inode *in, int fd, int flags, int client_flags,
+		      struct handle **ret)
+{
+	return handle_add(v, 0, in, fd, -1, flags, client_flags & O_DIRECT, ret);
 }
 
 /* The fd to use for an IO at (@addr, @off, @len): the direct one if aligned. */
@@ -174,6 +192,7 @@ static int open_backing(struct vfs *v, struct inode *in, int client_flags, int *
 
 static void handle_free(struct vfs *v, struct handle *h)
 {
+	(void)fhmap_remove(v->file_fhs, h->fh);
 	if (h->prev)
 		h->prev->next = h->next;
 	else
@@ -187,6 +206,20 @@ static void handle_free(struct vfs *v, struct handle *h)
 	free(h);
 }
 
+int file_adopt(struct vfs *v, uint64_t fh, struct inode *in, int fd, int fd_buffered, int flags,
+	       bool client_direct, bool wrote)
+{
+	struct handle *h;
+	int r;
+
+	if (fh == 0)
+		return -EINVAL;
+	r = handle_add(v, fh, in, fd, fd_buffered, flags, client_direct, &h);
+	if (r == 0)
+		h->wrote = wrote;
+	return r;
+}
+
 void file_close_all(struct vfs *v)
 {
 	while (v->files)
@@ -198,7 +231,7 @@ static void reply_open(fuse_req_t req, struct vfs *v, struct handle *h,
 {
 	int r;
 
-	fi->fh = (uintptr_t)h;
+	fi->fh = h->fh;
 	/*
 	 * The client asked for no caching: FOPEN_DIRECT_IO says the same to
 	 * the kernel and is what lets vfs.c grant parallel direct writes.
@@ -530,12 +563,16 @@ static void read_complete(struct uring_op *op, int res, uint32_t cqe_flags)
 void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct vfs *v = fuse_req_userdata(req);
-	struct handle *h = handle_of(fi);
+	struct handle *h = file_handle_of(v, fi);
 	uint64_t arrival_ns = clock_now_ns();
 	struct file_io *io;
 	int fd;
 
 	(void)ino;
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	io = calloc(1, sizeof(*io));
 	if (!io || posix_memalign(&io->buf, 4096, round_up(size ? size : 1, 4096)) != 0) {
 		free(io);
@@ -717,7 +754,7 @@ void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, of
 		    struct fuse_file_info *fi)
 {
 	struct vfs *v = fuse_req_userdata(req);
-	struct handle *h = handle_of(fi);
+	struct handle *h = file_handle_of(v, fi);
 	uint64_t arrival_ns = clock_now_ns();
 	struct file_io *io;
 	uint64_t reserved = 0;
@@ -727,6 +764,10 @@ void file_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, of
 	int fd, r;
 
 	(void)ino;
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	/* Our receive buffers are memory, never pipes: the payload is one piece. */
 	if (bufv->count != 1 || (bufv->buf[0].flags & FUSE_BUF_IS_FD)) {
 		fuse_reply_err(req, EIO);
@@ -854,9 +895,13 @@ static void release_settle_start(struct vfs *v, struct handle *h)
 void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *v = fuse_req_userdata(req);
-	struct handle *h = handle_of(fi);
+	struct handle *h = file_handle_of(v, fi);
 
 	(void)ino;
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	if (h->wrote) {
 		(void)inode_settle_fd(v, h->inode, h->fd);
 		release_settle_start(v, h);
@@ -876,11 +921,16 @@ static void sync_complete(struct uring_op *op, int res, uint32_t cqe_flags)
 
 void file_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct handle *h = handle_of(fi);
+	struct vfs *v = fuse_req_userdata(req);
+	struct handle *h = file_handle_of(v, fi);
 	struct io_uring_sqe *sqe;
 	struct file_io *io;
 
 	(void)ino;
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	/* Unaligned writes of an O_DIRECT file went through the buffered fd. */
 	if (h->fd_buffered >= 0 && (datasync ? fdatasync(h->fd_buffered) : fsync(h->fd_buffered)) < 0) {
 		fuse_reply_err(req, errno);
@@ -912,13 +962,17 @@ void file_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_
 		    struct fuse_file_info *fi)
 {
 	struct vfs *v = fuse_req_userdata(req);
-	struct handle *h = handle_of(fi);
+	struct handle *h = file_handle_of(v, fi);
 	struct io_uring_sqe *sqe;
 	struct file_io *io;
 	uint64_t want = 0, reserved = 0;
 	int r;
 
 	(void)ino;
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	if (offset < 0 || length <= 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
@@ -958,10 +1012,16 @@ void file_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_
 
 void file_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
 {
+	struct vfs *v = fuse_req_userdata(req);
+	struct handle *h = file_handle_of(v, fi);
 	off_t r;
 
 	(void)ino;
-	r = lseek(handle_of(fi)->fd, off, whence);
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	r = lseek(h->fd, off, whence);
 	if (r < 0)
 		fuse_reply_err(req, errno);
 	else

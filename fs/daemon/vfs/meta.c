@@ -107,12 +107,12 @@ void meta_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_attr(req, &st, v->attr_timeout);
 }
 
-static int setattr_mode(struct inode *in, int fd, struct fuse_file_info *fi, mode_t mode)
+static int setattr_mode(struct inode *in, int fd, struct handle *h, mode_t mode)
 {
 	char path[64];
 
-	if (fi)
-		return fchmod(((struct handle *)(uintptr_t)fi->fh)->fd, mode) < 0 ? -errno : 0;
+	if (h)
+		return fchmod(h->fd, mode) < 0 ? -errno : 0;
 	if (in->type == S_IFLNK)
 		return -EOPNOTSUPP;
 	/* fchmod() refuses O_PATH fds; the /proc link reaches the same object. */
@@ -120,7 +120,7 @@ static int setattr_mode(struct inode *in, int fd, struct fuse_file_info *fi, mod
 	return chmod(path, mode) < 0 ? -errno : 0;
 }
 
-static int setattr_times(int fd, struct fuse_file_info *fi, const struct stat *attr, int to_set)
+static int setattr_times(int fd, struct handle *h, const struct stat *attr, int to_set)
 {
 	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
 
@@ -132,19 +132,19 @@ static int setattr_times(int fd, struct fuse_file_info *fi, const struct stat *a
 		tv[1].tv_nsec = UTIME_NOW;
 	else if (to_set & FUSE_SET_ATTR_MTIME)
 		tv[1] = attr->st_mtim;
-	if (fi)
-		return futimens(((struct handle *)(uintptr_t)fi->fh)->fd, tv) < 0 ? -errno : 0;
+	if (h)
+		return futimens(h->fd, tv) < 0 ? -errno : 0;
 	return utimensat(fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
-static int setattr_size(struct vfs *v, struct inode *in, int path_fd, struct fuse_file_info *fi,
+static int setattr_size(struct vfs *v, struct inode *in, int path_fd, struct handle *h,
 			off_t size)
 {
 	char path[64];
 	int fd, r;
 
-	if (fi)
-		return file_truncate(v, in, ((struct handle *)(uintptr_t)fi->fh)->fd, size);
+	if (h)
+		return file_truncate(v, in, h->fd, size);
 	if (in->type != S_IFREG)
 		return in->type == S_IFDIR ? -EISDIR : -EINVAL;
 	inode_procpath(path_fd, path, sizeof(path));
@@ -161,16 +161,22 @@ void meta_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 {
 	struct vfs *v = req_vfs(req);
 	struct inode *in = NULL;
+	/* Set for ftruncate() and an open with O_TRUNC: the file's own handle. */
+	struct handle *h = fi ? file_handle_of(v, fi) : NULL;
 	struct stat st;
 	int fd, r = 0;
 
+	if (fi && !h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	fd = inode_borrow(v, ino, &in);
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
 		return;
 	}
 	if (to_set & FUSE_SET_ATTR_MODE) {
-		r = setattr_mode(in, fd, fi, attr->st_mode);
+		r = setattr_mode(in, fd, h, attr->st_mode);
 		if (r < 0)
 			goto out;
 	}
@@ -184,13 +190,13 @@ void meta_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		}
 	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		r = setattr_size(v, in, fd, fi, attr->st_size);
+		r = setattr_size(v, in, fd, h, attr->st_size);
 		if (r < 0)
 			goto out;
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 		      FUSE_SET_ATTR_MTIME_NOW)) {
-		r = setattr_times(fd, fi, attr, to_set);
+		r = setattr_times(fd, h, attr, to_set);
 		if (r < 0)
 			goto out;
 	}

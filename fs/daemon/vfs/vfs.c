@@ -52,6 +52,34 @@
 #define NOTIFY_RESEND 7 /* enum fuse_notify_code's FUSE_NOTIFY_RESEND */
 
 /*
+ * The kernel sends INIT once per connection: a successor that takes the
+ * connection over (handoff.c) replays these very bytes into its own session.
+ */
+static void vfs_note_init(struct vfs *v, int fuse_fd, const void *buf, size_t len)
+{
+	const struct fuse_init_in *ii = (const void *)((const struct fuse_in_header *)buf + 1);
+	void *copy;
+
+	if (len < sizeof(struct fuse_in_header) + sizeof(struct fuse_init_in))
+		return;
+	v->kernel_dio_mmap = (ii->flags & FUSE_INIT_EXT) &&
+			     (ii->flags2 & (uint32_t)(FUSE_DIRECT_IO_ALLOW_MMAP >> 32));
+	/*
+	 * A connection taken over comes here too: the keeper may hold it for
+	 * the predecessor already, and this process owns it now.
+	 */
+	if (v->on_init)
+		v->on_init(v->on_init_arg, fuse_fd, buf, len);
+	copy = malloc(len);
+	if (!copy)
+		return; /* only a hand-over needs it, and it refuses without */
+	memcpy(copy, buf, len);
+	free(v->init_buf);
+	v->init_buf = copy;
+	v->init_len = len;
+}
+
+/*
  * libfuse calls this on the loop thread, just before it processes what it
  * read, so the header noted here is the request whose handler runs next.
  */
@@ -70,14 +98,8 @@ static ssize_t vfs_io_read(int fd, void *buf, size_t len, void *userdata)
 		const struct fuse_write_in *wi = (const void *)(ih + 1);
 
 		v->rq_write_flags = wi->write_flags;
-	} else if (ih->opcode == FUSE_INIT &&
-		   (size_t)n >= sizeof(*ih) + sizeof(struct fuse_init_in)) {
-		const struct fuse_init_in *ii = (const void *)(ih + 1);
-
-		v->kernel_dio_mmap = (ii->flags & FUSE_INIT_EXT) &&
-				     (ii->flags2 & (uint32_t)(FUSE_DIRECT_IO_ALLOW_MMAP >> 32));
-		if (v->on_init)
-			v->on_init(v->on_init_arg, fd, buf, (size_t)n);
+	} else if (ih->opcode == FUSE_INIT) {
+		vfs_note_init(v, fd, buf, (size_t)n);
 	}
 	return n;
 }
@@ -138,6 +160,16 @@ static ssize_t vfs_io_writev(int fd, struct iovec *iov, int count, void *userdat
 	struct vfs *v = userdata;
 	const struct fuse_out_header *oh = iov[0].iov_base;
 
+	if (v->replaying) {
+		/* The kernel got its answer to INIT from our predecessor. */
+		ssize_t total = 0;
+
+		if (iov[0].iov_len >= sizeof(*oh) && oh->error != 0)
+			v->replay_error = oh->error;
+		for (int i = 0; i < count; i++)
+			total += (ssize_t)iov[i].iov_len;
+		return total;
+	}
 	/* Notifications have unique 0; errors carry no argument to amend. */
 	if (count >= 2 && iov[0].iov_len == sizeof(*oh) && oh->error == 0 && oh->unique != 0 &&
 	    oh->unique == v->rq_unique)
@@ -187,6 +219,16 @@ static int vfs_new(const struct vfs_params *p, struct vfs **ret_vfs)
 	v->on_init_arg = p->on_init_arg;
 	v->entry_timeout = CACHE_TIMEOUT_S;
 	v->attr_timeout = CACHE_TIMEOUT_S;
+	r = fhmap_new(&v->file_fhs);
+	if (r < 0) {
+		close(p->root_fd);
+		goto err;
+	}
+	r = fhmap_new(&v->dir_fhs);
+	if (r < 0) {
+		close(p->root_fd);
+		goto err;
+	}
 	r = inode_table_init(v, p->root_fd);
 	if (r < 0) {
 		close(p->root_fd);
@@ -244,10 +286,43 @@ static int vfs_kernel_mount(struct vfs *v, const char *mountpoint, int *ret_fd)
 	return 0;
 }
 
-int vfs_mount(const struct vfs_params *p, struct uring_pool *loops, struct vfs **ret_vfs)
+/* A libfuse session of @v over the /dev/fuse @fd, which it owns from then on, even on failure. */
+static int vfs_session_new(struct vfs *v, int fd)
 {
 	char *argv[] = { (char *)"carvefs", NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(1, argv);
+	int r;
+
+	v->se = fuse_session_new(&args, &vfs_ops, sizeof(vfs_ops), v);
+	/* libfuse may have copied the arguments into memory of its own. */
+	fuse_opt_free_args(&args);
+	if (!v->se) {
+		close(fd);
+		return -ENOMEM;
+	}
+	r = fuse_session_custom_io(v->se, &vfs_custom_io, fd);
+	if (r < 0) {
+		close(fd);
+		fuse_session_destroy(v->se);
+		v->se = NULL;
+	}
+	return r;
+}
+
+int vfs_serve(struct vfs *v, struct uring_pool *loops)
+{
+	int r;
+
+	v->ended = false;
+	r = uring_session_attach(loops, v->se, vfs_session_ending, vfs_session_ended, v,
+				 &v->session);
+	if (r < 0)
+		v->ended = true;
+	return r;
+}
+
+int vfs_mount(const struct vfs_params *p, struct uring_pool *loops, struct vfs **ret_vfs)
+{
 	struct vfs *v = NULL;
 	int fd = -1, r;
 
@@ -257,37 +332,83 @@ int vfs_mount(const struct vfs_params *p, struct uring_pool *loops, struct vfs *
 	r = vfs_kernel_mount(v, p->mountpoint, &fd);
 	if (r < 0)
 		goto err;
-	v->se = fuse_session_new(&args, &vfs_ops, sizeof(vfs_ops), v);
-	/* libfuse may have copied the arguments into memory of its own. */
-	fuse_opt_free_args(&args);
-	if (!v->se) {
-		r = -ENOMEM;
-		goto err_umount;
-	}
-	r = fuse_session_custom_io(v->se, &vfs_custom_io, fd);
+	r = vfs_session_new(v, fd);
 	if (r < 0)
 		goto err_umount;
-	fd = -1; /* the session owns it now */
-	v->ended = false;
-	r = uring_session_attach(loops, v->se, vfs_session_ending, vfs_session_ended, v,
-				 &v->session);
-	if (r < 0) {
-		v->ended = true;
+	r = vfs_serve(v, loops);
+	if (r < 0)
 		goto err_umount;
-	}
 	*ret_vfs = v;
 	return 0;
 err_umount:
 	(void)umount2(p->mountpoint, MNT_DETACH);
-	if (v->se) {
-		fuse_session_destroy(v->se);
-		v->se = NULL;
-	}
-	if (fd >= 0)
-		close(fd);
 err:
 	vfs_free(v);
 	return r;
+}
+
+int vfs_adopt_session(const struct vfs_params *p, int fuse_fd, const void *init, size_t init_len,
+		      struct vfs **ret_vfs)
+{
+	struct fuse_buf fbuf = { 0 };
+	struct vfs *v = NULL;
+	int r;
+
+	r = vfs_new(p, &v);
+	if (r < 0) {
+		close(fuse_fd);
+		return r;
+	}
+	r = vfs_session_new(v, fuse_fd);
+	if (r < 0)
+		goto err;
+	/*
+	 * libfuse answers every request EIO until it has seen INIT, and the
+	 * kernel sends INIT once per connection: feed it the INIT our
+	 * predecessor got, and keep its answer from the kernel (vfs_io_writev),
+	 * which has long had the predecessor's, made from the same code.
+	 */
+	fbuf.mem = malloc(init_len);
+	if (!fbuf.mem) {
+		r = -ENOMEM;
+		goto err;
+	}
+	memcpy(fbuf.mem, init, init_len);
+	fbuf.size = init_len;
+	vfs_note_init(v, fuse_fd, init, init_len);
+	v->replaying = true;
+	fuse_session_process_buf(v->se, &fbuf);
+	v->replaying = false;
+	free(fbuf.mem);
+	if (v->replay_error) {
+		r = v->replay_error;
+		goto err;
+	}
+	*ret_vfs = v;
+	return 0;
+err:
+	vfs_free(v);
+	return r;
+}
+
+int vfs_pause(struct vfs *v, uint64_t timeout_ns)
+{
+	return uring_session_pause(v->session, timeout_ns);
+}
+
+void vfs_resume(struct vfs *v)
+{
+	uring_session_resume(v->session);
+}
+
+static void vfs_wait_end(struct vfs *v);
+
+void vfs_release(struct vfs *v)
+{
+	/* Ends the session and closes our /dev/fuse fd: the mount is the successor's. */
+	if (!vfs_ended(v))
+		uring_session_kill(v->session);
+	vfs_wait_end(v);
 }
 
 static void vfs_wait_end(struct vfs *v)
@@ -332,13 +453,21 @@ struct vfs *vfs_free(struct vfs *v)
 	if (!v)
 		return NULL;
 	v->session = uring_session_free(v->session);
+	/* A session that ran was destroyed when it ended; this one never ran. */
+	if (v->se) {
+		fuse_session_destroy(v->se);
+		v->se = NULL;
+	}
 	if (v->buckets) {
 		file_close_all(v);
 		dir_close_all(v);
 		inode_table_fini(v);
 	}
+	v->file_fhs = fhmap_free(v->file_fhs);
+	v->dir_fhs = fhmap_free(v->dir_fhs);
 	quota_free(v->quota);
 	file_throttle_free(v);
+	free(v->init_buf);
 	pthread_cond_destroy(&v->end_cond);
 	pthread_mutex_destroy(&v->end_lock);
 	free(v);

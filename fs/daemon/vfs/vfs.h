@@ -34,6 +34,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "fhmap.h"
 #include "histogram.h"
 #include "quota.h"
 #include "table.h"
@@ -90,6 +91,7 @@ struct handle {
 	int flags;	 /* the flags fd was opened with */
 	bool client_direct; /* the client opened with O_DIRECT: its writes are all or nothing */
 	bool wrote;	    /* a write or fallocate went through it: settle at release */
+	uint64_t fh;	    /* the kernel's name for it, in vfs->file_fhs */
 	struct inode *inode;
 	struct handle *prev, *next; /* in vfs->files */
 };
@@ -128,6 +130,8 @@ struct vfs {
 	 */
 	struct handle *files;
 	struct dir_handle *dirs;
+	/* The fh given to the kernel -> struct handle / struct dir_handle (fhmap.h). */
+	struct fhmap *file_fhs, *dir_fhs;
 	struct vfs_stats stats;
 	/*
 	 * Belong to the loop thread: the request being processed as the
@@ -137,6 +141,11 @@ struct vfs {
 	uint32_t rq_opcode;
 	uint32_t rq_write_flags; /* fuse_write_in.write_flags of a WRITE, else 0 */
 	bool kernel_dio_mmap;	 /* the kernel offered FUSE_DIRECT_IO_ALLOW_MMAP */
+	/* The raw INIT request (header included), malloc'd; NULL until it came. */
+	void *init_buf;
+	size_t init_len;
+	bool replaying;	  /* feeding init_buf to a new session: answers are dropped */
+	int replay_error; /* -errno libfuse answered the replayed INIT with */
 	/* protected by end_lock: set once the session ended */
 	pthread_mutex_t end_lock;
 	pthread_cond_t end_cond;
@@ -283,6 +292,19 @@ void file_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_i
 void file_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 		    struct fuse_file_info *fi);
 void file_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi);
+/*
+ * A predecessor's open file or directory, under the fh the kernel knows:
+ * the handle owns @fd (and @fd_buffered, -1 if none) on success only.
+ */
+int file_adopt(struct vfs *v, uint64_t fh, struct inode *in, int fd, int fd_buffered, int flags,
+	       bool client_direct, bool wrote);
+int dir_adopt(struct vfs *v, uint64_t fh, struct inode *in, int fd);
+size_t dir_count(struct vfs *v);
+/* Calls @fn for every open directory with its fh, inode and fd; stops at an error. */
+int dir_for_each(struct vfs *v, int (*fn)(void *arg, uint64_t fh, struct inode *in, int fd),
+		 void *arg);
+/* The open file the kernel names with @fi->fh, or NULL. */
+struct handle *file_handle_of(struct vfs *v, const struct fuse_file_info *fi);
 /* Closes every handle still open; only once the session has ended. */
 void file_close_all(struct vfs *v);
 void dir_close_all(struct vfs *v);
@@ -383,5 +405,31 @@ void vfs_usage(struct vfs *v, struct quota_usage *ret_usage);
 int vfs_count_usage(struct vfs *v, struct walk_usage *ret_usage);
 /* New capacity and inode limit (0 = unlimited), in force for the next request. */
 void vfs_set_capacity(struct vfs *v, uint64_t capacity_bytes, uint64_t inode_limit);
+
+/*
+ * Hand-over to a successor process (handoff.c has the state it passes).
+ *
+ * vfs_pause() stops reading the volume's requests and waits, at most
+ * @timeout_ns, until those read are answered (see uring_session_pause()):
+ * 0, -ETIMEDOUT (still paused) or -ENODEV (the session ended). A paused
+ * volume is served again by vfs_resume(), or left to the successor by
+ * vfs_release(), which ends the session without unmounting; vfs_free()
+ * follows.
+ */
+int vfs_pause(struct vfs *v, uint64_t timeout_ns);
+void vfs_resume(struct vfs *v);
+void vfs_release(struct vfs *v);
+/*
+ * The successor's side: a vfs for a volume mounted by another process,
+ * over its /dev/fuse @fuse_fd (owned from now on, even on failure), whose
+ * libfuse session is made initialised by replaying @init (the raw INIT
+ * request the kernel sent at mount). Nothing is read from @fuse_fd until
+ * vfs_serve(). @p->root_fd is owned as in vfs_mount(); @p->mountpoint is
+ * not touched.
+ */
+int vfs_adopt_session(const struct vfs_params *p, int fuse_fd, const void *init, size_t init_len,
+		      struct vfs **ret_vfs);
+/* Starts serving an adopted volume on @loops. Returns 0 or -errno. */
+int vfs_serve(struct vfs *v, struct uring_pool *loops);
 
 #endif
