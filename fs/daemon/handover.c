@@ -4,7 +4,7 @@
  *
  * Wire: a unix stream socket; every message a fixed header, then `len`
  * bytes of payload. The fds of a message ride on its header (SCM_RIGHTS),
- * at most FDS_PER_MSG of them: a volume with more open files sends the
+ * at most FDMSG_FDS_MAX of them: a volume with more open files sends the
  * rest in FDS messages that follow its VOLUME message.
  *
  *	successor                      running daemon
@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "fdmsg.h"
 #include "handover.h"
 #include "log.h"
 #include "uring.h"
@@ -47,8 +48,6 @@
 #define SOCKET_SUFFIX ".handover"
 #define MSG_MAGIC 0x43564f48u /* "HOVC" */
 #define PROTOCOL_VERSION 1u
-/* SCM_MAX_FD (253) in the kernel: more fds in one message fail with EINVAL. */
-#define FDS_PER_MSG 253
 #define PAYLOAD_MAX (1ull << 32)
 #define NS_PER_S 1000000000ull
 /*
@@ -73,22 +72,6 @@ enum msg_type {
 	MSG_SERVING,
 };
 
-struct msg_header {
-	uint32_t magic;
-	uint32_t type;
-	uint64_t len;
-	uint32_t nfds;
-	uint32_t pad;
-};
-
-struct msg {
-	uint32_t type;
-	char *payload; /* malloc'd, NUL-terminated beyond len */
-	size_t len;
-	int fds[FDS_PER_MSG];
-	size_t nfds;
-};
-
 struct handover {
 	int listen_fd, stop_fd;
 	char *path;
@@ -105,15 +88,6 @@ struct handover_client {
 	int fd;
 };
 
-static void msg_clear(struct msg *m)
-{
-	for (size_t i = 0; i < m->nfds; i++)
-		if (m->fds[i] >= 0)
-			close(m->fds[i]);
-	free(m->payload);
-	memset(m, 0, sizeof(*m));
-}
-
 static int socket_path(const char *control_socket, struct sockaddr_un *ret_addr)
 {
 	memset(ret_addr, 0, sizeof(*ret_addr));
@@ -124,133 +98,22 @@ static int socket_path(const char *control_socket, struct sockaddr_un *ret_addr)
 	return 0;
 }
 
-static uint64_t deadline_after_ms(int timeout_ms)
-{
-	return clock_now_ns() + (uint64_t)timeout_ms * 1000000u;
-}
-
 static int send_msg(int fd, enum msg_type type, const void *payload, size_t len, const int *fds,
 		    size_t nfds)
 {
-	struct msg_header h = { .magic = MSG_MAGIC, .type = type, .len = len, .nfds = (uint32_t)nfds };
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * FDS_PER_MSG)];
-		struct cmsghdr align;
-	} ctl;
-	struct iovec iov = { .iov_base = &h, .iov_len = sizeof(h) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	ssize_t n;
+	struct iovec part = { .iov_base = (void *)payload, .iov_len = len };
 
-	if (nfds > FDS_PER_MSG)
-		return -EINVAL;
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	do
-		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	/* The fds went with the first byte; the rest of the header follows plainly. */
-	if ((size_t)n < sizeof(h) && wire_send_all(fd, (char *)&h + n, sizeof(h) - (size_t)n,
-						   deadline_after_ms(STEP_TIMEOUT_MS)) < 0)
-		return -EPIPE;
-	return len ? wire_send_all(fd, payload, len, deadline_after_ms(STEP_TIMEOUT_MS)) : 0;
+	return fdmsg_send(fd, MSG_MAGIC, type, &part, len ? 1 : 0, fds, nfds, STEP_TIMEOUT_MS);
 }
 
-static int read_all(int fd, void *buf, size_t len, int timeout_ms)
+/*
+ * Receives one message, each of its parts within @timeout_ms. -ECONNRESET:
+ * the peer is gone. *ret is cleared on failure too, so fdmsg_clear() is safe.
+ */
+static int recv_msg(int fd, int timeout_ms, struct fdmsg *ret)
 {
-	uint64_t deadline = deadline_after_ms(timeout_ms);
-	char *p = buf;
-
-	while (len) {
-		ssize_t n;
-		int r = wire_wait_fd(fd, POLLIN, deadline);
-
-		if (r < 0)
-			return r;
-		n = recv(fd, p, len, 0);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ECONNRESET;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Receives one message within @timeout_ms per read. -ECONNRESET: the peer is gone. */
-static int recv_msg(int fd, int timeout_ms, struct msg *ret)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * FDS_PER_MSG)];
-		struct cmsghdr align;
-	} ctl;
-	struct msg_header h;
-	struct iovec iov = { .iov_base = &h, .iov_len = sizeof(h) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-			     .msg_controllen = sizeof(ctl.buf) };
-	ssize_t n;
-	int r;
-
 	memset(ret, 0, sizeof(*ret));
-	r = wire_wait_fd(fd, POLLIN, deadline_after_ms(timeout_ms));
-	if (r < 0)
-		return r;
-	do
-		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	if (n == 0)
-		return -ECONNRESET;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		size_t k;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < k; i++) {
-			int got;
-
-			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (ret->nfds < FDS_PER_MSG)
-				ret->fds[ret->nfds++] = got;
-			else
-				close(got);
-		}
-	}
-	r = (mh.msg_flags & MSG_CTRUNC) ? -EPROTO : 0;
-	if (r == 0 && (size_t)n < sizeof(h))
-		r = read_all(fd, (char *)&h + n, sizeof(h) - (size_t)n, timeout_ms);
-	if (r == 0 && (h.magic != MSG_MAGIC || h.nfds != ret->nfds || h.len > PAYLOAD_MAX))
-		r = -EPROTO;
-	if (r == 0) {
-		ret->type = h.type;
-		ret->len = (size_t)h.len;
-		ret->payload = malloc(ret->len + 1);
-		if (!ret->payload)
-			r = -ENOMEM;
-	}
-	if (r == 0) {
-		r = read_all(fd, ret->payload, ret->len, timeout_ms);
-		ret->payload[ret->len] = '\0';
-	}
-	if (r < 0)
-		msg_clear(ret);
-	return r;
+	return fdmsg_recv(fd, MSG_MAGIC, PAYLOAD_MAX, timeout_ms, ret);
 }
 
 /* CARVEFS_TEST_HANDOVER_STALL=POINT[:SECONDS] (handover.h). */
@@ -299,11 +162,11 @@ static int send_volume(int fd, const char *name, const struct vfs_state *st)
 	memcpy(payload + 4, name, name_len);
 	memcpy(payload + 4 + name_len, &nfds, 8);
 	memcpy(payload + 12 + name_len, st->blob, st->blob_len);
-	first = st->nfds < FDS_PER_MSG ? st->nfds : FDS_PER_MSG;
+	first = st->nfds < FDMSG_FDS_MAX ? st->nfds : FDMSG_FDS_MAX;
 	r = send_msg(fd, MSG_VOLUME, payload, len, st->fds, first);
 	free(payload);
-	for (size_t i = first; r == 0 && i < st->nfds; i += FDS_PER_MSG) {
-		size_t k = st->nfds - i < FDS_PER_MSG ? st->nfds - i : FDS_PER_MSG;
+	for (size_t i = first; r == 0 && i < st->nfds; i += FDMSG_FDS_MAX) {
+		size_t k = st->nfds - i < FDMSG_FDS_MAX ? st->nfds - i : FDMSG_FDS_MAX;
 
 		r = send_msg(fd, MSG_FDS, NULL, 0, st->fds + i, k);
 	}
@@ -325,7 +188,7 @@ static bool serve_successor(struct handover *h, int fd)
 	char why[WIRE_MSG_MAX] = "", name[VOLNAME_MAX + 1];
 	struct errmsg paused_msg = { "" };
 	uint64_t t0 = clock_now_ns(), t_paused;
-	struct msg m = { 0 };
+	struct fdmsg m = { 0 };
 	size_t count = 0;
 	pid_t pid = 0;
 	int r;
@@ -338,11 +201,11 @@ static bool serve_successor(struct handover *h, int fd)
 	r = recv_msg(fd, STEP_TIMEOUT_MS, &m);
 	if (r < 0 || m.type != MSG_HELLO || m.len != 4 ||
 	    *(uint32_t *)(void *)m.payload != PROTOCOL_VERSION) {
-		msg_clear(&m);
+		fdmsg_clear(&m);
 		refuse(fd, pid, "it does not speak this daemon's hand-over protocol (version 1)");
 		return false;
 	}
-	msg_clear(&m);
+	fdmsg_clear(&m);
 	log_info("pid %d asks for the volumes: pausing them", (int)pid);
 	r = volmgr_handover_pause(h->mgr, DRAIN_TIMEOUT_NS, &paused_msg);
 	if (r < 0) {
@@ -382,14 +245,15 @@ static bool serve_successor(struct handover *h, int fd)
 	r = recv_msg(fd, STEP_TIMEOUT_MS, &m);
 	if (r < 0 || m.type != MSG_TAKEN) {
 		if (r == 0 && m.type == MSG_ABORT)
-			snprintf(why, sizeof(why), "the successor gave up: %s", m.payload);
+			snprintf(why, sizeof(why), "the successor gave up: %s",
+				 m.payload ? m.payload : "");
 		else
 			snprintf(why, sizeof(why), "the successor %s",
 				 r == -ETIMEDOUT ? "did not answer in time" : "went away");
-		msg_clear(&m);
+		fdmsg_clear(&m);
 		goto resume;
 	}
-	msg_clear(&m);
+	fdmsg_clear(&m);
 
 	/* From here on the successor may serve as soon as it holds the lock. */
 	r = volmgr_lock_pool(h->mgr, false);
@@ -397,13 +261,13 @@ static bool serve_successor(struct handover *h, int fd)
 		log_error_errno(r, "cannot unlock the pool for pid %d", (int)pid);
 	r = recv_msg(fd, STEP_TIMEOUT_MS, &m);
 	if (r == 0 && m.type == MSG_SERVING) {
-		msg_clear(&m);
+		fdmsg_clear(&m);
 		volmgr_handover_end(h->mgr, false);
 		log_info("handed %zu volume(s) over to pid %d in %.1f ms, mounted as they are",
 			 count, (int)pid, (double)(clock_now_ns() - t0) / 1e6);
 		return true;
 	}
-	msg_clear(&m);
+	fdmsg_clear(&m);
 	if (volmgr_lock_pool(h->mgr, true) < 0) {
 		/* It holds the lock, so it lives and serves: the volumes are its. */
 		volmgr_handover_end(h->mgr, false);
@@ -569,7 +433,7 @@ static void received_clear(struct received *rv)
 }
 
 /* Parses a VOLUME message and receives the FDS messages that follow it. */
-static int recv_volume(int fd, struct msg *m, struct received *rv)
+static int recv_volume(int fd, struct fdmsg *m, struct received *rv)
 {
 	struct vfs_state *st;
 	uint64_t nfds;
@@ -608,7 +472,7 @@ static int recv_volume(int fd, struct msg *m, struct received *rv)
 		m->fds[i] = -1;
 	}
 	while (r == 0 && st->nfds < nfds) {
-		struct msg more;
+		struct fdmsg more;
 
 		r = recv_msg(fd, STEP_TIMEOUT_MS, &more);
 		if (r < 0)
@@ -619,7 +483,7 @@ static int recv_volume(int fd, struct msg *m, struct received *rv)
 			st->fds[st->nfds++] = more.fds[i];
 			more.fds[i] = -1;
 		}
-		msg_clear(&more);
+		fdmsg_clear(&more);
 	}
 	return r;
 }
@@ -664,7 +528,7 @@ int handover_take(const char *control_socket, const struct volmgr_config *cfg,
 	log_info("pool '%s' is served by pid %d: taking its volumes over", cfg->pool_dir, (int)pid);
 	r = send_msg(fd, MSG_HELLO, &version, sizeof(version), NULL, 0);
 	while (r == 0) {
-		struct msg msg;
+		struct fdmsg msg;
 
 		r = recv_msg(fd, STEP_TIMEOUT_MS, &msg);
 		if (r < 0)
@@ -672,17 +536,18 @@ int handover_take(const char *control_socket, const struct volmgr_config *cfg,
 		if (msg.type == MSG_END) {
 			mounted_under = msg.payload;
 			msg.payload = NULL;
-			msg_clear(&msg);
+			fdmsg_clear(&msg);
 			break;
 		}
 		if (msg.type == MSG_REFUSE) {
-			log_error("pid %d refused to hand its volumes over: %s", (int)pid, msg.payload);
-			msg_clear(&msg);
+			log_error("pid %d refused to hand its volumes over: %s", (int)pid,
+				  msg.payload ? msg.payload : "");
+			fdmsg_clear(&msg);
 			r = -EBUSY;
 			goto err;
 		}
 		r = msg.type == MSG_VOLUME ? recv_volume(fd, &msg, &rv) : -EPROTO;
-		msg_clear(&msg);
+		fdmsg_clear(&msg);
 	}
 	if (r < 0) {
 		log_error_errno(r, "receiving the volumes of pid %d failed", (int)pid);
