@@ -259,14 +259,7 @@ struct keeperlink *keeperlink_stop(struct keeperlink *k)
 		close(k->stop_fd);
 	if (k->sock >= 0)
 		close(k->sock);
-	while (k->kept) {
-		struct kept *e = k->kept;
-
-		k->kept = e->next;
-		close(e->fd);
-		free(e->init);
-		free(e);
-	}
+	keeperlink_forget_all(k);
 	pthread_mutex_destroy(&k->lock);
 	free((char *)k->cfg.socket_path);
 	free((char *)k->cfg.keeper_exe);
@@ -334,6 +327,20 @@ int keeperlink_keep(struct keeperlink *k, const char *name, int fuse_fd, const v
 err:
 	kept_free(e);
 	return r;
+}
+
+void keeperlink_forget_all(struct keeperlink *k)
+{
+	if (!k)
+		return;
+	pthread_mutex_lock(&k->lock);
+	while (k->kept) {
+		struct kept *e = k->kept;
+
+		k->kept = e->next;
+		kept_free(e);
+	}
+	pthread_mutex_unlock(&k->lock);
 }
 
 void keeperlink_drop(struct keeperlink *k, const char *name)

@@ -48,6 +48,12 @@ int keeperlink_keep(struct keeperlink *k, const char *name, int fuse_fd, const v
 		    size_t init_len);
 /* The volume is unmounted for good: the keeper lets go of it. */
 void keeperlink_drop(struct keeperlink *k, const char *name);
+/*
+ * The volumes went to a successor, which hands them to the keeper as its
+ * own: forgets them without a word to the keeper, so that it keeps holding
+ * them and a keeper coming back is given nothing by this daemon. Accepts NULL.
+ */
+void keeperlink_forget_all(struct keeperlink *k);
 
 /*
  * What the keeper holds, for a daemon starting after a crash: @fn is called

@@ -547,6 +547,9 @@ int main(int argc, char **argv)
 			continue;
 		break;
 	}
+	/* The successor holds the volumes at the keeper now; this daemon only lets go. */
+	if (sig == SIGUSR2)
+		keeperlink_forget_all(keeper);
 	if (sig == SIGUSR2 && o.hold_after_handover) {
 		/*
 		 * A container that exits is restarted, and a restarted daemon

@@ -341,7 +341,9 @@ struct vfs_params {
 	/*
 	 * Called on the loop thread with the connection's /dev/fuse fd and the
 	 * raw INIT request as soon as it is read, before it is answered, so
-	 * that a keeper can hold the connection from its start; NULL: none.
+	 * that a keeper can hold the connection from its start; and by
+	 * vfs_adopt_session() for a connection taken over, which is this
+	 * process's from then on. NULL: none.
 	 */
 	void (*on_init)(void *arg, int fuse_fd, const void *init, size_t init_len);
 	void *on_init_arg;
