@@ -849,10 +849,10 @@ def test_node_image_has_the_dockerfiles_files_at_the_same_paths(apt, tmp_path):
     members, config = images.layer_members(tar)
     files = {"/" + n: m for n, m in members.items() if not m.isdir()}
     with open(os.path.join(DEPLOY, "Dockerfile")) as f:
-        text = f.read()
+        text = re.sub(r"\\\n\s*", "", f.read())  # a command's continued lines as one
 
     # The binaries and man pages of the build stage, stripped as it does.
-    for binary in ("carvefs", "carvectl", "carve-provisioner"):
+    for binary in ("carvefs", "carvefs-keeper", "carvectl", "carve-provisioner"):
         assert re.search(rf"install -s .*build/{binary}\b.* /out/usr/local/bin/", text)
         m = files.pop(f"/usr/local/bin/{binary}")
         stripped = tmp_path / binary
