@@ -511,11 +511,12 @@ def for_this_machine(objs, work, cp, ports):
                                                               v["hostPath"]["path"])
         spec["volumes"].append({"name": "sa", "secret": {"secretName": "carve-provisioner-sa"}})
         for c in spec["containers"]:
-            port = ports[c["name"]]
+            # carvefs-keeper listens on nothing but its socket under "run".
+            port = ports.get(c["name"])
             c["args"] = [f"--listen=127.0.0.1:{port}" if a.startswith("--listen=")
                          else f"--discovery-dir={work.mnt}" if a.startswith("--discovery-dir=")
                          else a for a in c["args"]]
-            for p in c["ports"]:
+            for p in c.get("ports", []):
                 p["containerPort"] = port
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 if probe in c:
