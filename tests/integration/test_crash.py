@@ -24,6 +24,19 @@ except OSError as e:
 """
 
 
+def waiting_call(work, mnt):
+    """Starts a lookup in the volume at mnt, whose daemon was killed, and
+    checks that it waits (the connection is alive: the lookup waits for a
+    daemon to answer it); returns the waiting process."""
+    waiter = work.spawn([PYTHON, "-c", WAITER, mnt], stdout=subprocess.PIPE, text=True)
+    try:
+        out = waiter.communicate(timeout=2)[0]
+        raise AssertionError(f"a call into a crashed volume ended at once: {out}")
+    except subprocess.TimeoutExpired:
+        pass
+    return waiter
+
+
 def test_sigkill_pauses_callers_until_the_next_start(daemon, work):
     d = daemon
     mnt = d.create("vol", 16 * MiB)
@@ -33,13 +46,7 @@ def test_sigkill_pauses_callers_until_the_next_start(daemon, work):
     keeper = keeper_pids(d.socket + ".keeper")
     assert len(keeper) == 1
     d.kill9()
-    waiter = work.spawn([PYTHON, "-c", WAITER, mnt], stdout=subprocess.PIPE, text=True)
-    # The connection is alive: the lookup waits for a daemon to answer it.
-    try:
-        out = waiter.communicate(timeout=2)[0]
-        raise AssertionError(f"a call into a crashed volume ended at once: {out}")
-    except subprocess.TimeoutExpired:
-        pass
+    waiter = waiting_call(work, mnt)
     assert keeper_pids(d.socket + ".keeper") == keeper, "the keeper died with carvefs"
     d.start()
     log = d.log_since_start()
@@ -90,12 +97,7 @@ def test_a_successor_hands_what_it_took_over_to_the_keeper(daemon, new_daemon, w
     wait_until(lambda: "is back and holds all 1 volume(s)" in new.log_since_start()[mark:],
                15, "the successor to hand the volume to a new keeper")
     new.kill9()
-    waiter = work.spawn([PYTHON, "-c", WAITER, mnt], stdout=subprocess.PIPE, text=True)
-    try:
-        out = waiter.communicate(timeout=2)[0]
-        raise AssertionError(f"a call into the crashed successor's volume ended at once: {out}")
-    except subprocess.TimeoutExpired:
-        pass
+    waiter = waiting_call(work, mnt)
     new.start()
     assert "volume 'vol': the keeper held its connection from before a crash" in \
         new.log_since_start(), new.log_tail()
