@@ -38,6 +38,8 @@
 #define CLIENTS_MAX 16
 /* --exit-when-idle: no daemon connected and nothing held for this long. */
 #define IDLE_EXIT_MS 2000
+/* --wait: how often the lock of the keeper serving the socket is tried. */
+#define LOCK_RETRY_MS 200
 
 struct held {
 	char name[VOLNAME_MAX + 1];
@@ -67,6 +69,8 @@ static void usage(FILE *f)
 		"                      beside carvefs's default control socket)\n"
 		"  --exit-when-idle    exit once no carvefs is connected and nothing is held\n"
 		"                      (how carvefs starts one of its own)\n"
+		"  --wait              when another keeper serves PATH, wait for it to exit\n"
+		"                      and take its place (default: exit 0 at once)\n"
 		"  --log-level LEVEL   error, warn, info (default) or debug\n"
 		"  --help              this text\n"
 		"\n"
@@ -250,6 +254,28 @@ static int lock_socket(const char *path)
 	return 0; /* the fd stays open, so the lock is held, until exit */
 }
 
+/*
+ * --wait: a second pod of a rolling DaemonSet starts its keeper while the
+ * old pod's still holds the volumes. Waiting keeps this one running (and
+ * its pod ready) until the old one exits, then it takes the socket, and
+ * carvefs hands it every volume again. Returns lock_socket()'s result, or
+ * -EINTR when SIGTERM or SIGINT came first.
+ */
+static int wait_for_lock(struct keeper *k, const char *path)
+{
+	int r = -EALREADY;
+
+	log_info("another keeper serves '%s': waiting to take its place", path);
+	while (r == -EALREADY) {
+		struct pollfd p = { .fd = k->signal_fd, .events = POLLIN };
+
+		if (poll(&p, 1, LOCK_RETRY_MS) > 0)
+			return -EINTR;
+		r = lock_socket(path);
+	}
+	return r;
+}
+
 static int listen_socket(const char *path, int *ret_fd)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -341,6 +367,7 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "exit-when-idle", no_argument, NULL, 'i' },
+		{ "wait", no_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -350,6 +377,7 @@ int main(int argc, char **argv)
 	enum log_level level = LOG_LEVEL_INFO;
 	struct rlimit rl;
 	sigset_t sigs;
+	bool wait = false;
 	int c, r;
 
 	log_init("carvefs-keeper", LOG_LEVEL_INFO);
@@ -368,6 +396,9 @@ int main(int argc, char **argv)
 			break;
 		case 'i':
 			k.exit_when_idle = true;
+			break;
+		case 'w':
+			wait = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -404,10 +435,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	r = lock_socket(path);
+	if (r == -EALREADY && wait)
+		r = wait_for_lock(&k, path);
 	if (r == -EALREADY) {
 		log_info("another keeper serves '%s': exiting", path);
 		return 0;
 	}
+	if (r == -EINTR)
+		return 0;
 	if (r < 0) {
 		log_error_errno(r, "cannot lock '%s.lock'", path);
 		return 1;

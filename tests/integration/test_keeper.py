@@ -64,6 +64,23 @@ def receive(sock):
     return mtype, payload, fds
 
 
+def connects(path):
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
+def server_pid(path):
+    """The PID of the process that serves the unix socket at path."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(path)
+        cred = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return struct.unpack("3i", cred)[0]
+
+
 @pytest.fixture
 def keeper(work):
     """A keeper started by the test, its socket where other uids can reach it."""
@@ -173,3 +190,34 @@ def test_external_keeper_away_then_back(work, new_daemon):
     wait_until(lambda: scrape(port).value("carvefs_keeper_holding") == 0, 15,
                "the daemon to notice the keeper's death")
     d.stop()
+
+
+def test_a_waiting_keeper_takes_the_place_of_the_one_that_exits(keeper, work):
+    """--wait, as a rolling DaemonSet's new pod starts it: it keeps running
+    while the old keeper serves the socket, and serves it once that one exits."""
+    log = os.path.join(work.path, "waiting-keeper.log")
+    waiting = work.spawn([KEEPER, "--socket", keeper.path, "--wait"],
+                         stdout=subprocess.DEVNULL, stderr=open(log, "a"))
+    wait_until(lambda: "waiting to take its place" in open(log).read(), 10,
+               "the second keeper to wait")
+    time.sleep(0.5)
+    assert waiting.poll() is None, open(log).read()
+    assert server_pid(keeper.path) == keeper.pid
+    keeper.send_signal(signal.SIGTERM)
+    assert keeper.wait(timeout=10) == 0
+    wait_until(lambda: connects(keeper.path), 10, "the waiting keeper to serve the socket")
+    assert server_pid(keeper.path) == waiting.pid
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(keeper.path)
+        request(s, TAKE)
+        assert receive(s)[0] == END
+    # Without --wait, a second keeper leaves at once; a waiting one leaves on SIGTERM.
+    assert subprocess.run([KEEPER, "--socket", keeper.path], timeout=10).returncode == 0
+    other = work.spawn([KEEPER, "--socket", keeper.path, "--wait"], stdout=subprocess.DEVNULL,
+                       stderr=open(log, "a"))
+    wait_until(lambda: open(log).read().count("waiting to take its place") == 2, 10,
+               "a third keeper to wait")
+    other.send_signal(signal.SIGTERM)
+    assert other.wait(timeout=5) == 0
+    waiting.send_signal(signal.SIGTERM)
+    assert waiting.wait(timeout=10) == 0
