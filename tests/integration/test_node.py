@@ -569,7 +569,7 @@ def _deploy_flow(cp, n, work, ports):
     except (TimeoutError, AssertionError) as e:
         pytest.fail(f"{e}\n{_pod_logs(cp, name)}")
     statuses = {c["name"]: c for c in pod["status"]["containerStatuses"]}
-    assert sorted(statuses) == ["carve-provisioner", "carvefs"]
+    assert sorted(statuses) == ["carve-provisioner", "carvefs", "carvefs-keeper"]
     for c in statuses.values():
         assert c["ready"] and c["restartCount"] == 0, c
     # The probes' endpoints, as kubelet reached them.
@@ -601,7 +601,7 @@ def _deploy_flow(cp, n, work, ports):
 
 def _pod_logs(cp, name):
     out = []
-    for c in ("carvefs", "carve-provisioner"):
+    for c in ("carvefs", "carvefs-keeper", "carve-provisioner"):
         r = cp.kubectl("logs", "-n", "carvefs", name, "-c", c, "--tail", "30", check=False)
         out.append(f"---- {c} ----\n{r}")
     return "\n".join(out)
