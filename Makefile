@@ -170,7 +170,7 @@ k8s-control-plane: deps-test
 integration: deps-test k8s-control-plane
 	$(Q)$(MAKE) --no-print-directory binaries
 	$(Q)CARVEFS_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -p no:cacheprovider \
-		-o console_output_style=classic -rs tests/integration $(PYTEST_ARGS)
+		-o console_output_style=classic -rsx tests/integration $(PYTEST_ARGS)
 
 check: unit integration
 
