@@ -69,7 +69,8 @@ COMMON_SRCS := fs/common/log.c fs/common/quantity.c fs/common/volname.c \
 
 VFS_SRCS := fs/daemon/vfs/vfs.c fs/daemon/vfs/ops.c fs/daemon/vfs/inode.c \
 	fs/daemon/vfs/meta.c fs/daemon/vfs/dir.c fs/daemon/vfs/file.c \
-	fs/daemon/vfs/creds.c fs/daemon/vfs/handoff.c
+	fs/daemon/vfs/creds.c fs/daemon/vfs/handoff.c fs/daemon/vfs/record.c \
+	fs/daemon/vfs/recover.c fs/daemon/vfs/journal.c
 # The daemon's modules with no FUSE, ring, network or clock: unit-tested.
 DAEMON_PURE_SRCS := fs/daemon/table.c fs/daemon/quota.c fs/daemon/throttle.c \
 	fs/daemon/volmetrics.c fs/daemon/ctlreply.c fs/daemon/pool.c \
@@ -152,7 +153,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(call obj,$(BUILD),$(UNIT_LINK_SRCS))
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(UNIT_INC) $(LDFLAGS) -o $@ $< $(filter %.o,$^) $(UNIT_LIBS)
 
 # The inode table is tested on a real directory: no FUSE session or ring.
-$(BUILD)/tests/test_inode: $(call obj,$(BUILD),fs/daemon/vfs/inode.c)
+$(BUILD)/tests/test_inode: $(call obj,$(BUILD),fs/daemon/vfs/inode.c fs/daemon/vfs/record.c)
 
 unit-binaries: $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 

@@ -44,6 +44,8 @@
 #include "wire.h"
 
 #define CARVEFS_VERSION "0.1.0"
+/* The volumes' crash state: the control socket's path followed by this. */
+#define STATE_DIR_SUFFIX ".state"
 
 struct options {
 	const char *pool_dir;
@@ -427,7 +429,7 @@ int main(int argc, char **argv)
 	struct handover_client *successor_of = NULL;
 	struct monitor *mon = NULL;
 	struct keeperlink *keeper = NULL;
-	char keeper_socket[4096];
+	char keeper_socket[4096], state_dir[4096];
 	sigset_t sigs;
 	int ready_fd = -1, sig = 0, r;
 
@@ -494,6 +496,15 @@ int main(int argc, char **argv)
 				     .discovery_dir = o.discovery_dir,
 				     .loops = loops,
 				     .keeper = keeper };
+	/* Beside the control socket, on tmpfs: it must outlive the daemon, not the machine. */
+	if (keeper) {
+		if ((size_t)snprintf(state_dir, sizeof(state_dir), "%s%s", o.socket_path,
+				     STATE_DIR_SUFFIX) >= sizeof(state_dir)) {
+			r = log_error_errno(-ENAMETOOLONG, "control socket path too long");
+			goto out;
+		}
+		cfg.state_dir = state_dir;
+	}
 	/*
 	 * Only a daemon that found the pool's lock free lets go of what the
 	 * keeper holds (volmgr_start()); a successor takes the connections

@@ -37,6 +37,7 @@
 #include "walk.h"
 #include "wire.h"
 #include "clock.h"
+#include "fileio.h"
 
 #define DEFAULT_ROOT_MODE 0755
 
@@ -49,6 +50,7 @@ struct volume {
 	char error[WIRE_MSG_MAX]; /* why, in state VOLUME_ERROR */
 	struct vfs *vfs;	  /* NULL unless mounted */
 	struct keeperlink *keeper; /* the manager's */
+	int state_dir_fd;	   /* the manager's */
 	struct volume *next;
 };
 
@@ -62,6 +64,9 @@ struct volmgr {
 	struct volume *volumes;
 	struct uring_pool *loops;
 	struct keeperlink *keeper; /* NULL: none */
+	int state_dir_fd;	   /* the volumes' crash state (vfs.h); -1: none */
+	/* Connections the keeper held for a crashed daemon, until taken back at start. */
+	struct kept *kept;
 	/*
 	 * Set when the volumes went to a successor (handover.c): from then on
 	 * this manager neither unmounts nor writes the table; they are the
@@ -166,6 +171,7 @@ static struct vfs_params volume_params(struct volume *vol, struct volume_record 
 		.used_inodes = rec->used_inodes,
 		.on_init = vol->keeper ? volume_on_init : NULL,
 		.on_init_arg = vol,
+		.state_dir_fd = vol->state_dir_fd,
 	};
 }
 
@@ -265,6 +271,7 @@ static int volume_add(struct volmgr *m, const char *name, struct volume **ret)
 		return -ENAMETOOLONG;
 	}
 	vol->keeper = m->keeper;
+	vol->state_dir_fd = m->state_dir_fd;
 	vol->next = m->volumes;
 	m->volumes = vol;
 	*ret = vol;
@@ -300,25 +307,146 @@ static int save_table(struct volmgr *m, struct errmsg *ret_msg)
 	return r;
 }
 
-/*
- * For keeperlink_take() at start, with the pool locked: a connection the
- * keeper held for a daemon that crashed. It is let go of, which ends it:
- * its users' waiting calls fail rather than wait for ever, and the volume
- * is mounted afresh. Taking it back needs node ids and fhs the kernel holds
- * to mean something to this process, which they do not yet.
- */
-static int volume_let_go(void *arg, const char *name, int fuse_fd, const void *init,
-			 size_t init_len)
+/* A connection the keeper held for a daemon that crashed. */
+struct kept {
+	char name[VOLNAME_MAX + 1];
+	int fuse_fd; /* -1 once taken */
+	void *init;
+	size_t init_len;
+	struct kept *next;
+};
+
+/* For keeperlink_take() at start, with the pool locked: the dead daemon's connections. */
+static int volume_kept(void *arg, const char *name, int fuse_fd, const void *init,
+		       size_t init_len)
 {
 	struct volmgr *m = arg;
+	const char *why = strerror(ENOMEM);
+	struct kept *k = NULL;
 
-	(void)init;
-	(void)init_len;
+	if (strlen(name) > VOLNAME_MAX) {
+		why = "not a volume name";
+	} else if ((k = calloc(1, sizeof(*k))) && (k->init = malloc(init_len))) {
+		snprintf(k->name, sizeof(k->name), "%s", name);
+		memcpy(k->init, init, init_len);
+		k->init_len = init_len;
+		k->fuse_fd = fuse_fd;
+		k->next = m->kept;
+		m->kept = k;
+		return 0;
+	}
+	free(k);
 	close(fuse_fd);
 	keeperlink_drop(m->keeper, name);
-	log_warn("volume '%s': the keeper held its connection from before a crash; it cannot be "
-		 "taken back, so it ends and the volume is mounted afresh",
-		 name);
+	log_error("volume '%s': cannot take back the connection the keeper held: %s; it ends",
+		  name, why);
+	return 0;
+}
+
+static struct kept *kept_find(struct volmgr *m, const char *name)
+{
+	for (struct kept *k = m->kept; k; k = k->next)
+		if (k->fuse_fd >= 0 && strcmp(k->name, name) == 0)
+			return k;
+	return NULL;
+}
+
+/* Lets go of the connections not taken back: the kernel ends each, and its waiting callers fail. */
+static void kept_free_all(struct volmgr *m)
+{
+	while (m->kept) {
+		struct kept *k = m->kept;
+
+		m->kept = k->next;
+		if (k->fuse_fd >= 0) {
+			close(k->fuse_fd);
+			keeperlink_drop(m->keeper, k->name);
+			log_warn("volume '%s': the keeper held its connection, but the volume is not in "
+				 "the table; the connection ends",
+				 k->name);
+		}
+		free(k->init);
+		free(k);
+	}
+}
+
+/*
+ * Takes back volume @vol's connection from a crashed daemon (vfs_recover())
+ * and serves it; the kernel then delivers again what the dead daemon had
+ * read. On failure the connection is let go of (its waiting callers fail
+ * with ENOTCONN) and the caller mounts the volume afresh.
+ */
+static int volume_recover(struct volmgr *m, struct volume *vol, struct volume_record *rec,
+			  struct kept *k)
+{
+	struct vfs_params p = volume_params(vol, rec);
+	struct vfs_recovery c;
+	struct quota_usage u;
+	uint64_t t0 = clock_now_ns();
+	char used[32];
+	int fuse_fd = k->fuse_fd, r;
+
+	k->fuse_fd = -1;
+	p.root_fd = volume_open_root(m, vol);
+	if (p.root_fd < 0) {
+		close(fuse_fd);
+		r = p.root_fd;
+		goto err;
+	}
+	r = vfs_recover(&p, fuse_fd, k->init, k->init_len, &c, &vol->vfs);
+	if (r < 0)
+		goto err;
+	r = vfs_serve(vol->vfs, m->loops);
+	if (r < 0) {
+		vol->vfs = vfs_free(vol->vfs);
+		goto err;
+	}
+	vol->state = VOLUME_MOUNTED;
+	r = vfs_ask_resend(vol->vfs);
+	if (r < 0)
+		log_error_errno(r, "volume '%s': the kernel would not deliver again the requests the "
+				   "crashed daemon had read: their callers wait until interrupted",
+				vol->name);
+	vfs_usage(vol->vfs, &u);
+	quantity_format_human(u.used_bytes, used, sizeof(used));
+	log_info("volume '%s': taken back after a crash in %.3f s: %llu node(s), %llu open "
+		 "file(s) and dir(s)%s, usage recounted: %s in %llu inodes",
+		 vol->name, (double)(clock_now_ns() - t0) / 1e9, (unsigned long long)c.nodes,
+		 (unsigned long long)c.opens, c.lost_opens ? " (some gone, see below)" : "", used,
+		 (unsigned long long)u.used_inodes);
+	if (c.lost_opens)
+		log_warn("volume '%s': %llu file(s) open at the crash are gone (unlinked while open): "
+			 "their readers and writers get EBADF",
+			 vol->name, (unsigned long long)c.lost_opens);
+	return 0;
+err:
+	keeperlink_drop(m->keeper, vol->name);
+	log_error_errno(r, "volume '%s': cannot take back the connection the keeper held from "
+			   "before a crash; it ends, and the volume is mounted afresh",
+			vol->name);
+	return r;
+}
+
+/*
+ * The directory of the crash state files, made if missing. The files hold
+ * file handles a daemon opens after a crash: only root may write there.
+ */
+static int state_dir_open(const char *path, int *ret_fd)
+{
+	struct stat st;
+	int fd, r;
+
+	r = fileio_mkdir_p(path, 0700);
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 0077)) {
+		close(fd);
+		return -EPERM;
+	}
+	*ret_fd = fd;
 	return 0;
 }
 
@@ -334,6 +462,7 @@ static int volmgr_open(const struct volmgr_config *cfg, bool adopting, struct vo
 	pthread_mutex_init(&m->lock, NULL);
 	m->loops = cfg->loops;
 	m->keeper = cfg->keeper;
+	m->state_dir_fd = -1;
 	m->adopting = adopting;
 	r = adopting ? pool_open_unlocked(cfg->pool_dir, cfg->discovery_dir, &m->pool) :
 		       pool_open(cfg->pool_dir, cfg->discovery_dir, &m->pool);
@@ -346,6 +475,13 @@ static int volmgr_open(const struct volmgr_config *cfg, bool adopting, struct vo
 	m->volumes_fd = pool_volumes_fd(m->pool);
 	m->discovery_fd = pool_discovery_fd(m->pool);
 	m->table = pool_table(m->pool);
+	if (cfg->state_dir) {
+		r = state_dir_open(cfg->state_dir, &m->state_dir_fd);
+		if (r < 0)
+			log_error_errno(r, "cannot use '%s' for the volumes' crash state: a crash of "
+					   "carvefs will end every mount",
+					cfg->state_dir);
+	}
 	*ret_mgr = m;
 	return 0;
 }
@@ -361,7 +497,7 @@ int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
 		return r;
 	/* Only now: the pool's lock says the daemon they were held for is dead. */
 	if (m->keeper) {
-		r = keeperlink_take(m->keeper, volume_let_go, m);
+		r = keeperlink_take(m->keeper, volume_kept, m);
 		if (r < 0)
 			log_warn_errno(r, "cannot learn what the keeper holds");
 	}
@@ -371,10 +507,15 @@ int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
 		struct volume_record *rec = table_at(m->table, i);
 		struct volume *vol;
 
+		struct kept *k;
+
 		r = volume_add(m, rec->name, &vol);
 		if (r < 0)
 			goto err;
-		r = volume_mount(m, vol, rec, true);
+		k = kept_find(m, rec->name);
+		r = k ? volume_recover(m, vol, rec, k) : -ENOENT;
+		if (r < 0)
+			r = volume_mount(m, vol, rec, true);
 		if (r < 0) {
 			vol->state = VOLUME_ERROR;
 			snprintf(vol->error, sizeof(vol->error), "mount failed: %s", strerror(-r));
@@ -382,6 +523,7 @@ int volmgr_start(const struct volmgr_config *cfg, struct volmgr **ret_mgr)
 					vol->mountpoint);
 		}
 	}
+	kept_free_all(m);
 	/* From now on the numbers in the table are stale until a clean stop. */
 	for (size_t i = 0; i < n; i++)
 		table_at(m->table, i)->clean = false;
@@ -438,6 +580,9 @@ struct volmgr *volmgr_stop(struct volmgr *m)
 		log_info("volume table saved; usage recorded for a clean start");
 	pthread_mutex_unlock(&m->lock);
 	m->pool = pool_close(m->pool);
+	kept_free_all(m);
+	if (m->state_dir_fd >= 0)
+		close(m->state_dir_fd);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 	return NULL;

@@ -33,6 +33,11 @@ struct volmgr_config {
 	const char *discovery_dir;
 	struct uring_pool *loops; /* the event-loop threads that serve the volumes */
 	struct keeperlink *keeper; /* told of every volume served and let go; NULL: none */
+	/*
+	 * Where each volume's crash state lives (vfs.h), made 0700 if
+	 * missing; NULL: none, and a crash ends the mounts even with a keeper.
+	 */
+	const char *state_dir;
 };
 
 struct volume_spec {

@@ -153,6 +153,23 @@ struct crashstate *crashstate_close(struct crashstate *cs, bool remove)
 	return NULL;
 }
 
+int crashstate_rename(struct crashstate *cs, const char *name)
+{
+	char *copy = strdup(name);
+
+	if (!copy)
+		return -ENOMEM;
+	if (renameat(cs->dir_fd, cs->name, cs->dir_fd, name) < 0) {
+		int r = -errno;
+
+		free(copy);
+		return r;
+	}
+	free(cs->name);
+	cs->name = copy;
+	return 0;
+}
+
 static uint64_t slot_sum(const struct slot *s)
 {
 	return XXH3_64bits(s, offsetof(struct slot, sum));

@@ -85,6 +85,13 @@ int crashstate_open(int dir_fd, const char *name, bool fresh, struct crashstate 
 struct crashstate *crashstate_close(struct crashstate *cs, bool remove);
 
 /*
+ * Gives the file the name @name (below the same directory), replacing what
+ * had that name: a file written whole under a temporary name takes the
+ * place of the one in use in one step. Returns 0 or -errno.
+ */
+int crashstate_rename(struct crashstate *cs, const char *name);
+
+/*
  * Calls @on_node and @on_open for every record in the file (nodes first,
  * so that an open's node is known when it comes), and prepares the free
  * slots. Stops at the first callback's failure. Call once, right after

@@ -21,11 +21,13 @@ struct dir_handle {
 	struct dirent *entry; /* read but not yet returned (did not fit) */
 	struct inode *inode;
 	uint64_t fh; /* the kernel's name for it, in vfs->dir_fhs */
+	uint32_t cs_slot; /* its record in the crash state (CS_SLOT_NONE: none) */
 	struct dir_handle *prev, *next; /* in vfs->dirs */
 };
 
 static void dir_free(struct vfs *v, struct dir_handle *d)
 {
+	record_release(v, &d->cs_slot);
 	(void)fhmap_remove(v->dir_fhs, d->fh);
 	if (d->prev)
 		d->prev->next = d->next;
@@ -47,6 +49,7 @@ void dir_close_all(struct vfs *v)
 /* Files an open handle of @in in v->dirs. */
 static void dir_link(struct vfs *v, struct dir_handle *d, struct inode *in)
 {
+	d->cs_slot = CS_SLOT_NONE;
 	d->inode = in;
 	in->opens++;
 	d->next = v->dirs;
@@ -102,6 +105,39 @@ int dir_adopt(struct vfs *v, uint64_t fh, struct inode *in, int fd)
 	return 0;
 }
 
+int dir_record(struct vfs *v, uint64_t fh, struct inode *in)
+{
+	struct dir_handle *d = fhmap_get(v->dir_fhs, fh);
+
+	if (!d)
+		return -ENOENT;
+	return record_open_put(v, true, fh, in, 0, &d->cs_slot);
+}
+
+int dir_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t slot)
+{
+	int pathfd, fd, r;
+
+	if (fh == 0 || in->type != S_IFDIR)
+		return -EINVAL;
+	pathfd = inode_fd_get(v, in);
+	if (pathfd < 0)
+		return pathfd;
+	fd = openat(pathfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		fd = -errno;
+	inode_fd_put(v, in);
+	if (fd < 0)
+		return fd;
+	r = dir_adopt(v, fh, in, fd);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	((struct dir_handle *)fhmap_get(v->dir_fhs, fh))->cs_slot = slot;
+	return 0;
+}
+
 static struct dir_handle *dir_of(struct vfs *v, struct fuse_file_info *fi)
 {
 	return fhmap_get(v->dir_fhs, fi->fh);
@@ -112,7 +148,7 @@ void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct vfs *v = fuse_req_userdata(req);
 	struct inode *in = NULL;
 	struct dir_handle *d;
-	int pathfd, fd;
+	int pathfd, fd, r;
 
 	d = calloc(1, sizeof(*d));
 	if (!d) {
@@ -148,6 +184,12 @@ void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	dir_link(v, d, in);
+	r = record_open_put(v, true, d->fh, in, 0, &d->cs_slot);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		dir_free(v, d);
+		return;
+	}
 	fi->fh = d->fh;
 	fi->cache_readdir = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT) {

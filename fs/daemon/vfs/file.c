@@ -137,6 +137,7 @@ static int handle_add(struct vfs *v, uint64_t fh, struct inode *in, int fd, int 
 		return r;
 	}
 	h->fh = fh;
+	h->cs_slot = CS_SLOT_NONE;
 	h->next = v->files;
 	if (v->files)
 		v->files->prev = h;
@@ -151,10 +152,34 @@ static int handle_add(struct vfs *v, uint64_t fh, struct inode *in, int fd, int 
 	return 0;
 }
 
+/* O_* flags never use the top bit. */
+#define RECORD_CLIENT_DIRECT (1u << 31)
+
+uint32_t file_record_flags(const struct handle *h)
+{
+	return (uint32_t)h->flags | (h->client_direct ? RECORD_CLIENT_DIRECT : 0);
+}
+
+static void handle_free(struct vfs *v, struct handle *h);
+
+/* A new handle, recorded in the crash state before the kernel learns its fh. */
 static int handle_new(struct vfs *v, struct inode *in, int fd, int flags, int client_flags,
 		      struct handle **ret)
 {
-	return handle_add(v, 0, in, fd, -1, flags, client_flags & O_DIRECT, ret);
+	struct handle *h;
+	int r;
+
+	r = handle_add(v, 0, in, fd, -1, flags, client_flags & O_DIRECT, &h);
+	if (r < 0)
+		return r;
+	r = record_open_put(v, false, h->fh, in, file_record_flags(h), &h->cs_slot);
+	if (r < 0) {
+		h->fd = -1; /* the caller's on failure */
+		handle_free(v, h);
+		return r;
+	}
+	*ret = h;
+	return 0;
 }
 
 /* The fd to use for an IO at (@addr, @off, @len): the direct one if aligned. */
@@ -192,6 +217,7 @@ static int open_backing(struct vfs *v, struct inode *in, int client_flags, int *
 
 static void handle_free(struct vfs *v, struct handle *h)
 {
+	record_release(v, &h->cs_slot);
 	(void)fhmap_remove(v->file_fhs, h->fh);
 	if (h->prev)
 		h->prev->next = h->next;
@@ -199,7 +225,8 @@ static void handle_free(struct vfs *v, struct handle *h)
 		v->files = h->next;
 	if (h->next)
 		h->next->prev = h->prev;
-	close(h->fd);
+	if (h->fd >= 0)
+		close(h->fd);
 	if (h->fd_buffered >= 0)
 		close(h->fd_buffered);
 	inode_close(v, h->inode);
@@ -218,6 +245,31 @@ int file_adopt(struct vfs *v, uint64_t fh, struct inode *in, int fd, int fd_buff
 	if (r == 0)
 		h->wrote = wrote;
 	return r;
+}
+
+int file_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t flags, uint32_t slot)
+{
+	int oflags = (int)(flags & ~RECORD_CLIENT_DIRECT), pathfd, fd, r;
+	struct handle *h;
+
+	if (fh == 0 || in->type != S_IFREG || oflags != backing_flags(oflags))
+		return -EINVAL;
+	pathfd = inode_fd_get(v, in);
+	if (pathfd < 0)
+		return pathfd;
+	fd = reopen(pathfd, oflags);
+	inode_fd_put(v, in);
+	if (fd < 0)
+		return fd;
+	r = handle_add(v, fh, in, fd, -1, oflags, flags & RECORD_CLIENT_DIRECT, &h);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	/* Whatever the dead daemon's handle wrote, its release settles. */
+	h->wrote = true;
+	h->cs_slot = slot;
+	return 0;
 }
 
 void file_close_all(struct vfs *v)

@@ -242,6 +242,31 @@ int vfs_export(struct vfs *v, struct vfs_state *ret)
 	return uring_session_call(v->session, export_on_loop, &c);
 }
 
+static int record_dir(void *arg, uint64_t fh, struct inode *in, int fd)
+{
+	(void)fd;
+	return dir_record(arg, fh, in);
+}
+
+/*
+ * The crash state of the adopted volume, all of it written anew (record.c):
+ * the predecessor's file stays the one in use until this process serves.
+ */
+static int stage_crash_state(struct vfs *v, int dir_fd)
+{
+	int r = record_state_open(v, dir_fd, true);
+
+	for (size_t i = 0; i < v->nbuckets && r == 0; i++)
+		for (struct inode *in = v->buckets[i]; in && r == 0; in = in->id_next)
+			if (in != v->root)
+				r = record_node_put(v, in);
+	for (struct handle *h = v->files; h && r == 0; h = h->next)
+		r = record_open_put(v, false, h->fh, h->inode, file_record_flags(h), &h->cs_slot);
+	if (r == 0)
+		r = dir_for_each(v, record_dir, v);
+	return r;
+}
+
 /* Takes fd number @i of @st; -1 (and -EPROTO in *r) past the end. */
 static int take_fd(struct vfs_state *st, size_t *i, int *r)
 {
@@ -357,6 +382,9 @@ int vfs_adopt(const struct vfs_params *p, struct vfs_state *st, struct vfs **ret
 		r = -EPROTO;
 		goto err;
 	}
+	r = stage_crash_state(v, p->state_dir_fd);
+	if (r < 0)
+		goto err;
 	*ret_vfs = v;
 	return 0;
 err:

@@ -415,6 +415,7 @@ static struct inode *inode_new(int type, unsigned bytes, const unsigned char *da
 	if (!in)
 		return NULL;
 	in->fd = -1;
+	in->cs_slot = CS_SLOT_NONE;
 	in->handle_type = type;
 	in->handle_bytes = bytes;
 	memcpy(in->handle, data, bytes);
@@ -587,8 +588,9 @@ void inode_unlinked(struct vfs *v, const struct stat *before, const struct inode
  */
 static void inode_maybe_destroy(struct vfs *v, struct inode *in)
 {
-	if (in == v->root || in->nlookup || in->opens || in->settles)
+	if (in == v->root || in->nlookup || in->lookups_unknown || in->opens || in->settles)
 		return;
+	record_release(v, &in->cs_slot);
 	itab_remove(v, in);
 	inode_free(v, in);
 }
@@ -598,6 +600,9 @@ void inode_forget(struct vfs *v, struct inode *in, uint64_t nlookup)
 	/* Unknown: a FORGET for a node a predecessor knew and forgot. */
 	if (!in)
 		return;
+	/* The kernel forgets all it holds at once: more than we counted is the last. */
+	if (in->lookups_unknown && nlookup > in->nlookup)
+		in->lookups_unknown = false;
 	in->nlookup = nlookup > in->nlookup ? 0 : in->nlookup - nlookup;
 	inode_maybe_destroy(v, in);
 }
@@ -677,11 +682,18 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
 			r = -ENOMEM;
 			goto err;
 		}
-		in->nodeid = v->next_nodeid++;
+		in->nodeid = v->next_nodeid;
 		in->generation = 1;
 		in->type = st.st_mode & S_IFMT;
 		in->charged_bytes = allocated_bytes(&st);
 		in->size = (uint64_t)st.st_size;
+		/* Before the kernel learns the node id, or a crash would make it meaningless. */
+		r = record_node_put(v, in);
+		if (r < 0) {
+			free(in);
+			goto err;
+		}
+		v->next_nodeid++;
 		itab_insert(v, in);
 		(void)cache_adopt(in, fd, false);
 		if (created)
@@ -726,7 +738,8 @@ void inode_table_recount(struct vfs *v)
  *           u64 count of entries, u64 next node id;
  *   entry   u64 nodeid, u64 generation, u64 nlookup, u64 charged_bytes,
  *           u64 size, u32 S_IFMT type, i32 handle type, u16 handle bytes,
- *           u8 uncounted (0 or 1), u8 reserved (0), then the handle bytes.
+ *           u8 bits (ITAB_UNCOUNTED, ITAB_LOOKUPS_UNKNOWN), u8 reserved (0),
+ *           then the handle bytes.
  * The root is one of the entries (node id FUSE_ROOT_ID), so an import can
  * check that the blob is of the volume it is given to.
  */
@@ -734,6 +747,9 @@ void inode_table_recount(struct vfs *v)
 #define ITAB_VERSION 1u
 #define ITAB_HEADER_BYTES 32u
 #define ITAB_ENTRY_BYTES 52u
+#define ITAB_UNCOUNTED 1u
+#define ITAB_LOOKUPS_UNKNOWN 2u
+#define ITAB_BITS (ITAB_UNCOUNTED | ITAB_LOOKUPS_UNKNOWN)
 
 static unsigned char *put_bytes(unsigned char *p, const void *src, size_t n)
 {
@@ -766,7 +782,9 @@ int inode_table_export(struct vfs *v, void **ret_buf, size_t *ret_len)
 			uint32_t type = in->type;
 			int32_t htype = in->handle_type;
 			uint16_t hbytes = (uint16_t)in->handle_bytes;
-			uint8_t uncounted = in->uncounted, reserved = 0;
+			uint8_t bits = (in->uncounted ? ITAB_UNCOUNTED : 0) |
+				       (in->lookups_unknown ? ITAB_LOOKUPS_UNKNOWN : 0),
+				reserved = 0;
 
 			PUT(p, in->nodeid);
 			PUT(p, in->generation);
@@ -776,7 +794,7 @@ int inode_table_export(struct vfs *v, void **ret_buf, size_t *ret_len)
 			PUT(p, type);
 			PUT(p, htype);
 			PUT(p, hbytes);
-			PUT(p, uncounted);
+			PUT(p, bits);
 			PUT(p, reserved);
 			p = put_bytes(p, in->handle, in->handle_bytes);
 		}
@@ -791,7 +809,7 @@ struct itab_entry {
 	uint32_t type;
 	int32_t handle_type;
 	uint16_t handle_bytes;
-	uint8_t uncounted, reserved;
+	uint8_t bits, reserved; /* ITAB_* */
 	const unsigned char *handle;
 };
 
@@ -819,7 +837,7 @@ static int itab_entry_read(const unsigned char *buf, size_t len, size_t *pos,
 	GET(p, ret->type);
 	GET(p, ret->handle_type);
 	GET(p, ret->handle_bytes);
-	GET(p, ret->uncounted);
+	GET(p, ret->bits);
 	GET(p, ret->reserved);
 	*pos += ITAB_ENTRY_BYTES;
 	if (ret->handle_bytes == 0 || ret->handle_bytes > MAX_HANDLE_SZ ||
@@ -827,7 +845,7 @@ static int itab_entry_read(const unsigned char *buf, size_t len, size_t *pos,
 		return -EINVAL;
 	ret->handle = buf + *pos;
 	*pos += ret->handle_bytes;
-	if (ret->nodeid < FUSE_ROOT_ID || ret->nodeid >= next_nodeid || ret->uncounted > 1 ||
+	if (ret->nodeid < FUSE_ROOT_ID || ret->nodeid >= next_nodeid || (ret->bits & ~ITAB_BITS) ||
 	    ret->reserved != 0)
 		return -EINVAL;
 	switch (ret->type) {
@@ -921,7 +939,8 @@ int inode_table_import(struct vfs *v, const void *buf, size_t len)
 		in->nlookup = e.nlookup;
 		in->charged_bytes = e.charged_bytes;
 		in->size = e.size;
-		in->uncounted = e.uncounted;
+		in->uncounted = e.bits & ITAB_UNCOUNTED;
+		in->lookups_unknown = e.bits & ITAB_LOOKUPS_UNKNOWN;
 		itab_insert(v, in);
 	}
 	if (pos != len || !saw_root) {
@@ -937,4 +956,39 @@ err:
 	root->charged_bytes = saved_charged;
 	root->size = saved_size;
 	return r;
+}
+
+int inode_restore(struct vfs *v, const struct inode_record *rec)
+{
+	struct inode *in;
+
+	if (rec->nodeid <= FUSE_ROOT_ID || rec->handle_bytes == 0 ||
+	    rec->handle_bytes > MAX_HANDLE_SZ)
+		return -EINVAL;
+	switch (rec->type) {
+	case S_IFREG:
+	case S_IFDIR:
+	case S_IFLNK:
+	case S_IFIFO:
+	case S_IFSOCK:
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (inode_of(v, rec->nodeid) ||
+	    inode_find(v, rec->handle_type, rec->handle_bytes, rec->handle))
+		return -EEXIST;
+	in = inode_new(rec->handle_type, rec->handle_bytes, rec->handle);
+	if (!in)
+		return -ENOMEM;
+	in->nodeid = rec->nodeid;
+	in->generation = rec->generation;
+	in->type = rec->type;
+	in->lookups_unknown = true;
+	in->cs_slot = rec->slot;
+	/* Its charge is set by inode_table_recount() once usage was counted. */
+	itab_insert(v, in);
+	if (v->next_nodeid <= rec->nodeid)
+		v->next_nodeid = rec->nodeid + 1;
+	return 0;
 }

@@ -115,6 +115,11 @@ bool vfs_init_offers_resend(const void *init, size_t init_len)
 	       (ii->flags2 & (uint32_t)(FUSE_HAS_RESEND >> 32));
 }
 
+int vfs_ask_resend(struct vfs *v)
+{
+	return vfs_kernel_resend(fuse_session_fd(v->se));
+}
+
 int vfs_kernel_resend(int fuse_fd)
 {
 	struct fuse_out_header oh = { .len = sizeof(oh), .error = NOTIFY_RESEND, .unique = 0 };
@@ -174,6 +179,8 @@ static ssize_t vfs_io_writev(int fd, struct iovec *iov, int count, void *userdat
 	if (count >= 2 && iov[0].iov_len == sizeof(*oh) && oh->error == 0 && oh->unique != 0 &&
 	    oh->unique == v->rq_unique)
 		vfs_amend_reply(v, &iov[1]);
+	if (v->journal_unique && iov[0].iov_len >= sizeof(*oh) && oh->unique == v->journal_unique)
+		journal_answered(v, oh, count >= 2 ? &iov[1] : NULL);
 	return writev(fd, iov, count);
 }
 
@@ -192,6 +199,7 @@ static void vfs_session_ended(void *arg)
 	struct vfs *v = arg;
 
 	/* On the loop thread, with nothing of this session in flight. */
+	record_state_close(v, !atomic_load(&v->released));
 	fuse_session_destroy(v->se);
 	v->se = NULL;
 	pthread_mutex_lock(&v->end_lock);
@@ -313,6 +321,9 @@ int vfs_serve(struct vfs *v, struct uring_pool *loops)
 {
 	int r;
 
+	/* From now on this process answers the kernel: its state file is the one. */
+	if (record_state_commit(v) < 0)
+		record_state_close(v, true);
 	v->ended = false;
 	r = uring_session_attach(loops, v->se, vfs_session_ending, vfs_session_ended, v,
 				 &v->session);
@@ -329,6 +340,9 @@ int vfs_mount(const struct vfs_params *p, struct uring_pool *loops, struct vfs *
 	r = vfs_new(p, &v);
 	if (r < 0)
 		return r;
+	r = record_state_open(v, p->state_dir_fd, false);
+	if (r < 0)
+		goto err;
 	r = vfs_kernel_mount(v, p->mountpoint, &fd);
 	if (r < 0)
 		goto err;
@@ -406,6 +420,7 @@ static void vfs_wait_end(struct vfs *v);
 void vfs_release(struct vfs *v)
 {
 	/* Ends the session and closes our /dev/fuse fd: the mount is the successor's. */
+	atomic_store(&v->released, true);
 	if (!vfs_ended(v))
 		uring_session_kill(v->session);
 	vfs_wait_end(v);
@@ -452,6 +467,11 @@ struct vfs *vfs_free(struct vfs *v)
 {
 	if (!v)
 		return NULL;
+	/*
+	 * Still open: the session never ran. A staged file was never in use;
+	 * any other is a crashed daemon's, left for another try.
+	 */
+	record_state_close(v, v->cs_staged);
 	v->session = uring_session_free(v->session);
 	/* A session that ran was destroyed when it ended; this one never ran. */
 	if (v->se) {

@@ -68,6 +68,13 @@ struct inode {
 	uint64_t write_claimed_bytes;
 	uint64_t write_held_bytes;
 	bool uncounted; /* unlinked before a recount: not part of the quota's usage */
+	/*
+	 * Known from a crashed daemon's state file (recover.c): the kernel
+	 * holds references we never counted, so nlookup counts only ours, and
+	 * the kernel's final FORGET is the first to exceed it.
+	 */
+	bool lookups_unknown;
+	uint32_t cs_slot; /* its record in the crash state (CS_SLOT_NONE: none) */
 	unsigned settles; /* settles after writeback in flight (file.c): keep the entry */
 	/*
 	 * protected by the fd cache's lock (inode.c): the cached O_PATH fd
@@ -92,6 +99,7 @@ struct handle {
 	bool client_direct; /* the client opened with O_DIRECT: its writes are all or nothing */
 	bool wrote;	    /* a write or fallocate went through it: settle at release */
 	uint64_t fh;	    /* the kernel's name for it, in vfs->file_fhs */
+	uint32_t cs_slot;   /* its record in the crash state (CS_SLOT_NONE: none) */
 	struct inode *inode;
 	struct handle *prev, *next; /* in vfs->files */
 };
@@ -121,6 +129,16 @@ struct vfs {
 	double entry_timeout, attr_timeout;
 	struct fuse_session *se;
 	struct uring_session *session;
+	/*
+	 * What a daemon started after a crash of this one needs (recover.c),
+	 * or NULL. Closed when the session ends: removed then, unless the
+	 * volume went to a successor (released), which goes on with the file.
+	 */
+	struct crashstate *cs;
+	bool cs_staged; /* cs is a successor's file, under a temporary name until it serves */
+	atomic_bool released;
+	/* The request being journalled (journal.c), its unique; 0: none. */
+	uint64_t journal_unique;
 	void (*on_init)(void *arg, int fuse_fd, const void *init, size_t init_len);
 	void *on_init_arg;
 	struct file_throttle *throttle; /* file.c: IO limits and their queues */
@@ -244,6 +262,49 @@ int inode_table_export(struct vfs *v, void **ret_buf, size_t *ret_len);
  */
 int inode_table_import(struct vfs *v, const void *buf, size_t len);
 
+/*
+ * A node a crashed daemon had given the kernel, as its crash state recorded
+ * it (recover.c). inode_restore() enters it with the same node id and
+ * generation and unknown kernel references (see struct inode); it opens
+ * nothing. Returns 0, -EEXIST (the node id or the object is in the table
+ * already) or -EINVAL (not a node a volume can hold).
+ */
+struct inode_record {
+	uint64_t nodeid, generation;
+	mode_t type;
+	int handle_type;
+	unsigned handle_bytes;
+	const unsigned char *handle;
+	uint32_t slot;
+};
+int inode_restore(struct vfs *v, const struct inode_record *rec);
+
+/*
+ * record.c: the crash state (crashstate.h) kept current. Each function is
+ * a no-op without one (v->cs NULL). A record is written before the kernel
+ * learns what it records: put fails the request with its -errno rather
+ * than give the kernel something a daemon started after a crash could not
+ * resolve.
+ */
+#define CS_SLOT_NONE UINT32_MAX
+int record_node_put(struct vfs *v, struct inode *in);
+/* An open file (@dir false, @flags file_record_flags()) or directory. */
+int record_open_put(struct vfs *v, bool dir, uint64_t fh, struct inode *in, uint32_t flags,
+		    uint32_t *ret_slot);
+/* The kernel let go of what *@slot records; sets it to CS_SLOT_NONE. */
+void record_release(struct vfs *v, uint32_t *slot);
+/*
+ * An empty state file below @dir_fd (-1: none, and no crash state): for a
+ * volume mounted anew; or @staged, for a volume taken over from a
+ * predecessor (handoff.c), under a temporary name until this process
+ * serves (record_state_commit(), from vfs_serve()): the predecessor's file,
+ * in use until then, is replaced in one step.
+ */
+int record_state_open(struct vfs *v, int dir_fd, bool staged);
+int record_state_commit(struct vfs *v);
+/* Closes the state file; @remove unlinks it (the volume is unmounted). */
+void record_state_close(struct vfs *v, bool remove);
+
 /* creds.c: create objects as the caller, never as root first. */
 int creds_enter(fuse_req_t req);
 void creds_leave(void);
@@ -299,6 +360,18 @@ void file_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fu
 int file_adopt(struct vfs *v, uint64_t fh, struct inode *in, int fd, int fd_buffered, int flags,
 	       bool client_direct, bool wrote);
 int dir_adopt(struct vfs *v, uint64_t fh, struct inode *in, int fd);
+/*
+ * A crashed daemon's open file or directory under the fh the kernel knows,
+ * reopened from its node (@flags as file_record_flags() made them), its
+ * record in the crash state at @slot. Returns 0 or -errno (-ESTALE: the
+ * object is gone, e.g. unlinked while open).
+ */
+int file_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t flags, uint32_t slot);
+int dir_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t slot);
+/* What the crash state records of an open file: enough for file_restore(). */
+uint32_t file_record_flags(const struct handle *h);
+/* Records open directory @fh in the crash state (handoff.c). */
+int dir_record(struct vfs *v, uint64_t fh, struct inode *in);
 size_t dir_count(struct vfs *v);
 /* Calls @fn for every open directory with its fh, inode and fd; stops at an error. */
 int dir_for_each(struct vfs *v, int (*fn)(void *arg, uint64_t fh, struct inode *in, int fd),
@@ -320,6 +393,26 @@ void file_throttle_free(struct vfs *v);
 void file_throttle_set(struct vfs *v, const struct io_limits *limits);
 /* The session is ending: submit everything queued now, unthrottled. */
 void file_throttle_release_all(struct vfs *v);
+
+/*
+ * journal.c: the handlers of the requests that make, link, remove or
+ * rename names (ops.c), journalled around meta.c's and file.c's so that a
+ * request resent after a crash is answered as its first execution was.
+ * journal_answered() ends the entry with the answer about to be sent
+ * (vfs.c), when the answer is the journalled request's (v->journal_unique).
+ */
+struct fuse_out_header;
+void journal_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
+void journal_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void journal_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void journal_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+void journal_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void journal_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void journal_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		    const char *newname, unsigned int flags);
+void journal_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		    struct fuse_file_info *fi);
+void journal_answered(struct vfs *v, const struct fuse_out_header *oh, const struct iovec *arg);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops vfs_ops;
@@ -347,6 +440,12 @@ struct vfs_params {
 	 */
 	void (*on_init)(void *arg, int fuse_fd, const void *init, size_t init_len);
 	void *on_init_arg;
+	/*
+	 * The directory of the volumes' crash state files (recover.c): one per
+	 * volume, named after it, on tmpfs. -1: none, and a daemon started
+	 * after a crash cannot take the volume's connection back. Not owned.
+	 */
+	int state_dir_fd;
 };
 
 /*
@@ -433,5 +532,24 @@ int vfs_adopt_session(const struct vfs_params *p, int fuse_fd, const void *init,
 		      struct vfs **ret_vfs);
 /* Starts serving an adopted volume on @loops. Returns 0 or -errno. */
 int vfs_serve(struct vfs *v, struct uring_pool *loops);
+
+/*
+ * Crash recovery (recover.c): the volume's connection, kept by the keeper
+ * for a daemon that died (@fuse_fd, owned from now on even on failure,
+ * and the INIT request it was set up with), taken back with the node ids
+ * and open files its crash state below @p->state_dir_fd records. Usage is
+ * recounted by a walk of the backing directory first. Nothing is read
+ * until vfs_serve(); then vfs_ask_resend() has the kernel deliver again
+ * what the dead daemon had read and not answered. Returns 0 or -errno
+ * (-ENOENT: no crash state).
+ */
+struct vfs_recovery {
+	uint64_t nodes, opens; /* node ids and open fhs taken back */
+	uint64_t lost_opens;   /* open files whose object is gone: their fh gets EBADF */
+	uint64_t dropped;      /* records of nothing this volume holds */
+};
+int vfs_recover(const struct vfs_params *p, int fuse_fd, const void *init, size_t init_len,
+		struct vfs_recovery *ret_counts, struct vfs **ret_vfs);
+int vfs_ask_resend(struct vfs *v);
 
 #endif

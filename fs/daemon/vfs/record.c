@@ -1,0 +1,85 @@
+/*
+ * record.c - a volume's crash state (crashstate.h) kept current while the
+ * volume is served, for a daemon started after a crash (recover.c), which
+ * takes the kernel connection back from the keeper (keeper.h).
+ *
+ * What the kernel holds is recorded before the kernel learns it: a node
+ * before the reply that gives its id (inode.c), an open file or directory
+ * before the reply that gives its fh (file.c, dir.c). A record goes once
+ * the kernel let go (the last FORGET, RELEASE). So after a crash every node
+ * id and fh the kernel can send has its record, and at worst a few records
+ * are of things the kernel no longer holds (a FORGET the dead daemon read
+ * but did not act on): those stay until the volume is unmounted.
+ *
+ * Every function runs on the volume's loop thread, or before it serves.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "crashstate.h"
+#include "vfs.h"
+
+#define STAGED_SUFFIX ".new"
+
+int record_node_put(struct vfs *v, struct inode *in)
+{
+	struct crashstate_node n = { .nodeid = in->nodeid,
+				     .generation = in->generation,
+				     .type = in->type,
+				     .handle_type = in->handle_type,
+				     .handle_bytes = in->handle_bytes };
+
+	if (!v->cs)
+		return 0;
+	memcpy(n.handle, in->handle, in->handle_bytes);
+	return crashstate_put_node(v->cs, &n, &in->cs_slot);
+}
+
+int record_open_put(struct vfs *v, bool dir, uint64_t fh, struct inode *in, uint32_t flags,
+		     uint32_t *ret_slot)
+{
+	struct crashstate_open o = { .fh = fh, .nodeid = in->nodeid, .flags = flags };
+
+	*ret_slot = CS_SLOT_NONE;
+	if (!v->cs)
+		return 0;
+	return crashstate_put_open(v->cs, dir ? CRASHSTATE_DIR : CRASHSTATE_FILE, &o, ret_slot);
+}
+
+void record_release(struct vfs *v, uint32_t *slot)
+{
+	if (v->cs && *slot != CS_SLOT_NONE)
+		(void)crashstate_release(v->cs, *slot);
+	*slot = CS_SLOT_NONE;
+}
+
+int record_state_open(struct vfs *v, int dir_fd, bool staged)
+{
+	char name[sizeof(v->name) + sizeof(STAGED_SUFFIX)];
+	int r;
+
+	if (dir_fd < 0)
+		return 0;
+	snprintf(name, sizeof(name), "%s%s", v->name, staged ? STAGED_SUFFIX : "");
+	r = crashstate_open(dir_fd, name, true, &v->cs);
+	if (r == 0)
+		v->cs_staged = staged;
+	return r;
+}
+
+void record_state_close(struct vfs *v, bool remove)
+{
+	v->cs = crashstate_close(v->cs, remove);
+	v->cs_staged = false;
+}
+
+int record_state_commit(struct vfs *v)
+{
+	if (!v->cs_staged)
+		return 0;
+	v->cs_staged = false;
+	return crashstate_rename(v->cs, v->name);
+}

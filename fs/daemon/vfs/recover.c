@@ -1,0 +1,103 @@
+/*
+ * recover.c - a volume taken back after a crash of the daemon that served
+ * it: the connection from the keeper (keeper.h), the node ids and open
+ * files from the volume's crash state (record.c), usage from a walk.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "crashstate.h"
+#include "vfs.h"
+
+struct restore {
+	struct vfs *v;
+	struct vfs_recovery *counts;
+};
+
+static int restore_node(void *arg, const struct crashstate_node *n, uint32_t slot)
+{
+	struct restore *c = arg;
+	struct inode_record rec = { .nodeid = n->nodeid,
+				    .generation = n->generation,
+				    .type = n->type,
+				    .handle_type = n->handle_type,
+				    .handle_bytes = n->handle_bytes,
+				    .handle = n->handle,
+				    .slot = slot };
+	int r = inode_restore(c->v, &rec);
+
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		/* Not a node this volume can have given out: nothing refers to it. */
+		(void)crashstate_release(c->v->cs, slot);
+		c->counts->dropped++;
+		return 0;
+	}
+	c->counts->nodes++;
+	return 0;
+}
+
+static int restore_open(void *arg, enum crashstate_kind kind, const struct crashstate_open *o,
+			uint32_t slot)
+{
+	struct restore *c = arg;
+	struct inode *in = inode_of(c->v, o->nodeid);
+	int r = -ESTALE;
+
+	if (in)
+		r = kind == CRASHSTATE_DIR ? dir_restore(c->v, o->fh, in, slot) :
+					     file_restore(c->v, o->fh, in, o->flags, slot);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		/*
+		 * Typically a file unlinked while open: the dead daemon's fd was
+		 * its last link, so it is gone. The kernel's requests for this
+		 * fh get EBADF.
+		 */
+		(void)crashstate_release(c->v->cs, slot);
+		c->counts->lost_opens++;
+		return 0;
+	}
+	c->counts->opens++;
+	return 0;
+}
+
+int vfs_recover(const struct vfs_params *p, int fuse_fd, const void *init, size_t init_len,
+		struct vfs_recovery *ret_counts, struct vfs **ret_vfs)
+{
+	struct vfs_params q = *p;
+	struct vfs *v = NULL;
+	struct restore c = { .counts = ret_counts };
+	int r;
+
+	memset(ret_counts, 0, sizeof(*ret_counts));
+	if (p->state_dir_fd < 0) {
+		close(fuse_fd);
+		close(p->root_fd);
+		return -ENOENT;
+	}
+	/* The dead daemon's count went with it: walk the backing directory. */
+	q.usage_known = false;
+	r = vfs_adopt_session(&q, fuse_fd, init, init_len, &v);
+	if (r < 0)
+		return r;
+	r = crashstate_open(p->state_dir_fd, p->name, false, &v->cs);
+	if (r < 0)
+		goto err;
+	c.v = v;
+	r = crashstate_load(v->cs, restore_node, restore_open, &c);
+	if (r < 0)
+		goto err;
+	/* The walk counted what the disk holds; each node's share is what it holds now. */
+	inode_table_recount(v);
+	*ret_vfs = v;
+	return 0;
+err:
+	/* Never served: the file stays as the dead daemon left it, for another try. */
+	v->cs = crashstate_close(v->cs, false);
+	vfs_free(v);
+	return r;
+}
