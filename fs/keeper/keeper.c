@@ -374,6 +374,7 @@ int main(int argc, char **argv)
 	char default_path[sizeof(WIRE_DEFAULT_SOCKET) + sizeof(KEEPER_SOCKET_SUFFIX)];
 	const char *path = default_path;
 	struct keeper k = { .listen_fd = -1, .signal_fd = -1 };
+	struct stat bound, now;
 	enum log_level level = LOG_LEVEL_INFO;
 	struct rlimit rl;
 	sigset_t sigs;
@@ -453,9 +454,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("holding volumes for carvefs on '%s'", path);
+	if (stat(path, &bound) < 0)
+		memset(&bound, 0, sizeof(bound));
 	r = run(&k);
 	if (r < 0)
 		log_error_errno(r, "polling failed");
-	(void)unlink(path);
+	/* Only our own: a keeper started after its lock file was removed may have bound anew. */
+	if (stat(path, &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
+		(void)unlink(path);
 	return r < 0 ? 1 : 0;
 }
