@@ -70,7 +70,7 @@ COMMON_SRCS := fs/common/log.c fs/common/quantity.c fs/common/volname.c \
 VFS_SRCS := fs/daemon/vfs/vfs.c fs/daemon/vfs/ops.c fs/daemon/vfs/inode.c \
 	fs/daemon/vfs/meta.c fs/daemon/vfs/dir.c fs/daemon/vfs/file.c \
 	fs/daemon/vfs/creds.c fs/daemon/vfs/handoff.c fs/daemon/vfs/record.c \
-	fs/daemon/vfs/recover.c fs/daemon/vfs/journal.c
+	fs/daemon/vfs/recover.c fs/daemon/vfs/recount.c fs/daemon/vfs/journal.c
 # The daemon's modules with no FUSE, ring, network or clock: unit-tested.
 DAEMON_PURE_SRCS := fs/daemon/table.c fs/daemon/quota.c fs/daemon/throttle.c \
 	fs/daemon/volmetrics.c fs/daemon/ctlreply.c fs/daemon/pool.c \

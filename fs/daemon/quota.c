@@ -20,7 +20,23 @@ struct quota {
 	uint64_t reserved_bytes;
 	uint64_t used_inodes;
 	uint64_t reserved_inodes;
+	struct quota_mirror *mirror; /* NULL: none */
 };
+
+/* Every change ends here, with the lock held. */
+static void unlock(struct quota *q)
+{
+	struct quota_mirror *m = q->mirror;
+
+	if (m) {
+		atomic_store_explicit(&m->used_bytes, q->used_bytes, memory_order_relaxed);
+		atomic_store_explicit(&m->used_inodes, q->used_inodes, memory_order_relaxed);
+		atomic_store_explicit(&m->reserved_bytes, q->reserved_bytes, memory_order_relaxed);
+		atomic_store_explicit(&m->reserved_inodes, q->reserved_inodes,
+				      memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&q->lock);
+}
 
 int quota_new(uint64_t capacity_bytes, uint64_t inode_limit, struct quota **ret_quota)
 {
@@ -49,7 +65,7 @@ void quota_set_limits(struct quota *q, uint64_t capacity_bytes, uint64_t inode_l
 	pthread_mutex_lock(&q->lock);
 	q->capacity_bytes = capacity_bytes;
 	q->inode_limit = inode_limit;
-	pthread_mutex_unlock(&q->lock);
+	unlock(q);
 }
 
 void quota_set_usage(struct quota *q, uint64_t used_bytes, uint64_t used_inodes)
@@ -57,7 +73,7 @@ void quota_set_usage(struct quota *q, uint64_t used_bytes, uint64_t used_inodes)
 	pthread_mutex_lock(&q->lock);
 	q->used_bytes = used_bytes;
 	q->used_inodes = used_inodes;
-	pthread_mutex_unlock(&q->lock);
+	unlock(q);
 }
 
 void quota_get(struct quota *q, struct quota_usage *ret_usage)
@@ -73,6 +89,15 @@ void quota_get(struct quota *q, struct quota_usage *ret_usage)
 }
 
 /* Called with q->lock held. */
+void quota_set_mirror(struct quota *q, struct quota_mirror *m)
+{
+	pthread_mutex_lock(&q->lock);
+	q->mirror = m;
+	if (m)
+		atomic_store(&m->attached, 1);
+	unlock(q);
+}
+
 static uint64_t free_bytes_locked(const struct quota *q)
 {
 	uint64_t taken = q->used_bytes + q->reserved_bytes;
@@ -105,7 +130,7 @@ int quota_reserve_bytes(struct quota *q, uint64_t want, uint64_t min, uint64_t u
 	q->reserved_bytes += granted;
 	*ret_granted = granted;
 out:
-	pthread_mutex_unlock(&q->lock);
+	unlock(q);
 	return r;
 }
 
@@ -113,7 +138,7 @@ void quota_release_bytes(struct quota *q, uint64_t bytes)
 {
 	pthread_mutex_lock(&q->lock);
 	q->reserved_bytes = bytes > q->reserved_bytes ? 0 : q->reserved_bytes - bytes;
-	pthread_mutex_unlock(&q->lock);
+	unlock(q);
 }
 
 static uint64_t add_clamped(uint64_t v, int64_t delta)
@@ -127,7 +152,7 @@ void quota_charge_bytes(struct quota *q, int64_t delta)
 {
 	pthread_mutex_lock(&q->lock);
 	q->used_bytes = add_clamped(q->used_bytes, delta);
-	pthread_mutex_unlock(&q->lock);
+	unlock(q);
 }
 
 int quota_reserve_inode(struct quota *q)
@@ -139,7 +164,7 @@ int quota_reserve_inode(struct quota *q)
 		r = -ENOSPC;
 	else
 		q->reserved_inodes++;
-	pthread_mutex_unlock(&q->lock);
+	unlock(q);
 	return r;
 }
 
@@ -148,14 +173,14 @@ void quota_release_inode(struct quota *q)
 	pthread_mutex_lock(&q->lock);
 	if (q->reserved_inodes)
 		q->reserved_inodes--;
-	pthread_mutex_unlock(&q->lock);
+	unlock(q);
 }
 
 void quota_charge_inodes(struct quota *q, int64_t delta)
 {
 	pthread_mutex_lock(&q->lock);
 	q->used_inodes = add_clamped(q->used_inodes, delta);
-	pthread_mutex_unlock(&q->lock);
+	unlock(q);
 }
 
 uint64_t quota_free_bytes(struct quota *q)

@@ -21,9 +21,21 @@
 #ifndef CARVEFS_QUOTA_H
 #define CARVEFS_QUOTA_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct quota;
+
+/*
+ * A copy of the counts, stored at every change, for a page that outlives
+ * the process (crashstate.h maps one): after a crash, used plus reserved
+ * is an upper bound of what the volume holds, as every change to the disk
+ * is reserved before it is made and charged before its reservation goes.
+ */
+struct quota_mirror {
+	_Atomic uint64_t used_bytes, used_inodes, reserved_bytes, reserved_inodes;
+	_Atomic uint64_t attached; /* 1 once a quota stored its counts here */
+};
 
 struct quota_usage {
 	uint64_t capacity_bytes;
@@ -43,6 +55,8 @@ void quota_set_limits(struct quota *q, uint64_t capacity_bytes, uint64_t inode_l
 /* Replaces the usage, e.g. after a walk of the backing directory. */
 void quota_set_usage(struct quota *q, uint64_t used_bytes, uint64_t used_inodes);
 void quota_get(struct quota *q, struct quota_usage *ret_usage);
+/* Keeps @m (NULL: none any more) current from now on, starting with the counts now. */
+void quota_set_mirror(struct quota *q, struct quota_mirror *m);
 
 /*
  * Reserves room for @want bytes of new allocation. If all of it does not fit,

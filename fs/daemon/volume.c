@@ -158,6 +158,25 @@ static void volume_on_init(void *arg, int fuse_fd, const void *init, size_t init
 				vol->name);
 }
 
+/* On a thread of the vfs: the walk after a crash made the volume's usage exact. */
+static void volume_on_recounted(void *arg, const struct vfs_recount_result *res)
+{
+	struct volume *vol = arg;
+	char used[32];
+
+	if (res->error) {
+		log_error_errno(res->error, "volume '%s': the recount after a crash failed; usage "
+					    "stays the upper bound counted before it",
+				vol->name);
+		return;
+	}
+	quantity_format_human(res->bytes, used, sizeof(used));
+	log_info("volume '%s': usage recounted while serving: %s in %llu inodes, %llu "
+		 "directories listed (%.2f s)",
+		 vol->name, used, (unsigned long long)res->inodes, (unsigned long long)res->dirs,
+		 res->seconds);
+}
+
 static struct vfs_params volume_params(struct volume *vol, struct volume_record *rec)
 {
 	return (struct vfs_params){
@@ -170,6 +189,7 @@ static struct vfs_params volume_params(struct volume *vol, struct volume_record 
 		.used_bytes = rec->used_bytes,
 		.used_inodes = rec->used_inodes,
 		.on_init = vol->keeper ? volume_on_init : NULL,
+		.on_recounted = volume_on_recounted,
 		.on_init_arg = vol,
 		.state_dir_fd = vol->state_dir_fd,
 	};
@@ -410,10 +430,17 @@ static int volume_recover(struct volmgr *m, struct volume *vol, struct volume_re
 	vfs_usage(vol->vfs, &u);
 	quantity_format_human(u.used_bytes, used, sizeof(used));
 	log_info("volume '%s': taken back after a crash in %.3f s: %llu node(s), %llu open "
-		 "file(s) and dir(s)%s, usage recounted: %s in %llu inodes",
+		 "file(s) and dir(s)%s; usage %s %s in %llu inodes",
 		 vol->name, (double)(clock_now_ns() - t0) / 1e9, (unsigned long long)c.nodes,
-		 (unsigned long long)c.opens, c.lost_opens ? " (some gone, see below)" : "", used,
-		 (unsigned long long)u.used_inodes);
+		 (unsigned long long)c.opens, c.lost_opens ? " (some gone, see below)" : "",
+		 c.usage_bound ? "at most" : "recounted:", used, (unsigned long long)u.used_inodes);
+	if (c.usage_bound) {
+		r = vfs_recount_start(vol->vfs);
+		if (r < 0)
+			log_error_errno(r, "volume '%s': cannot recount its usage; it stays the upper "
+					   "bound counted before the crash",
+					vol->name);
+	}
 	if (c.lost_opens)
 		log_warn("volume '%s': %llu file(s) open at the crash are gone (unlinked while open): "
 			 "their readers and writers get EBADF",

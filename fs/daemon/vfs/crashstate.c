@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +20,8 @@
 #define MAGIC 0x53435643u /* "CVCS" */
 #define VERSION 1u
 #define HEADER_BYTES 4096u
+/* Where in the header page the usage is (struct quota_mirror). */
+#define USAGE_OFF 64u
 
 struct header {
 	uint32_t magic, version, journal_len, slot_bytes;
@@ -44,6 +47,7 @@ struct jentry {
 
 struct crashstate {
 	int dir_fd, fd;
+	void *usage_page; /* the first page, mapped (crashstate_map_usage()); NULL until then */
 	char *name;
 	uint32_t nslots;    /* slots the file has room for so far */
 	uint32_t *free;	    /* free slots below nslots, a stack */
@@ -126,6 +130,9 @@ int crashstate_open(int dir_fd, const char *name, bool fresh, struct crashstate 
 		goto err;
 	if (got.magic == 0 && got.version == 0) {
 		r = pwrite_all(cs->fd, &h, sizeof(h), 0);
+		/* The whole first page exists, for crashstate_map_usage(). */
+		if (r == 0 && ftruncate(cs->fd, HEADER_BYTES) < 0)
+			r = -errno;
 		if (r < 0)
 			goto err;
 	} else if (memcmp(&got, &h, sizeof(h)) != 0) {
@@ -139,10 +146,26 @@ err:
 	return r;
 }
 
+int crashstate_map_usage(struct crashstate *cs, struct quota_mirror **ret_usage)
+{
+	void *page;
+
+	if (!cs->usage_page) {
+		page = mmap(NULL, HEADER_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, cs->fd, 0);
+		if (page == MAP_FAILED)
+			return -errno;
+		cs->usage_page = page;
+	}
+	*ret_usage = (struct quota_mirror *)((char *)cs->usage_page + USAGE_OFF);
+	return 0;
+}
+
 struct crashstate *crashstate_close(struct crashstate *cs, bool remove)
 {
 	if (!cs)
 		return NULL;
+	if (cs->usage_page)
+		munmap(cs->usage_page, HEADER_BYTES);
 	if (cs->fd >= 0)
 		close(cs->fd);
 	if (remove && cs->name)

@@ -15,8 +15,9 @@
  * (FUSE_NOTIFY_RESEND) is answered as its first execution was (vfs.c has
  * the rule).
  *
- * Layout: a header, the journal (a ring indexed by unique), then fixed-size
- * slots, each a node, an open file, an open directory or free. Every record
+ * Layout: a header page (which also holds the usage, mapped shared), the
+ * journal (a ring indexed by unique), then fixed-size slots, each a node,
+ * an open file, an open directory or free. Every record
  * is written with one pwrite() and carries a checksum, so a record torn by a
  * crash in the middle of writing it reads as free: a node or open whose
  * record never completed was never answered to the kernel either. The file
@@ -31,6 +32,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "quota.h"
 
 #define CRASHSTATE_HANDLE_MAX 128 /* MAX_HANDLE_SZ */
 /* More requests in flight than this, and the oldest journal entries go. */
@@ -83,6 +86,14 @@ struct crashstate_op {
 int crashstate_open(int dir_fd, const char *name, bool fresh, struct crashstate **ret_cs);
 /* Closes; @remove unlinks the file (the volume is gone for good). Accepts NULL; returns NULL. */
 struct crashstate *crashstate_close(struct crashstate *cs, bool remove);
+
+/*
+ * The volume's usage as its quota counted it (quota_set_mirror()), in the
+ * file's first page mapped shared: every store is in the file at once,
+ * with no system call, and outlives the process. Zero in a new file (its
+ * attached field tells). Valid until crashstate_close(). Returns 0 or -errno.
+ */
+int crashstate_map_usage(struct crashstate *cs, struct quota_mirror **ret_usage);
 
 /*
  * Gives the file the name @name (below the same directory), replacing what

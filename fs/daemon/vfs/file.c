@@ -397,6 +397,8 @@ void file_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t
 		goto err;
 	in = inode_of(v, e.ino);
 	(void)inode_settle_fd(v, parent, pfd);
+	if (created)
+		recount_name_made(v, pfd, name);
 	if (in->type != S_IFREG) {
 		r = -EISDIR;
 		goto err;

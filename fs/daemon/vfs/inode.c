@@ -75,12 +75,12 @@ void inode_procpath(int fd, char *buf, size_t len)
 }
 
 /* statx with the mount id, as a struct stat for the kernel plus that id. */
-static int stat_with_mount(int fd, struct stat *st, uint64_t *ret_mnt_id)
+int inode_stat_at(int dir_fd, const char *name, struct stat *st, uint64_t *ret_mnt_id)
 {
 	struct statx x;
 
-	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_MNT_ID,
-		  &x) < 0)
+	if (statx(dir_fd, name, (*name ? 0 : AT_EMPTY_PATH) | AT_SYMLINK_NOFOLLOW,
+		  STATX_BASIC_STATS | STATX_MNT_ID, &x) < 0)
 		return -errno;
 	memset(st, 0, sizeof(*st));
 	st->st_dev = makedev(x.stx_dev_major, x.stx_dev_minor);
@@ -103,8 +103,12 @@ static int stat_with_mount(int fd, struct stat *st, uint64_t *ret_mnt_id)
 	return 0;
 }
 
-/* The object @fd is open on must be served by this volume: its filesystem and mount. */
-static int check_confined(struct vfs *v, int fd, struct stat *st)
+static int stat_with_mount(int fd, struct stat *st, uint64_t *ret_mnt_id)
+{
+	return inode_stat_at(fd, "", st, ret_mnt_id);
+}
+
+int inode_check_confined(struct vfs *v, int fd, struct stat *st)
 {
 	uint64_t mnt_id;
 	int r = stat_with_mount(fd, st, &mnt_id);
@@ -234,7 +238,7 @@ static int inode_reopen(struct vfs *v, struct inode *in)
 	fd = open_by_handle_at(v->handle_fd, &h.fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	r = check_confined(v, fd, &st);
+	r = inode_check_confined(v, fd, &st);
 	if (r == 0 && (st.st_mode & S_IFMT) != in->type)
 		r = -ESTALE;
 	if (r < 0) {
@@ -398,6 +402,11 @@ static struct inode *inode_find(struct vfs *v, int type, unsigned bytes, const u
 	return NULL;
 }
 
+struct inode *inode_of_key(struct vfs *v, const struct inode_key *key)
+{
+	return inode_find(v, key->type, key->bytes, key->data);
+}
+
 struct inode *inode_of(struct vfs *v, fuse_ino_t ino)
 {
 	struct inode *in = v->buckets[id_bucket(v, ino)];
@@ -481,6 +490,7 @@ int inode_table_init(struct vfs *v, int root_fd)
 	root->nlookup = 1; /* the mount's own reference, never forgotten */
 	root->charged_bytes = allocated_bytes(&st);
 	root->size = (uint64_t)st.st_size;
+	root->ino = st.st_ino;
 	v->root = root;
 	itab_insert(v, root);
 	return 0;
@@ -514,12 +524,23 @@ void inode_table_fini(struct vfs *v)
 	v->handle_fd = -1;
 }
 
+/* Every change of usage that has an object: the quota's, and a recount's in progress. */
+static void usage_charge(struct vfs *v, uint64_t ino, int64_t bytes, int64_t inodes)
+{
+	if (bytes)
+		quota_charge_bytes(v->quota, bytes);
+	if (inodes)
+		quota_charge_inodes(v->quota, inodes);
+	recount_charge(v, ino, bytes, inodes);
+}
+
 void inode_settle(struct vfs *v, struct inode *in, const struct stat *st)
 {
 	uint64_t now = allocated_bytes(st);
 
+	in->ino = st->st_ino;
 	if (now != in->charged_bytes) {
-		quota_charge_bytes(v->quota, (int64_t)(now - in->charged_bytes));
+		usage_charge(v, in->ino, (int64_t)(now - in->charged_bytes), 0);
 		in->charged_bytes = now;
 	}
 	in->size = (uint64_t)st->st_size;
@@ -561,8 +582,7 @@ static void inode_release_if_orphan(struct vfs *v, struct inode *in)
 	r = inode_stat(v, in, &st);
 	if (r < 0 ? r != -ESTALE : st.st_nlink != 0)
 		return;
-	quota_charge_bytes(v->quota, -(int64_t)in->charged_bytes);
-	quota_charge_inodes(v->quota, -1);
+	usage_charge(v, r == 0 ? st.st_ino : in->ino, -(int64_t)in->charged_bytes, -1);
 	in->charged_bytes = 0;
 	in->uncounted = true;
 }
@@ -575,10 +595,8 @@ void inode_unlinked(struct vfs *v, const struct stat *before, const struct inode
 		inode_release_if_orphan(v, in);
 		return;
 	}
-	if (S_ISDIR(before->st_mode) || before->st_nlink <= 1) {
-		quota_charge_bytes(v->quota, -(int64_t)allocated_bytes(before));
-		quota_charge_inodes(v->quota, -1);
-	}
+	if (S_ISDIR(before->st_mode) || before->st_nlink <= 1)
+		usage_charge(v, before->st_ino, -(int64_t)allocated_bytes(before), -1);
 }
 
 /*
@@ -650,6 +668,7 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
 	struct inode_key key;
 	struct inode *in;
 	struct stat st;
+	int64_t new_bytes = 0;
 	int pfd, fd, r;
 
 	memset(e, 0, sizeof(*e));
@@ -665,7 +684,7 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
 	inode_fd_put(v, parent);
 	if (r < 0)
 		return r;
-	r = check_confined(v, fd, &st);
+	r = inode_check_confined(v, fd, &st);
 	if (r < 0)
 		goto err;
 	r = key_of(fd, "", AT_EMPTY_PATH, &key);
@@ -687,6 +706,7 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
 		in->type = st.st_mode & S_IFMT;
 		in->charged_bytes = allocated_bytes(&st);
 		in->size = (uint64_t)st.st_size;
+		in->ino = st.st_ino;
 		/* Before the kernel learns the node id, or a crash would make it meaningless. */
 		r = record_node_put(v, in);
 		if (r < 0) {
@@ -696,11 +716,10 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
 		v->next_nodeid++;
 		itab_insert(v, in);
 		(void)cache_adopt(in, fd, false);
-		if (created)
-			quota_charge_bytes(v->quota, (int64_t)in->charged_bytes);
+		new_bytes = (int64_t)in->charged_bytes;
 	}
 	if (created)
-		quota_charge_inodes(v->quota, 1);
+		usage_charge(v, st.st_ino, new_bytes, 1);
 	in->nlookup++;
 	e->ino = in->nodeid;
 	e->generation = in->generation;
@@ -726,6 +745,7 @@ void inode_table_recount(struct vfs *v)
 			} else {
 				in->charged_bytes = allocated_bytes(&st);
 				in->size = (uint64_t)st.st_size;
+				in->ino = st.st_ino;
 			}
 		}
 	}

@@ -293,10 +293,12 @@ static void make_object(fuse_req_t req, fuse_ino_t parent_ino, const char *name,
 		goto out_bytes;
 
 	r = inode_lookup(v, parent, name, true, &e);
-	if (r < 0)
+	if (r < 0) {
 		inode_unmake(v, parent, name, NULL);
-	else
+	} else {
 		(void)inode_settle_fd(v, parent, pfd);
+		recount_name_made(v, pfd, name);
+	}
 out_bytes:
 	quota_release_bytes(v->quota, reserved);
 out_inode:
@@ -369,10 +371,12 @@ void meta_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char 
 		goto out;
 	}
 	r = inode_lookup(v, p.b, newname, false, &e);
-	if (r < 0)
+	if (r < 0) {
 		inode_unmake(v, p.b, newname, NULL);
-	else
+	} else {
 		(void)inode_settle_fd(v, p.b, p.fd_b);
+		recount_name_made(v, p.fd_b, newname);
+	}
 out:
 	put_pair(v, &p);
 	if (r < 0)
@@ -466,6 +470,10 @@ void meta_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name, fuse_i
 	(void)inode_settle_fd(v, p.a, pfd);
 	if (p.b != p.a)
 		(void)inode_settle_fd(v, p.b, npfd);
+	/* Moved into a directory a recount listed already, it is counted now. */
+	recount_name_made(v, npfd, newname);
+	if (flags & RENAME_EXCHANGE)
+		recount_name_made(v, pfd, name);
 out:
 	put_pair(v, &p);
 	fuse_reply_err(req, -r);

@@ -65,13 +65,29 @@ int record_state_open(struct vfs *v, int dir_fd, bool staged)
 		return 0;
 	snprintf(name, sizeof(name), "%s%s", v->name, staged ? STAGED_SUFFIX : "");
 	r = crashstate_open(dir_fd, name, true, &v->cs);
+	if (r < 0)
+		return r;
+	v->cs_staged = staged;
+	r = record_usage_attach(v);
+	if (r < 0)
+		record_state_close(v, true);
+	return r;
+}
+
+int record_usage_attach(struct vfs *v)
+{
+	struct quota_mirror *m;
+	int r = crashstate_map_usage(v->cs, &m);
+
 	if (r == 0)
-		v->cs_staged = staged;
+		quota_set_mirror(v->quota, m);
 	return r;
 }
 
 void record_state_close(struct vfs *v, bool remove)
 {
+	if (v->cs)
+		quota_set_mirror(v->quota, NULL);
 	v->cs = crashstate_close(v->cs, remove);
 	v->cs_staged = false;
 }

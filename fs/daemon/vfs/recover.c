@@ -9,6 +9,7 @@
 
 #include "crashstate.h"
 #include "vfs.h"
+#include "walk.h"
 
 struct restore {
 	struct vfs *v;
@@ -71,6 +72,7 @@ int vfs_recover(const struct vfs_params *p, int fuse_fd, const void *init, size_
 	struct vfs_params q = *p;
 	struct vfs *v = NULL;
 	struct restore c = { .counts = ret_counts };
+	struct quota_mirror *m;
 	int r;
 
 	memset(ret_counts, 0, sizeof(*ret_counts));
@@ -79,20 +81,44 @@ int vfs_recover(const struct vfs_params *p, int fuse_fd, const void *init, size_
 		close(p->root_fd);
 		return -ENOENT;
 	}
-	/* The dead daemon's count went with it: walk the backing directory. */
-	q.usage_known = false;
+	/* Set below: from the dead daemon's count, or by a walk. */
+	q.usage_known = true;
+	q.used_bytes = q.used_inodes = 0;
 	r = vfs_adopt_session(&q, fuse_fd, init, init_len, &v);
 	if (r < 0)
 		return r;
 	r = crashstate_open(p->state_dir_fd, p->name, false, &v->cs);
 	if (r < 0)
 		goto err;
+	r = crashstate_map_usage(v->cs, &m);
+	if (r < 0)
+		goto err;
 	c.v = v;
 	r = crashstate_load(v->cs, restore_node, restore_open, &c);
 	if (r < 0)
 		goto err;
-	/* The walk counted what the disk holds; each node's share is what it holds now. */
+	/* Each node's share of the usage is what it holds now. */
 	inode_table_recount(v);
+	if (atomic_load(&m->attached)) {
+		/*
+		 * An upper bound, as writes in flight had reserved their room:
+		 * served against it at once, it never lets usage pass the
+		 * capacity; vfs_recount_start() makes it exact.
+		 */
+		quota_set_usage(v->quota, atomic_load(&m->used_bytes) + atomic_load(&m->reserved_bytes),
+				atomic_load(&m->used_inodes) + atomic_load(&m->reserved_inodes));
+		r = recount_prepare(v);
+	} else {
+		struct walk_usage u;
+
+		r = walk_usage(v->root->fd, &u);
+		if (r == 0)
+			quota_set_usage(v->quota, u.bytes, u.inodes);
+	}
+	if (r < 0)
+		goto err;
+	ret_counts->usage_bound = atomic_load(&m->attached);
+	quota_set_mirror(v->quota, m);
 	*ret_vfs = v;
 	return 0;
 err:

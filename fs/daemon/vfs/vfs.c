@@ -225,6 +225,7 @@ static int vfs_new(const struct vfs_params *p, struct vfs **ret_vfs)
 	snprintf(v->name, sizeof(v->name), "%s", p->name);
 	v->on_init = p->on_init;
 	v->on_init_arg = p->on_init_arg;
+	v->on_recounted = p->on_recounted;
 	v->entry_timeout = CACHE_TIMEOUT_S;
 	v->attr_timeout = CACHE_TIMEOUT_S;
 	r = fhmap_new(&v->file_fhs);
@@ -467,6 +468,7 @@ struct vfs *vfs_free(struct vfs *v)
 {
 	if (!v)
 		return NULL;
+	recount_stop(v);
 	/*
 	 * Still open: the session never ran. A staged file was never in use;
 	 * any other is a crashed daemon's, left for another try.
@@ -506,6 +508,8 @@ static int vfs_wipe_on_loop(void *arg)
 	struct walk_usage u;
 	int r, r2;
 
+	/* The walk below replaces the count; a recount in progress would undo it. */
+	recount_abandon(v);
 	r = walk_wipe(v->root->fd, &c->skipped);
 	r2 = walk_usage(v->root->fd, &u);
 	if (r2 == 0) {

@@ -41,6 +41,14 @@
 #include "uring.h"
 
 struct walk_usage;
+struct recount;
+
+/* What a recount found (recount.c), for struct vfs_params' on_recounted. */
+struct vfs_recount_result {
+	int error; /* 0, or -errno: the upper bound stays the count */
+	uint64_t bytes, inodes, dirs;
+	double seconds;
+};
 
 /*
  * A backing object the kernel knows, by the file handle of that object
@@ -57,6 +65,7 @@ struct inode {
 	/* This object's share of quota's used bytes (st_blocks * 512 when last seen). */
 	uint64_t charged_bytes;
 	uint64_t size; /* st_size when last seen */
+	uint64_t ino;  /* st_ino when last seen (0: not yet), for the recount (recount.c) */
 	/*
 	 * Writes in flight to this object (file.c): the quota bytes each
 	 * reserved when it started, summed, and how much of that reservation
@@ -137,6 +146,8 @@ struct vfs {
 	struct crashstate *cs;
 	bool cs_staged; /* cs is a successor's file, under a temporary name until it serves */
 	atomic_bool released;
+	struct recount *recount; /* a walk counting usage anew (recount.c); NULL: none */
+	void (*on_recounted)(void *arg, const struct vfs_recount_result *res);
 	/* The request being journalled (journal.c), its unique; 0: none. */
 	uint64_t journal_unique;
 	void (*on_init)(void *arg, int fuse_fd, const void *init, size_t init_len);
@@ -226,6 +237,12 @@ struct inode_key {
 	unsigned char data[MAX_HANDLE_SZ];
 };
 int inode_key_at(int dir_fd, const char *name, struct inode_key *ret_key);
+/* The entry of the object @key names, or NULL if the table has none. */
+struct inode *inode_of_key(struct vfs *v, const struct inode_key *key);
+/* statx() of @name below @dir_fd ("" for @dir_fd itself), not followed, with its mount id. */
+int inode_stat_at(int dir_fd, const char *name, struct stat *st, uint64_t *ret_mnt_id);
+/* Whether the object @fd is open on is this volume's: its filesystem and mount (-EXDEV if not). */
+int inode_check_confined(struct vfs *v, int fd, struct stat *st);
 /*
  * Accounts an object that lost a link (unlink, rmdir, rename over it), as
  * @before (its stat) and @key (its handle, or NULL if none could be taken)
@@ -302,8 +319,24 @@ void record_release(struct vfs *v, uint32_t *slot);
  */
 int record_state_open(struct vfs *v, int dir_fd, bool staged);
 int record_state_commit(struct vfs *v);
+/* From now on the quota's counts are kept in the state file too (crashstate_map_usage()). */
+int record_usage_attach(struct vfs *v);
 /* Closes the state file; @remove unlinks it (the volume is unmounted). */
 void record_state_close(struct vfs *v, bool remove);
+
+/*
+ * recount.c: usage counted anew by a walk while the volume is served.
+ * recount_prepare() before the volume serves, vfs_recount_start() once it
+ * does; recount_stop() before the vfs goes. On the loop thread: a change of
+ * usage of the object with inode number @ino (recount_charge(), beside the
+ * quota's), a name just made below @dir_fd (recount_name_made()), or a
+ * count replaced by other means (recount_abandon(), wipe).
+ */
+int recount_prepare(struct vfs *v);
+void recount_stop(struct vfs *v);
+void recount_abandon(struct vfs *v);
+void recount_charge(struct vfs *v, uint64_t ino, int64_t bytes, int64_t inodes);
+void recount_name_made(struct vfs *v, int dir_fd, const char *name);
 
 /* creds.c: create objects as the caller, never as root first. */
 int creds_enter(fuse_req_t req);
@@ -439,6 +472,12 @@ struct vfs_params {
 	 * process's from then on. NULL: none.
 	 */
 	void (*on_init)(void *arg, int fuse_fd, const void *init, size_t init_len);
+	/*
+	 * Called on a thread of the vfs when a recount after a crash ended
+	 * (vfs_recover()), with its figures. NULL: none. Both callbacks get
+	 * @on_init_arg.
+	 */
+	void (*on_recounted)(void *arg, const struct vfs_recount_result *res);
 	void *on_init_arg;
 	/*
 	 * The directory of the volumes' crash state files (recover.c): one per
@@ -547,9 +586,19 @@ struct vfs_recovery {
 	uint64_t nodes, opens; /* node ids and open fhs taken back */
 	uint64_t lost_opens;   /* open files whose object is gone: their fh gets EBADF */
 	uint64_t dropped;      /* records of nothing this volume holds */
+	bool usage_bound;      /* served against the dead daemon's count until a recount */
 };
 int vfs_recover(const struct vfs_params *p, int fuse_fd, const void *init, size_t init_len,
 		struct vfs_recovery *ret_counts, struct vfs **ret_vfs);
 int vfs_ask_resend(struct vfs *v);
+/*
+ * After vfs_recover() and vfs_serve(): the volume was served against an
+ * upper bound of its usage (what the dead daemon counted, writes in flight
+ * included); a walk, a directory at a time between requests, replaces it
+ * with the exact count and reports to @p->on_recounted. Without the bound
+ * (a state file of an older build) vfs_recover() walked before serving,
+ * and this does nothing. Returns 0 or -errno.
+ */
+int vfs_recount_start(struct vfs *v);
 
 #endif
