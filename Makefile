@@ -153,7 +153,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(call obj,$(BUILD),$(UNIT_LINK_SRCS))
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(UNIT_INC) $(LDFLAGS) -o $@ $< $(filter %.o,$^) $(UNIT_LIBS)
 
 # The inode table is tested on a real directory: no FUSE session or ring.
-$(BUILD)/tests/test_inode: $(call obj,$(BUILD),fs/daemon/vfs/inode.c fs/daemon/vfs/record.c)
+$(BUILD)/tests/test_inode: $(call obj,$(BUILD),fs/daemon/vfs/inode.c fs/daemon/vfs/record.c \
+	fs/daemon/vfs/recount.c)
 
 unit-binaries: $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 

@@ -6,9 +6,10 @@
  * (struct quota_mirror): the volume is served at once against that bound,
  * which never lets usage pass the capacity, and this walk replaces it with
  * the exact count when it ends. The walk lists one directory per step, on
- * the volume's loop thread (uring_session_call() from a thread of its
- * own), so requests are served between any two steps and wait at most for
- * the listing of one directory; within a step nothing changes.
+ * the volume's loop thread (recover.c drives it from a thread of its own
+ * through uring_session_call()), so requests are served between any two
+ * steps and wait at most for the listing of one directory; within a step
+ * nothing changes.
  *
  * Each object is counted once, by inode number:
  *  - a step counts the objects of the directory it lists that were not
@@ -26,21 +27,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "clock.h"
 #include "vfs.h"
 
 enum { SEEN_NONE, SEEN_COUNTED, SEEN_LISTED };
 
 struct recount {
 	struct vfs *v;
-	pthread_t thread;
-	bool started;
-	atomic_bool stop;
 	/* The loop thread's, like the inode table. */
 	uint64_t *inos; /* open addressing, by inode number; state in seen[] */
 	unsigned char *seen;
@@ -48,7 +44,6 @@ struct recount {
 	struct inode_key *todo; /* directories counted but not listed, a stack */
 	size_t ntodo, todo_cap;
 	uint64_t bytes, inodes, dirs;
-	uint64_t t0;
 	int error;
 	bool done;
 };
@@ -194,57 +189,36 @@ static int list_next(struct recount *rc)
 	return r;
 }
 
-static void recount_free(struct recount *rc)
+bool recount_step(struct vfs *v)
 {
-	free(rc->inos);
-	free(rc->seen);
-	free(rc->todo);
-	free(rc);
-}
-
-static int step_on_loop(void *arg)
-{
-	struct recount *rc = arg;
+	struct recount *rc = v->recount;
 	int r;
 
-	if (rc->done)
-		return 0;
+	if (!rc || rc->done)
+		return true;
 	r = rc->ntodo ? list_next(rc) : 0;
 	if (r < 0) {
 		rc->error = r;
 		rc->done = true;
 	} else if (rc->ntodo == 0) {
 		/* Exact now: what writes in flight reserved stays reserved. */
-		quota_set_usage(rc->v->quota, rc->bytes, rc->inodes);
+		quota_set_usage(v->quota, rc->bytes, rc->inodes);
 		rc->done = true;
 	}
-	return 0;
+	return rc->done;
 }
 
-static void *recount_thread(void *arg)
+void recount_result(struct vfs *v, struct vfs_recount_result *ret)
 {
-	struct recount *rc = arg;
-	struct vfs *v = rc->v;
-	struct vfs_recount_result res;
+	struct recount *rc = v->recount;
 
-	while (!atomic_load(&rc->stop) && !vfs_ended(v)) {
-		(void)uring_session_call(v->session, step_on_loop, rc);
-		if (rc->done)
-			break;
-	}
-	if (rc->done && v->on_recounted) {
-		res = (struct vfs_recount_result){ .error = rc->error,
-						   .bytes = rc->bytes,
-						   .inodes = rc->inodes,
-						   .dirs = rc->dirs,
-						   .seconds = (double)(clock_now_ns() - rc->t0) / 1e9 };
-		v->on_recounted(v->on_init_arg, &res);
-	}
-	return NULL;
+	*ret = (struct vfs_recount_result){ .error = rc->error,
+					    .bytes = rc->bytes,
+					    .inodes = rc->inodes,
+					    .dirs = rc->dirs };
 }
 
-/* On the loop thread, or before the volume serves. */
-static int recount_new(struct vfs *v, struct recount **ret)
+int recount_prepare(struct vfs *v)
 {
 	struct recount *rc = calloc(1, sizeof(*rc));
 	struct inode_key key;
@@ -254,8 +228,9 @@ static int recount_new(struct vfs *v, struct recount **ret)
 
 	if (!rc)
 		return -ENOMEM;
+	/* Before the volume serves: its requests' hooks count from the first on. */
+	v->recount = rc;
 	rc->v = v;
-	rc->t0 = clock_now_ns();
 	rc->cap = 1024;
 	rc->inos = malloc(rc->cap * sizeof(*rc->inos));
 	rc->seen = calloc(rc->cap, 1);
@@ -272,49 +247,22 @@ static int recount_new(struct vfs *v, struct recount **ret)
 	if (r == 0)
 		r = todo_push(rc, &key);
 	if (r < 0) {
-		recount_free(rc);
+		recount_free(v);
 		return r;
 	}
 	rc->bytes = v->root->charged_bytes;
-	*ret = rc;
 	return 0;
 }
 
-int recount_prepare(struct vfs *v)
+void recount_free(struct vfs *v)
 {
-	struct recount *rc;
-	int r = recount_new(v, &rc);
-
-	/* Before the volume serves: its requests' hooks count from the first on. */
-	if (r == 0)
-		v->recount = rc;
-	return r;
-}
-
-int vfs_recount_start(struct vfs *v)
-{
-	struct recount *rc = v->recount;
-	int r;
-
-	if (!rc || rc->started)
-		return 0;
-	r = -pthread_create(&rc->thread, NULL, recount_thread, rc);
-	if (r == 0)
-		rc->started = true;
-	return r;
-}
-
-void recount_stop(struct vfs *v)
-{
-	struct recount *rc = v->recount;
-
-	if (!rc)
+	if (!v->recount)
 		return;
-	atomic_store(&rc->stop, true);
-	if (rc->started)
-		pthread_join(rc->thread, NULL);
+	free(v->recount->inos);
+	free(v->recount->seen);
+	free(v->recount->todo);
+	free(v->recount);
 	v->recount = NULL;
-	recount_free(rc);
 }
 
 void recount_abandon(struct vfs *v)

@@ -4,9 +4,11 @@
  * files from the volume's crash state (record.c), usage from a walk.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "crashstate.h"
 #include "vfs.h"
 #include "walk.h"
@@ -126,4 +128,50 @@ err:
 	v->cs = crashstate_close(v->cs, false);
 	vfs_free(v);
 	return r;
+}
+
+static int step_on_loop(void *arg)
+{
+	struct vfs *v = arg;
+
+	return recount_step(v) ? 1 : 0;
+}
+
+static void *recount_thread(void *arg)
+{
+	struct vfs *v = arg;
+	struct vfs_recount_result res;
+	uint64_t t0 = clock_now_ns();
+	int done = 0;
+
+	while (!done && !atomic_load(&v->recount_stop) && !vfs_ended(v))
+		done = uring_session_call(v->session, step_on_loop, v);
+	if (done == 1 && v->on_recounted) {
+		recount_result(v, &res);
+		res.seconds = (double)(clock_now_ns() - t0) / 1e9;
+		v->on_recounted(v->on_init_arg, &res);
+	}
+	return NULL;
+}
+
+int vfs_recount_start(struct vfs *v)
+{
+	int r;
+
+	if (!v->recount || v->recount_started)
+		return 0;
+	r = -pthread_create(&v->recount_thread, NULL, recount_thread, v);
+	if (r == 0)
+		v->recount_started = true;
+	return r;
+}
+
+void vfs_recount_stop(struct vfs *v)
+{
+	if (v->recount_started) {
+		atomic_store(&v->recount_stop, true);
+		pthread_join(v->recount_thread, NULL);
+		v->recount_started = false;
+	}
+	recount_free(v);
 }

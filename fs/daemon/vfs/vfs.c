@@ -468,7 +468,7 @@ struct vfs *vfs_free(struct vfs *v)
 {
 	if (!v)
 		return NULL;
-	recount_stop(v);
+	vfs_recount_stop(v);
 	/*
 	 * Still open: the session never ran. A staged file was never in use;
 	 * any other is a crashed daemon's, left for another try.

@@ -147,6 +147,10 @@ struct vfs {
 	bool cs_staged; /* cs is a successor's file, under a temporary name until it serves */
 	atomic_bool released;
 	struct recount *recount; /* a walk counting usage anew (recount.c); NULL: none */
+	/* Its driver (recover.c): a thread stepping it through the loop thread. */
+	pthread_t recount_thread;
+	bool recount_started;
+	atomic_bool recount_stop;
 	void (*on_recounted)(void *arg, const struct vfs_recount_result *res);
 	/* The request being journalled (journal.c), its unique; 0: none. */
 	uint64_t journal_unique;
@@ -326,14 +330,18 @@ void record_state_close(struct vfs *v, bool remove);
 
 /*
  * recount.c: usage counted anew by a walk while the volume is served.
- * recount_prepare() before the volume serves, vfs_recount_start() once it
- * does; recount_stop() before the vfs goes. On the loop thread: a change of
+ * recount_prepare() before the volume serves (v->recount); then, on the
+ * loop thread, recount_step() lists one directory, and says whether the
+ * walk is over (the quota then has the count, or recount_result() the
+ * error); recount_free() once it is. Also on the loop thread: a change of
  * usage of the object with inode number @ino (recount_charge(), beside the
- * quota's), a name just made below @dir_fd (recount_name_made()), or a
+ * quota's), a name just made below @dir_fd (recount_name_made()), or the
  * count replaced by other means (recount_abandon(), wipe).
  */
 int recount_prepare(struct vfs *v);
-void recount_stop(struct vfs *v);
+bool recount_step(struct vfs *v);
+void recount_result(struct vfs *v, struct vfs_recount_result *ret);
+void recount_free(struct vfs *v);
 void recount_abandon(struct vfs *v);
 void recount_charge(struct vfs *v, uint64_t ino, int64_t bytes, int64_t inodes);
 void recount_name_made(struct vfs *v, int dir_fd, const char *name);
@@ -600,5 +608,7 @@ int vfs_ask_resend(struct vfs *v);
  * and this does nothing. Returns 0 or -errno.
  */
 int vfs_recount_start(struct vfs *v);
+/* Stops a recount still going (its count is not used) and frees it. Not on a loop thread. */
+void vfs_recount_stop(struct vfs *v);
 
 #endif
