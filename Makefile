@@ -156,6 +156,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(call obj,$(BUILD),$(UNIT_LINK_SRCS))
 $(BUILD)/tests/test_inode: $(call obj,$(BUILD),fs/daemon/vfs/inode.c fs/daemon/vfs/record.c \
 	fs/daemon/vfs/recount.c)
 
+# The event loops are tested with a libfuse session over a pipe: no mount.
+$(BUILD)/tests/test_uring: $(call obj,$(BUILD),fs/daemon/uring.c)
+
 unit-binaries: $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 # The unit tests run in a separate ASan+UBSan build tree.

@@ -61,6 +61,7 @@ struct uring_loop;
 
 struct uring_session {
 	struct uring_op poll_op;
+	struct uring_op disarm_op; /* the removal of poll_op */
 	struct uring_loop *loop;
 	struct fuse_session *se;
 	int fd;
@@ -70,6 +71,8 @@ struct uring_session {
 	/* The fields below belong to the loop thread. */
 	unsigned inflight;
 	bool poll_armed;
+	bool disarming; /* a removal of the poll is in flight */
+	bool poll_cancelled; /* the armed poll was asked to go: its -ECANCELED is ours */
 	bool ending;
 	bool finished;
 	bool paused; /* reads nothing; see uring_session_pause() */
@@ -202,7 +205,7 @@ static void session_maybe_finish(struct uring_session *s)
 	struct uring_loop *l = s->loop;
 	struct uring_session **pp;
 
-	if (!s->ending || s->poll_armed || s->inflight || s->finished)
+	if (!s->ending || s->poll_armed || s->disarming || s->inflight || s->finished)
 		return;
 	s->finished = true;
 	for (pp = &l->sessions; *pp; pp = &(*pp)->next) {
@@ -224,7 +227,7 @@ static void session_maybe_idle(struct uring_session *s)
 {
 	struct uring_loop *l = s->loop;
 
-	if (!s->paused || s->poll_armed || s->inflight)
+	if (!s->paused || s->poll_armed || s->disarming || s->inflight)
 		return;
 	pthread_mutex_lock(&l->lock);
 	if (!s->idle) {
@@ -234,6 +237,57 @@ static void session_maybe_idle(struct uring_session *s)
 	pthread_mutex_unlock(&l->lock);
 }
 
+/*
+ * After anything that may have quieted @s. The last touch of @s by the
+ * caller: once finished, on_end ran and may have freed it.
+ */
+static void session_settle(struct uring_session *s)
+{
+	session_maybe_idle(s);
+	session_maybe_finish(s);
+}
+
+/*
+ * Asks the kernel to remove the session's poll; its final CQE (without
+ * IORING_CQE_F_MORE) follows. The removal can fail with -EALREADY, the
+ * poll staying armed: a wake-up of the FUSE fd (a request coming in) holds
+ * the poll until its task work ran, and that can be just when the removal
+ * is submitted. So the removal reports back, and is tried again while the
+ * session still wants its poll gone (session_disarm_complete()).
+ */
+static void session_disarm(struct uring_session *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!s->poll_armed || s->disarming)
+		return;
+	sqe = loop_sqe(s->loop);
+	io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&s->poll_op);
+	io_uring_sqe_set_data(sqe, &s->disarm_op);
+	s->disarming = true;
+	s->poll_cancelled = true;
+}
+
+static void session_disarm_complete(struct uring_op *op, int res, uint32_t cqe_flags)
+{
+	struct uring_session *s =
+		(struct uring_session *)((char *)op - offsetof(struct uring_session, disarm_op));
+
+	(void)cqe_flags;
+	s->disarming = false;
+	/* 0: the poll's final CQE follows; -ENOENT: it ended on its own, and did or will say so. */
+	if (res == -EALREADY && s->poll_armed) {
+		if (s->paused || s->ending)
+			session_disarm(s);
+		else
+			s->poll_cancelled = false; /* resumed meanwhile: the poll serves on */
+	} else if (res < 0 && res != -EALREADY && res != -ENOENT) {
+		log_error_errno(res, "removing the poll of a FUSE device failed");
+	}
+	session_settle(s);
+}
+
+/* Ends @s once nothing of it is in flight: the caller settles it afterwards. */
 static void session_end(struct uring_session *s)
 {
 	if (s->ending)
@@ -246,14 +300,7 @@ static void session_end(struct uring_session *s)
 		s->on_ending(s->arg);
 		s->loop->current = saved;
 	}
-	if (s->poll_armed) {
-		struct io_uring_sqe *sqe = loop_sqe(s->loop);
-
-		/* The poll's final CQE (without IORING_CQE_F_MORE) follows. */
-		io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&s->poll_op);
-		io_uring_sqe_set_data(sqe, NULL);
-	}
-	session_maybe_finish(s);
+	session_disarm(s);
 }
 
 static void session_arm(struct uring_session *s)
@@ -315,22 +362,23 @@ static void session_drain(struct uring_session *s)
 static void session_poll_complete(struct uring_op *op, int res, uint32_t cqe_flags)
 {
 	struct uring_session *s = (struct uring_session *)op;
+	/* -ECANCELED after session_disarm() is our own removal, not the device failing. */
+	bool removed = res == -ECANCELED && s->poll_cancelled;
 
-	if (!(cqe_flags & IORING_CQE_F_MORE))
+	if (!(cqe_flags & IORING_CQE_F_MORE)) {
 		s->poll_armed = false;
-	if (res < 0 && res != -ECANCELED && !s->ending)
+		s->poll_cancelled = false;
+	}
+	if (res < 0 && !removed && !s->ending)
 		log_error_errno(res, "polling a FUSE device failed");
 	/* A paused session's last poll may still report requests: they wait. */
 	if (res >= 0 && (res & POLLIN) && !s->paused)
 		session_drain(s);
-	/* -ECANCELED after a pause is our own poll removal, not the device failing. */
-	if ((res < 0 && !(res == -ECANCELED && s->paused)) ||
-	    (res > 0 && (res & (POLLERR | POLLHUP | POLLNVAL))))
+	if ((res < 0 && !removed) || (res > 0 && (res & (POLLERR | POLLHUP | POLLNVAL))))
 		session_end(s);
 	if (!s->ending && !s->poll_armed && !s->paused)
 		session_arm(s);
-	session_maybe_finish(s);
-	session_maybe_idle(s);
+	session_settle(s);
 }
 
 static void loop_run_cmd(struct uring_loop *l, struct loop_cmd *c)
@@ -343,6 +391,7 @@ static void loop_run_cmd(struct uring_loop *l, struct loop_cmd *c)
 		break;
 	case CMD_KILL:
 		session_end(c->session);
+		session_settle(c->session);
 		break;
 	case CMD_CALL:
 		l->current = c->session;
@@ -354,12 +403,7 @@ static void loop_run_cmd(struct uring_loop *l, struct loop_cmd *c)
 		break;
 	case CMD_PAUSE:
 		c->session->paused = true;
-		if (c->session->poll_armed) {
-			struct io_uring_sqe *sqe = loop_sqe(l);
-
-			io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&c->session->poll_op);
-			io_uring_sqe_set_data(sqe, NULL);
-		}
+		session_disarm(c->session);
 		session_maybe_idle(c->session);
 		break;
 	case CMD_RESUME:
@@ -442,8 +486,7 @@ static void *loop_main(void *arg)
 			l->current = NULL;
 			if (s) {
 				s->inflight--;
-				session_maybe_finish(s);
-				session_maybe_idle(s);
+				session_settle(s);
 			}
 		}
 		io_uring_cq_advance(&l->ring, seen);
@@ -602,6 +645,7 @@ int uring_session_attach(struct uring_pool *p, struct fuse_session *se,
 	if (!s)
 		return -ENOMEM;
 	s->poll_op.complete = session_poll_complete;
+	s->disarm_op.complete = session_disarm_complete;
 	s->loop = best;
 	s->se = se;
 	s->fd = fd;
