@@ -48,6 +48,11 @@ struct jentry {
 struct crashstate {
 	int dir_fd, fd;
 	void *usage_page; /* the first page, mapped (crashstate_map_usage()); NULL until then */
+	/* crashstate_batch_begin(): new slots gathered here, from slot batch_first on */
+	struct slot *batch;
+	size_t nbatch, batch_cap;
+	uint32_t batch_first;
+	bool batching;
 	char *name;
 	uint32_t nslots;    /* slots the file has room for so far */
 	uint32_t *free;	    /* free slots below nslots, a stack */
@@ -172,6 +177,7 @@ struct crashstate *crashstate_close(struct crashstate *cs, bool remove)
 		(void)unlinkat(cs->dir_fd, cs->name, 0);
 	free(cs->name);
 	free(cs->free);
+	free(cs->batch);
 	free(cs);
 	return NULL;
 }
@@ -288,6 +294,22 @@ static int slot_write(struct crashstate *cs, struct slot *s, uint32_t *ret_slot)
 	int r;
 
 	s->sum = slot_sum(s);
+	if (cs->batching) {
+		if (cs->nslots == UINT32_MAX)
+			return -ENOSPC;
+		if (cs->nbatch == cs->batch_cap) {
+			size_t cap = cs->batch_cap ? cs->batch_cap * 2 : 256;
+			struct slot *b = realloc(cs->batch, cap * sizeof(*b));
+
+			if (!b)
+				return -ENOMEM;
+			cs->batch = b;
+			cs->batch_cap = cap;
+		}
+		cs->batch[cs->nbatch++] = *s;
+		*ret_slot = cs->nslots++;
+		return 0;
+	}
 	if (cs->nfree) {
 		i = cs->free[--cs->nfree];
 	} else {
@@ -327,6 +349,29 @@ int crashstate_put_open(struct crashstate *cs, enum crashstate_kind kind,
 	if (kind != CRASHSTATE_FILE && kind != CRASHSTATE_DIR)
 		return -EINVAL;
 	return slot_write(cs, &s, ret_slot);
+}
+
+void crashstate_batch_begin(struct crashstate *cs)
+{
+	cs->batching = true;
+	cs->nbatch = 0;
+	cs->batch_first = cs->nslots;
+}
+
+int crashstate_batch_end(struct crashstate *cs)
+{
+	int r = 0;
+
+	cs->batching = false;
+	if (cs->nbatch)
+		r = pwrite_all(cs->fd, cs->batch, cs->nbatch * sizeof(*cs->batch),
+			       SLOTS_OFF + (off_t)cs->batch_first * (off_t)sizeof(*cs->batch));
+	if (r < 0)
+		cs->nslots = cs->batch_first; /* none of them is on file */
+	free(cs->batch);
+	cs->batch = NULL;
+	cs->nbatch = cs->batch_cap = 0;
+	return r;
 }
 
 int crashstate_release(struct crashstate *cs, uint32_t slot)

@@ -118,6 +118,14 @@ int crashstate_load(struct crashstate *cs,
 int crashstate_put_node(struct crashstate *cs, const struct crashstate_node *n, uint32_t *ret_slot);
 int crashstate_put_open(struct crashstate *cs, enum crashstate_kind kind,
 			const struct crashstate_open *o, uint32_t *ret_slot);
+/*
+ * Many records at once (a whole table): between begin and end, puts only
+ * gather them in memory (each still gets its slot), and end writes them
+ * all with one pwrite(). On failure none of them is on file. No release
+ * in between. Returns 0 or -errno.
+ */
+void crashstate_batch_begin(struct crashstate *cs);
+int crashstate_batch_end(struct crashstate *cs);
 /* Frees @slot: its node was forgotten, or its file released. Returns 0 or -errno. */
 int crashstate_release(struct crashstate *cs, uint32_t slot);
 

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crashstate.h"
 #include "handoff.h"
 
 #define STATE_MAGIC "CARVEVS1"
@@ -254,8 +255,14 @@ static int record_dir(void *arg, uint64_t fh, struct inode *in, int fd)
  */
 static int stage_crash_state(struct vfs *v, int dir_fd)
 {
+	int r2;
+
 	int r = record_state_open(v, dir_fd, true);
 
+	if (r < 0 || !v->cs)
+		return r;
+	/* One write for the whole table: the volume is paused meanwhile. */
+	crashstate_batch_begin(v->cs);
 	for (size_t i = 0; i < v->nbuckets && r == 0; i++)
 		for (struct inode *in = v->buckets[i]; in && r == 0; in = in->id_next)
 			if (in != v->root)
@@ -264,7 +271,8 @@ static int stage_crash_state(struct vfs *v, int dir_fd)
 		r = record_open_put(v, false, h->fh, h->inode, file_record_flags(h), &h->cs_slot);
 	if (r == 0)
 		r = dir_for_each(v, record_dir, v);
-	return r;
+	r2 = crashstate_batch_end(v->cs);
+	return r < 0 ? r : r2;
 }
 
 /* Takes fd number @i of @st; -1 (and -EPROTO in *r) past the end. */
