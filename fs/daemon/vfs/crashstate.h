@@ -140,8 +140,8 @@ int crashstate_op_find(struct crashstate *cs, uint64_t unique, struct crashstate
 
 /*
  * What to do with a resent request (FUSE_UNIQUE_RESEND) that creates,
- * links, unlinks, renames or sets attributes, so that it is answered as its
- * first execution was:
+ * links, unlinks or renames (journal.c journals those), so that it is
+ * answered as its first execution was:
  *
  *  - not in the journal: the dead daemon never began it (the entry is
  *    written before anything is done): execute it;
@@ -155,8 +155,8 @@ int crashstate_op_find(struct crashstate *cs, uint64_t unique, struct crashstate
  *    removes that existed and is gone now was removed by it (done); a
  *    rename whose source is gone, or for RENAME_EXCHANGE whose target now
  *    holds the source's inode, was done; anything else did not happen yet
- *    (execute). SETATTR sets absolute values: executing it again is its
- *    first execution's result.
+ *    (execute). SETATTR is not journalled: it sets absolute values, so
+ *    executing it again is its first execution's result.
  */
 enum crashstate_resend {
 	CRASHSTATE_EXECUTE,

@@ -13,7 +13,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -39,6 +41,35 @@ struct journal_names {
 	const char *src_name;
 	unsigned flags; /* rename's */
 };
+
+/*
+ * CARVEFS_TEST_CRASH=begun:NAME or ended:NAME: the daemon kills itself
+ * (SIGKILL) once a journalled request on the name NAME has run, just before
+ * its answer goes out, with its journal entry begun or ended: the moments a
+ * crash can leave a request the kernel then delivers again, for the tests.
+ */
+#define TEST_CRASH_ENV "CARVEFS_TEST_CRASH"
+
+enum test_crash { TEST_CRASH_NONE, TEST_CRASH_BEGUN, TEST_CRASH_ENDED };
+
+static enum test_crash test_crash_at(const struct journal_names *n)
+{
+	const char *at = getenv(TEST_CRASH_ENV), *name;
+	enum test_crash when;
+
+	if (!at)
+		return TEST_CRASH_NONE;
+	if (strncmp(at, "begun:", 6) == 0)
+		when = TEST_CRASH_BEGUN;
+	else if (strncmp(at, "ended:", 6) == 0)
+		when = TEST_CRASH_ENDED;
+	else
+		return TEST_CRASH_NONE;
+	name = at + 6;
+	return strcmp(name, n->name) == 0 || (n->src_name && strcmp(name, n->src_name) == 0) ?
+		       when :
+		       TEST_CRASH_NONE;
+}
 
 /* Whether @name below node @parent exists now, and its inode number. */
 static int name_now(struct vfs *v, fuse_ino_t parent, const char *name, bool *ret_exists,
@@ -72,6 +103,7 @@ static enum journal_step journal_begin(fuse_req_t req, struct vfs *v,
 	int error = 0, r;
 
 	v->journal_unique = 0;
+	v->journal_crash = TEST_CRASH_NONE;
 	if (!v->cs || first == 0)
 		return JOURNAL_EXECUTE;
 	/*
@@ -106,6 +138,7 @@ static enum journal_step journal_begin(fuse_req_t req, struct vfs *v,
 		return JOURNAL_ANSWERED;
 	}
 	v->journal_unique = unique;
+	v->journal_crash = test_crash_at(n);
 	return JOURNAL_EXECUTE;
 }
 
@@ -116,8 +149,12 @@ void journal_answered(struct vfs *v, const struct fuse_out_header *oh, const str
 	/* Every journalled request that makes a name answers with its entry first. */
 	if (oh->error == 0 && arg && arg->iov_len >= sizeof(struct fuse_entry_out))
 		nodeid = ((const struct fuse_entry_out *)arg->iov_base)->nodeid;
+	if (v->journal_crash == TEST_CRASH_BEGUN)
+		raise(SIGKILL);
 	if (v->cs)
 		(void)crashstate_op_end(v->cs, oh->unique & ~UNIQUE_RESEND, -oh->error, nodeid);
+	if (v->journal_crash == TEST_CRASH_ENDED)
+		raise(SIGKILL);
 	v->journal_unique = 0;
 }
 

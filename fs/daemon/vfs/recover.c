@@ -4,6 +4,7 @@
  * files from the volume's crash state (record.c), usage from a walk.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
@@ -89,6 +90,11 @@ int vfs_recover(const struct vfs_params *p, int fuse_fd, const void *init, size_
 	r = vfs_adopt_session(&q, fuse_fd, init, init_len, &v);
 	if (r < 0)
 		return r;
+	/* Without its file the kernel's node ids mean nothing here: let the connection go. */
+	if (faccessat(p->state_dir_fd, p->name, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		goto err;
+	}
 	r = crashstate_open(p->state_dir_fd, p->name, false, &v->cs);
 	if (r < 0)
 		goto err;

@@ -154,6 +154,7 @@ struct vfs {
 	void (*on_recounted)(void *arg, const struct vfs_recount_result *res);
 	/* The request being journalled (journal.c), its unique; 0: none. */
 	uint64_t journal_unique;
+	int journal_crash; /* journal.c's test hook for that request */
 	void (*on_init)(void *arg, int fuse_fd, const void *init, size_t init_len);
 	void *on_init_arg;
 	struct file_throttle *throttle; /* file.c: IO limits and their queues */
