@@ -63,6 +63,10 @@ int record_state_open(struct vfs *v, int dir_fd, bool staged)
 
 	if (dir_fd < 0)
 		return 0;
+	snprintf(name, sizeof(name), "%s%s", v->name, STAGED_SUFFIX);
+	/* A volume mounted anew: a successor that died before it served left this. */
+	if (!staged)
+		(void)unlinkat(dir_fd, name, 0);
 	snprintf(name, sizeof(name), "%s%s", v->name, staged ? STAGED_SUFFIX : "");
 	r = crashstate_open(dir_fd, name, true, &v->cs);
 	if (r < 0)
