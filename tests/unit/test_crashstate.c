@@ -3,11 +3,15 @@
  * (nodes before the opens that name them), freed slots are reused and do
  * not come back, a torn record reads as free, and the journal finds a
  * request by unique, begun or ended, until a later one takes its place.
+ * The usage page mapped shared is in the file at once, a file staged under
+ * a temporary name replaces the one in use, and a record dropped while the
+ * file is loaded is gone and its slot reused.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -206,6 +210,210 @@ static void test_journal(void **state)
 	rmdir(dir);
 }
 
+/* What a volume's quota stores through the mapping is in the file for the next daemon. */
+static void test_usage_mapping(void **state)
+{
+	char dir[64];
+	int dfd = tmpdir_fd(dir);
+	struct crashstate *cs;
+	struct quota_mirror *m, *again;
+	struct seen seen = { 0 };
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(crashstate_open(dfd, "vol", true, &cs), 0);
+	/* The whole mapped page is in the file: a store past its end would be a SIGBUS. */
+	assert_int_equal(fstatat(dfd, "vol", &st, 0), 0);
+	assert_true(st.st_size >= 4096);
+	assert_int_equal(crashstate_map_usage(cs, &m), 0);
+	assert_int_equal(atomic_load(&m->attached), 0);
+	assert_int_equal(atomic_load(&m->used_bytes), 0);
+	assert_int_equal(atomic_load(&m->used_inodes), 0);
+	assert_int_equal(atomic_load(&m->reserved_bytes), 0);
+	assert_int_equal(atomic_load(&m->reserved_inodes), 0);
+	/* Mapped once: a second call gives the same place. */
+	assert_int_equal(crashstate_map_usage(cs, &again), 0);
+	assert_ptr_equal(again, m);
+	atomic_store(&m->used_bytes, 123456789);
+	atomic_store(&m->used_inodes, 321);
+	atomic_store(&m->reserved_bytes, 8192);
+	atomic_store(&m->reserved_inodes, 2);
+	atomic_store(&m->attached, 1);
+	/* Records written beside it leave it alone, and it leaves them. */
+	{
+		struct crashstate_node n = node(9);
+		uint32_t slot;
+
+		assert_int_equal(crashstate_load(cs, on_node, on_open, &seen), 0);
+		assert_int_equal(crashstate_put_node(cs, &n, &slot), 0);
+	}
+	/* No close, no msync: as after a SIGKILL, the next open sees the stores. */
+	{
+		struct crashstate *cs2;
+
+		assert_int_equal(crashstate_open(dfd, "vol", false, &cs2), 0);
+		assert_int_equal(crashstate_map_usage(cs2, &again), 0);
+		assert_int_equal(atomic_load(&again->used_bytes), 123456789);
+		assert_int_equal(atomic_load(&again->used_inodes), 321);
+		assert_int_equal(atomic_load(&again->reserved_bytes), 8192);
+		assert_int_equal(atomic_load(&again->reserved_inodes), 2);
+		assert_int_equal(atomic_load(&again->attached), 1);
+		memset(&seen, 0, sizeof(seen));
+		assert_int_equal(crashstate_load(cs2, on_node, on_open, &seen), 0);
+		assert_int_equal(seen.nnodes, 1);
+		assert_int_equal(seen.nodes[0].nodeid, 9);
+		cs2 = crashstate_close(cs2, false);
+	}
+	cs = crashstate_close(cs, false);
+	assert_int_equal(crashstate_open(dfd, "vol", false, &cs), 0);
+	assert_int_equal(crashstate_map_usage(cs, &m), 0);
+	assert_int_equal(atomic_load(&m->used_bytes), 123456789);
+	cs = crashstate_close(cs, false);
+	/* A volume mounted anew: nothing counted, nothing attached. */
+	assert_int_equal(crashstate_open(dfd, "vol", true, &cs), 0);
+	assert_int_equal(crashstate_map_usage(cs, &m), 0);
+	assert_int_equal(atomic_load(&m->attached), 0);
+	assert_int_equal(atomic_load(&m->used_bytes), 0);
+	assert_int_equal(atomic_load(&m->reserved_inodes), 0);
+	cs = crashstate_close(cs, true);
+	close(dfd);
+	rmdir(dir);
+}
+
+/* A file written under a temporary name takes the place of the one in use. */
+static void test_rename(void **state)
+{
+	char dir[64];
+	int dfd = tmpdir_fd(dir), fd;
+	struct crashstate *old, *staged;
+	struct crashstate_node n2 = node(2), n3 = node(3);
+	struct crashstate_open o = { .fh = 11, .nodeid = 3, .flags = O_RDONLY };
+	struct quota_mirror *m;
+	struct seen seen = { 0 };
+	uint32_t slot;
+
+	(void)state;
+	assert_int_equal(crashstate_open(dfd, "vol", true, &old), 0);
+	assert_int_equal(crashstate_load(old, on_node, on_open, &seen), 0);
+	assert_int_equal(crashstate_put_node(old, &n2, &slot), 0);
+	assert_int_equal(crashstate_open(dfd, "vol.new", true, &staged), 0);
+	assert_int_equal(crashstate_load(staged, on_node, on_open, &seen), 0);
+	assert_int_equal(crashstate_put_node(staged, &n3, &slot), 0);
+	assert_int_equal(crashstate_map_usage(staged, &m), 0);
+	atomic_store(&m->used_bytes, 4096);
+	atomic_store(&m->attached, 1);
+	assert_int_equal(crashstate_rename(staged, "vol"), 0);
+	assert_int_equal(faccessat(dfd, "vol.new", F_OK, 0), -1);
+	/* Written after the rename: still the same file, now under the new name. */
+	assert_int_equal(crashstate_put_open(staged, CRASHSTATE_FILE, &o, &slot), 0);
+	atomic_store(&m->used_inodes, 1);
+	/* The replaced file goes away with the last reference to it, name and all. */
+	old = crashstate_close(old, false);
+	assert_int_equal(faccessat(dfd, "vol", F_OK, 0), 0);
+
+	assert_int_equal(crashstate_open(dfd, "vol", false, &old), 0);
+	assert_int_equal(crashstate_load(old, on_node, on_open, &seen), 0);
+	assert_int_equal(seen.nnodes, 1);
+	assert_memory_equal(&seen.nodes[0], &n3, sizeof(n3));
+	assert_int_equal(seen.nopens, 1);
+	assert_int_equal(seen.opens[0].fh, 11);
+	assert_int_equal(crashstate_map_usage(old, &m), 0);
+	assert_int_equal(atomic_load(&m->used_bytes), 4096);
+	assert_int_equal(atomic_load(&m->used_inodes), 1);
+	assert_int_equal(atomic_load(&m->attached), 1);
+	old = crashstate_close(old, false);
+	/* A rename that cannot be done keeps the name the file had. */
+	assert_int_equal(mkdirat(dfd, "busy", 0700), 0);
+	fd = openat(dfd, "busy/x", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_true(crashstate_rename(staged, "busy") < 0);
+	/* Removal on close takes the name it has now. */
+	staged = crashstate_close(staged, true);
+	assert_int_equal(faccessat(dfd, "vol", F_OK, 0), -1);
+	assert_int_equal(unlinkat(dfd, "busy/x", 0), 0);
+	assert_int_equal(unlinkat(dfd, "busy", AT_REMOVEDIR), 0);
+	close(dfd);
+	rmdir(dir);
+}
+
+struct drop {
+	struct crashstate *cs;
+	uint64_t nodeid; /* the node whose record the load drops, as recover.c does */
+	int released;
+	size_t nnodes;
+};
+
+static int drop_node(void *arg, const struct crashstate_node *n, uint32_t slot)
+{
+	struct drop *d = arg;
+
+	d->nnodes++;
+	if (n->nodeid == d->nodeid)
+		d->released = crashstate_release(d->cs, slot);
+	return 0;
+}
+
+static int drop_open(void *arg, enum crashstate_kind kind, const struct crashstate_open *o,
+		     uint32_t slot)
+{
+	struct drop *d = arg;
+
+	(void)kind;
+	(void)o;
+	d->released = crashstate_release(d->cs, slot);
+	return 0;
+}
+
+/*
+ * A record the loader finds of no use is released from within the load
+ * (recover.c): it goes, and its slot serves the next record.
+ */
+static void test_release_while_loading(void **state)
+{
+	char dir[64];
+	int dfd = tmpdir_fd(dir);
+	struct crashstate *cs;
+	struct crashstate_node n2 = node(2), n3 = node(3), n4 = node(4);
+	struct crashstate_open o = { .fh = 5, .nodeid = 4, .flags = O_RDONLY };
+	struct seen seen = { 0 };
+	struct drop d = { .nodeid = 3, .released = 1 };
+	uint32_t s2, s3, s4, so, again;
+
+	(void)state;
+	assert_int_equal(crashstate_open(dfd, "vol", true, &cs), 0);
+	assert_int_equal(crashstate_load(cs, on_node, on_open, &seen), 0);
+	assert_int_equal(crashstate_put_node(cs, &n2, &s2), 0);
+	assert_int_equal(crashstate_put_node(cs, &n3, &s3), 0);
+	assert_int_equal(crashstate_put_node(cs, &n4, &s4), 0);
+	assert_int_equal(crashstate_put_open(cs, CRASHSTATE_FILE, &o, &so), 0);
+	cs = crashstate_close(cs, false);
+
+	assert_int_equal(crashstate_open(dfd, "vol", false, &cs), 0);
+	d.cs = cs;
+	assert_int_equal(crashstate_load(cs, drop_node, drop_open, &d), 0);
+	assert_int_equal(d.nnodes, 3);
+	assert_int_equal(d.released, 0);
+	/* Both dropped slots are free again: the next records take them, no new one. */
+	assert_int_equal(crashstate_put_node(cs, &n3, &again), 0);
+	assert_true(again == s3 || again == so);
+	assert_int_equal(crashstate_put_node(cs, &n3, &again), 0);
+	assert_true(again == s3 || again == so);
+	cs = crashstate_close(cs, false);
+
+	/* And what was dropped does not come back after the next crash. */
+	assert_int_equal(crashstate_open(dfd, "vol", false, &cs), 0);
+	memset(&d, 0, sizeof(d));
+	d.cs = cs;
+	d.released = 1;
+	assert_int_equal(crashstate_load(cs, drop_node, drop_open, &d), 0);
+	assert_int_equal(d.nnodes, 4); /* n2, n4 and the two n3 written since */
+	assert_int_equal(d.released, 1); /* no open left to drop */
+	cs = crashstate_close(cs, true);
+	close(dfd);
+	rmdir(dir);
+}
+
 static enum crashstate_resend rule(uint32_t opcode, uint32_t state, int error, bool existed,
 				   bool name_exists, bool source_exists)
 {
@@ -277,6 +485,9 @@ int main(void)
 		cmocka_unit_test(test_torn_records_read_as_free),
 		cmocka_unit_test(test_journal),
 		cmocka_unit_test(test_resend_rule),
+		cmocka_unit_test(test_usage_mapping),
+		cmocka_unit_test(test_rename),
+		cmocka_unit_test(test_release_while_loading),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -249,6 +249,8 @@ int crashstate_load(struct crashstate *cs,
 			 (uint32_t)((st.st_size - SLOTS_OFF + sizeof(struct slot) - 1) /
 				    sizeof(struct slot)) :
 			 0;
+	/* Before the callbacks: a record they find of no use is released at once. */
+	cs->nslots = nslots;
 	/* Two passes: every node before any open that names it. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (uint32_t i = 0; i < nslots; i++) {
@@ -284,7 +286,6 @@ int crashstate_load(struct crashstate *cs,
 				return r;
 		}
 	}
-	cs->nslots = nslots;
 	return 0;
 }
 
