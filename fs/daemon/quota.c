@@ -88,7 +88,6 @@ void quota_get(struct quota *q, struct quota_usage *ret_usage)
 	pthread_mutex_unlock(&q->lock);
 }
 
-/* Called with q->lock held. */
 void quota_set_mirror(struct quota *q, struct quota_mirror *m)
 {
 	pthread_mutex_lock(&q->lock);

@@ -1,6 +1,8 @@
 /*
  * Tests for quota.c: reservations, short grants, the exact limit, charges,
- * inode accounting, and concurrent reservers never overshooting.
+ * inode accounting, concurrent reservers never overshooting, and the mirror
+ * of the counts (quota_set_mirror()) current after every change and, as
+ * used plus reserved, never below what the disk holds.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -366,6 +368,147 @@ static void test_concurrent_never_overshoot(void **state)
 	quota_free(race.q);
 }
 
+/* The mirror holds what quota_get() says, after every call that changes it. */
+static void expect_mirrored(struct quota *q, const struct quota_mirror *m)
+{
+	struct quota_usage u;
+
+	quota_get(q, &u);
+	assert_int_equal(atomic_load(&m->used_bytes), u.used_bytes);
+	assert_int_equal(atomic_load(&m->used_inodes), u.used_inodes);
+	assert_int_equal(atomic_load(&m->reserved_bytes), u.reserved_bytes);
+	assert_int_equal(atomic_load(&m->reserved_inodes), u.reserved_inodes);
+	assert_int_equal(atomic_load(&m->attached), 1);
+}
+
+/* What a crash at this moment would leave as the bound: used plus reserved. */
+static uint64_t bound_bytes(const struct quota_mirror *m)
+{
+	return atomic_load(&m->used_bytes) + atomic_load(&m->reserved_bytes);
+}
+
+static uint64_t bound_inodes(const struct quota_mirror *m)
+{
+	return atomic_load(&m->used_inodes) + atomic_load(&m->reserved_inodes);
+}
+
+static void test_mirror_follows_every_change(void **state)
+{
+	struct quota *q = new_quota(1 << 20, 10);
+	struct quota_mirror m = { 0 };
+	uint64_t granted, used_bytes, used_inodes;
+
+	(void)state;
+	quota_set_usage(q, 5000, 3);
+	assert_int_equal(atomic_load(&m.attached), 0);
+	/* Attached: the counts of now, before any further change. */
+	quota_set_mirror(q, &m);
+	expect_mirrored(q, &m);
+	assert_int_equal(atomic_load(&m.used_bytes), 5000);
+	assert_int_equal(quota_reserve_bytes(q, 4096, 0, 0, &granted), 0);
+	expect_mirrored(q, &m);
+	assert_int_equal(atomic_load(&m.reserved_bytes), 4096);
+	quota_charge_bytes(q, 4096);
+	expect_mirrored(q, &m);
+	quota_release_bytes(q, 4096);
+	expect_mirrored(q, &m);
+	assert_int_equal(quota_reserve_inode(q), 0);
+	expect_mirrored(q, &m);
+	assert_int_equal(atomic_load(&m.reserved_inodes), 1);
+	quota_charge_inodes(q, 1);
+	expect_mirrored(q, &m);
+	quota_release_inode(q);
+	expect_mirrored(q, &m);
+	quota_charge_bytes(q, -9096);
+	expect_mirrored(q, &m);
+	assert_int_equal(atomic_load(&m.used_bytes), 0);
+	quota_charge_inodes(q, -2);
+	expect_mirrored(q, &m);
+	quota_set_limits(q, 1 << 21, 0);
+	expect_mirrored(q, &m);
+	quota_set_usage(q, 777, 7);
+	expect_mirrored(q, &m);
+	/* A refused reservation changes nothing, and the mirror says so. */
+	assert_int_equal(quota_reserve_bytes(q, 1ull << 40, 0, 0, &granted), -ENOSPC);
+	expect_mirrored(q, &m);
+
+	/* Detached: the page keeps the last counts, whatever the quota does next. */
+	quota_set_mirror(q, NULL);
+	used_bytes = atomic_load(&m.used_bytes);
+	used_inodes = atomic_load(&m.used_inodes);
+	assert_int_equal(quota_reserve_bytes(q, 100, 0, 0, &granted), 0);
+	quota_charge_bytes(q, 100);
+	quota_charge_inodes(q, 1);
+	quota_set_usage(q, 1, 1);
+	assert_int_equal(quota_reserve_inode(q), 0);
+	assert_int_equal(atomic_load(&m.used_bytes), used_bytes);
+	assert_int_equal(atomic_load(&m.used_inodes), used_inodes);
+	assert_int_equal(atomic_load(&m.reserved_bytes), 0);
+	assert_int_equal(atomic_load(&m.reserved_inodes), 0);
+	quota_free(q);
+}
+
+/*
+ * The write and create paths as file.c and meta.c take them, with what the
+ * disk holds alongside: at every step, used plus reserved in the mirror (a
+ * crash's bound) is at least what is on disk.
+ */
+static void test_mirror_is_an_upper_bound(void **state)
+{
+	struct quota *q = new_quota(1 << 20, 0);
+	struct quota_mirror m = { 0 };
+	uint64_t disk = 8192, inodes = 2, g1, g2;
+
+	(void)state;
+	quota_set_usage(q, disk, inodes);
+	quota_set_mirror(q, &m);
+#define BOUND_HOLDS()                                  \
+	do {                                           \
+		assert_true(bound_bytes(&m) >= disk);    \
+		assert_true(bound_inodes(&m) >= inodes); \
+	} while (0)
+	BOUND_HOLDS();
+	/* Two writes in flight to one file: each reserved before its IO. */
+	assert_int_equal(quota_reserve_bytes(q, 65536, 0, 0, &g1), 0);
+	BOUND_HOLDS();
+	assert_int_equal(quota_reserve_bytes(q, 16384, 0, 0, &g2), 0);
+	BOUND_HOLDS();
+	disk += 65536; /* both IOs reach the disk */
+	BOUND_HOLDS();
+	disk += 12288;
+	BOUND_HOLDS();
+	/* The first completes: its settle charges what both allocated... */
+	quota_charge_bytes(q, 65536 + 12288);
+	BOUND_HOLDS();
+	/* ...and gives back both reservations, the second's being spent. */
+	quota_release_bytes(q, g1);
+	BOUND_HOLDS();
+	quota_release_bytes(q, g2);
+	BOUND_HOLDS();
+	assert_int_equal(bound_bytes(&m), disk);
+	/* A create: the inode reserved, made, charged, then the reservation given back. */
+	assert_int_equal(quota_reserve_inode(q), 0);
+	BOUND_HOLDS();
+	inodes++;
+	BOUND_HOLDS();
+	quota_charge_inodes(q, 1);
+	BOUND_HOLDS();
+	quota_release_inode(q);
+	BOUND_HOLDS();
+	/* Space given back: the disk shrinks first, the charge follows. */
+	disk -= 65536;
+	BOUND_HOLDS();
+	quota_charge_bytes(q, -65536);
+	BOUND_HOLDS();
+	inodes--;
+	quota_charge_inodes(q, -1);
+	BOUND_HOLDS();
+	assert_int_equal(bound_bytes(&m), disk);
+	assert_int_equal(bound_inodes(&m), inodes);
+#undef BOUND_HOLDS
+	quota_free(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -379,6 +522,8 @@ int main(void)
 		cmocka_unit_test(test_inode_limit_exact),
 		cmocka_unit_test(test_inodes_unlimited),
 		cmocka_unit_test(test_concurrent_never_overshoot),
+		cmocka_unit_test(test_mirror_follows_every_change),
+		cmocka_unit_test(test_mirror_is_an_upper_bound),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
