@@ -3,7 +3,9 @@
  * reused, hard links share an entry, unknown node ids give NULL, the fd
  * cache stays within its bound and reopens evicted fds from their handles,
  * and a table exported and imported into a fresh one of the same volume
- * keeps every node id and generation (and refuses malformed blobs).
+ * keeps every node id and generation (and refuses malformed blobs). Nodes
+ * restored from a crash state file keep their ids until the kernel's last
+ * FORGET, also across a hand-over.
  * open_by_handle_at() needs CAP_DAC_READ_SEARCH, as the daemon has it.
  */
 #include <dirent.h>
@@ -21,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "vfs/crashstate.h"
 #include "vfs/vfs.h"
 
 #define NFILES 100
@@ -305,6 +308,214 @@ static void test_import_refuses_bad_blobs(void **state)
 	free(blob);
 }
 
+/* The blob's entry of node @id: its bits byte (ITAB_*), past 32 bytes of header. */
+static unsigned char *itab_bits(unsigned char *blob, size_t len, fuse_ino_t id)
+{
+	size_t pos = 32;
+
+	while (pos + 52 <= len) {
+		uint64_t nodeid;
+		uint16_t hbytes;
+
+		memcpy(&nodeid, blob + pos, sizeof(nodeid));
+		memcpy(&hbytes, blob + pos + 48, sizeof(hbytes));
+		if (nodeid == id)
+			return blob + pos + 50;
+		pos += 52 + hbytes;
+	}
+	fail_msg("node %llu not in the blob", (unsigned long long)id);
+	return NULL;
+}
+
+/* A crash state file in a directory of its own, as record.c keeps one. */
+struct state_dir {
+	char path[64];
+	int fd;
+};
+
+static void state_dir_new(struct state_dir *sd)
+{
+	strcpy(sd->path, "/tmp/carvefs-inode-state-XXXXXX");
+	assert_non_null(mkdtemp(sd->path));
+	sd->fd = open(sd->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(sd->fd >= 0);
+}
+
+static void state_dir_free(struct state_dir *sd)
+{
+	close(sd->fd);
+	rm_rf(sd->path);
+}
+
+static int restore_node(void *arg, const struct crashstate_node *n, uint32_t slot)
+{
+	struct inode_record rec = { .nodeid = n->nodeid,
+				    .generation = n->generation,
+				    .type = n->type,
+				    .handle_type = n->handle_type,
+				    .handle_bytes = n->handle_bytes,
+				    .handle = n->handle,
+				    .slot = slot };
+
+	return inode_restore(arg, &rec);
+}
+
+static int restore_open(void *arg, enum crashstate_kind kind, const struct crashstate_open *o,
+			uint32_t slot)
+{
+	(void)arg;
+	(void)kind;
+	(void)o;
+	(void)slot;
+	fail_msg("no open was recorded");
+	return -EINVAL;
+}
+
+static int count_node(void *arg, const struct crashstate_node *n, uint32_t slot)
+{
+	(void)n;
+	(void)slot;
+	++*(size_t *)arg;
+	return 0;
+}
+
+/* How many node records the state file "vol" below @sd holds. */
+static size_t recorded_nodes(struct state_dir *sd)
+{
+	struct crashstate *cs;
+	size_t n = 0;
+
+	assert_int_equal(crashstate_open(sd->fd, "vol", false, &cs), 0);
+	assert_int_equal(crashstate_load(cs, count_node, restore_open, &n), 0);
+	crashstate_close(cs, false);
+	return n;
+}
+
+/*
+ * The nodes a crashed daemon gave the kernel come back with their ids and
+ * generations, and stay until the kernel's last FORGET: the first that
+ * forgets more than was looked up since. The lookups-unknown mark goes to a
+ * successor with the table.
+ */
+static void test_restore_and_forget(void **state)
+{
+	struct fixture *f = *state;
+	struct vfs *v = f->v, *v2, *v3;
+	struct state_dir sd;
+	fuse_ino_t a, b, c, dir;
+	struct inode *in;
+	unsigned char *blob;
+	size_t len;
+	struct inode_record bad;
+
+	state_dir_new(&sd);
+	snprintf(v->name, sizeof(v->name), "vol");
+	assert_int_equal(record_state_open(v, sd.fd, false), 0);
+	a = lookup(v, "f1");
+	b = lookup(v, "f2");
+	c = lookup(v, "f3");
+	dir = lookup(v, "d");
+	assert_true(inode_of(v, a)->cs_slot != CS_SLOT_NONE);
+	assert_int_equal(recorded_nodes(&sd), 4);
+	/* Forgotten before the crash: its record went with it. */
+	inode_forget(v, inode_of(v, c), 1);
+	assert_int_equal(recorded_nodes(&sd), 3);
+
+	/* The crash: a new table, from the file as the dead daemon left it. */
+	v2 = itab_new(f->dir);
+	snprintf(v2->name, sizeof(v2->name), "vol");
+	assert_int_equal(crashstate_open(sd.fd, "vol", false, &v2->cs), 0);
+	assert_int_equal(crashstate_load(v2->cs, restore_node, restore_open, v2), 0);
+	assert_int_equal(v2->ninodes, 4); /* the root and a, b, dir */
+	assert_null(inode_of(v2, c));
+	for (fuse_ino_t id = a; id <= dir; id++) {
+		struct inode *old = inode_of(v, id);
+
+		if (!old)
+			continue;
+		in = inode_of(v2, id);
+		assert_non_null(in);
+		assert_int_equal(in->generation, old->generation);
+		assert_int_equal(in->type, old->type);
+		assert_true(in->lookups_unknown);
+		assert_int_equal(in->nlookup, 0);
+		assert_int_equal(in->cs_slot, old->cs_slot);
+	}
+	/* New node ids after every restored one. */
+	assert_true(v2->next_nodeid > dir);
+	/* The same node id or object twice, and what no volume holds, are refused. */
+	in = inode_of(v2, a);
+	bad = (struct inode_record){ .nodeid = a, .generation = 1, .type = S_IFREG,
+				     .handle_type = in->handle_type,
+				     .handle_bytes = in->handle_bytes, .handle = in->handle };
+	assert_int_equal(inode_restore(v2, &bad), -EEXIST);
+	bad.nodeid = v2->next_nodeid + 5;
+	assert_int_equal(inode_restore(v2, &bad), -EEXIST);
+	bad.type = S_IFCHR;
+	assert_int_equal(inode_restore(v2, &bad), -EINVAL);
+	bad.type = S_IFREG;
+	bad.nodeid = FUSE_ROOT_ID;
+	assert_int_equal(inode_restore(v2, &bad), -EINVAL);
+	bad.nodeid = v2->next_nodeid + 5;
+	bad.handle_bytes = 0;
+	assert_int_equal(inode_restore(v2, &bad), -EINVAL);
+
+	/* A lookup finds the restored node by its handle. */
+	assert_int_equal(lookup(v2, "f1"), a);
+	assert_int_equal(inode_of(v2, a)->nlookup, 1);
+	/* A FORGET of no more than was looked up since is not the kernel's last. */
+	inode_forget(v2, inode_of(v2, a), 1);
+	assert_non_null(inode_of(v2, a));
+	assert_int_equal(lookup(v2, "f1"), a);
+	assert_int_equal(lookup(v2, "f1"), a);
+	inode_forget(v2, inode_of(v2, a), 2);
+	assert_non_null(inode_of(v2, a));
+	/* The last forgets what the dead daemon counted too: the node and its record go. */
+	assert_int_equal(lookup(v2, "f1"), a);
+	inode_forget(v2, inode_of(v2, a), 4);
+	assert_null(inode_of(v2, a));
+	assert_int_equal(recorded_nodes(&sd), 2);
+	/* Never looked up since: any FORGET is the last. */
+	inode_forget(v2, inode_of(v2, b), 1);
+	assert_null(inode_of(v2, b));
+	assert_int_equal(recorded_nodes(&sd), 1);
+
+	/* A hand-over passes the mark on: the successor waits for the same FORGET. */
+	inode_of(v2, dir)->uncounted = true; /* both bits in one entry */
+	assert_int_equal(lookup(v2, "d"), dir);
+	assert_int_equal(inode_table_export(v2, (void **)&blob, &len), 0);
+	v3 = itab_new(f->dir);
+	assert_int_equal(inode_table_import(v3, blob, len), 0);
+	in = inode_of(v3, dir);
+	assert_non_null(in);
+	assert_true(in->lookups_unknown);
+	assert_true(in->uncounted);
+	assert_int_equal(in->nlookup, 1);
+	inode_forget(v3, in, 1);
+	assert_non_null(inode_of(v3, dir));
+	inode_forget(v3, inode_of(v3, dir), 3);
+	assert_null(inode_of(v3, dir));
+	itab_free(v3);
+	/* Without the mark, the entry is as before; a bit no build knows is refused. */
+	assert_int_equal(*itab_bits(blob, len, dir), 3);
+	*itab_bits(blob, len, dir) = 4;
+	expect_refused(f->dir, blob, len);
+	*itab_bits(blob, len, dir) = 1;
+	v3 = itab_new(f->dir);
+	assert_int_equal(inode_table_import(v3, blob, len), 0);
+	assert_false(inode_of(v3, dir)->lookups_unknown);
+	inode_forget(v3, inode_of(v3, dir), 1);
+	assert_null(inode_of(v3, dir));
+	itab_free(v3);
+	free(blob);
+
+	v2->cs = crashstate_close(v2->cs, false);
+	itab_free(v2);
+	record_state_close(v, true);
+	assert_int_equal(faccessat(sd.fd, "vol", F_OK, 0), -1);
+	state_dir_free(&sd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +524,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_borrowed_fd_survives_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_refuses_bad_blobs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_and_forget, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
