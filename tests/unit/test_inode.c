@@ -19,12 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <linux/fs.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "vfs/crashstate.h"
 #include "vfs/vfs.h"
+#include "walk.h"
 
 #define NFILES 100
 
@@ -56,6 +58,7 @@ static struct vfs *itab_new(const char *dir)
 
 static void itab_free(struct vfs *v)
 {
+	recount_free(v);
 	inode_table_fini(v);
 	quota_free(v->quota);
 	free(v);
@@ -516,6 +519,251 @@ static void test_restore_and_forget(void **state)
 	state_dir_free(&sd);
 }
 
+/*
+ * The requests' paths through the inode table, as meta.c and file.c take
+ * them (without FUSE): each returns the node of what it made.
+ */
+static fuse_ino_t make_at(struct vfs *v, fuse_ino_t parent_ino, const char *name, bool dir,
+			  size_t data)
+{
+	struct fuse_entry_param e;
+	struct inode *parent, *in;
+	int pfd = inode_borrow(v, parent_ino, &parent);
+
+	assert_true(pfd >= 0);
+	if (dir) {
+		assert_int_equal(mkdirat(pfd, name, 0755), 0);
+	} else {
+		int fd = openat(pfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	assert_int_equal(inode_lookup(v, parent, name, true, &e), 0);
+	assert_int_equal(inode_settle_fd(v, parent, pfd), 0);
+	recount_name_made(v, pfd, name);
+	in = inode_of(v, e.ino);
+	if (data) {
+		/* A write, settled from the file's blocks after it. */
+		char *buf = calloc(1, data);
+		int fd = openat(pfd, name, O_WRONLY | O_CLOEXEC);
+
+		assert_non_null(buf);
+		memset(buf, 'x', data);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, buf, data), (ssize_t)data);
+		assert_int_equal(fsync(fd), 0);
+		close(fd);
+		free(buf);
+		assert_int_equal(inode_settle_self(v, in), 0);
+	}
+	inode_fd_put(v, parent);
+	return e.ino;
+}
+
+static void link_at(struct vfs *v, fuse_ino_t ino, fuse_ino_t parent_ino, const char *name)
+{
+	struct fuse_entry_param e;
+	struct inode *parent, *in;
+	int pfd = inode_borrow(v, parent_ino, &parent), fd = inode_borrow(v, ino, &in);
+
+	assert_true(pfd >= 0 && fd >= 0);
+	assert_int_equal(linkat(fd, "", pfd, name, AT_EMPTY_PATH), 0);
+	assert_int_equal(inode_lookup(v, parent, name, false, &e), 0);
+	assert_int_equal(e.ino, ino);
+	assert_int_equal(inode_settle_fd(v, parent, pfd), 0);
+	recount_name_made(v, pfd, name);
+	inode_fd_put(v, in);
+	inode_fd_put(v, parent);
+}
+
+static void remove_at(struct vfs *v, fuse_ino_t parent_ino, const char *name)
+{
+	struct inode *parent;
+	struct inode_key key;
+	struct stat before;
+	int pfd = inode_borrow(v, parent_ino, &parent);
+
+	assert_true(pfd >= 0);
+	assert_int_equal(fstatat(pfd, name, &before, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(inode_key_at(pfd, name, &key), 0);
+	assert_int_equal(unlinkat(pfd, name, S_ISDIR(before.st_mode) ? AT_REMOVEDIR : 0), 0);
+	inode_unlinked(v, &before, &key);
+	assert_int_equal(inode_settle_fd(v, parent, pfd), 0);
+	inode_fd_put(v, parent);
+}
+
+static void rename_at(struct vfs *v, fuse_ino_t parent_ino, const char *name,
+		      fuse_ino_t newparent_ino, const char *newname, unsigned flags)
+{
+	struct inode *a, *b;
+	struct inode_key victim_key;
+	struct stat victim, now;
+	bool replaced = false;
+	int pfd = inode_borrow(v, parent_ino, &a), npfd = inode_borrow(v, newparent_ino, &b);
+
+	assert_true(pfd >= 0 && npfd >= 0);
+	if (!(flags & RENAME_EXCHANGE) &&
+	    fstatat(npfd, newname, &victim, AT_SYMLINK_NOFOLLOW) == 0) {
+		assert_int_equal(inode_key_at(npfd, newname, &victim_key), 0);
+		replaced = true;
+	}
+	assert_int_equal(renameat2(pfd, name, npfd, newname, flags), 0);
+	if (replaced && (fstatat(npfd, newname, &now, AT_SYMLINK_NOFOLLOW) != 0 ||
+			 now.st_ino != victim.st_ino))
+		inode_unlinked(v, &victim, &victim_key);
+	assert_int_equal(inode_settle_fd(v, a, pfd), 0);
+	if (b != a)
+		assert_int_equal(inode_settle_fd(v, b, npfd), 0);
+	recount_name_made(v, npfd, newname);
+	if (flags & RENAME_EXCHANGE)
+		recount_name_made(v, pfd, name);
+	inode_fd_put(v, b);
+	inode_fd_put(v, a);
+}
+
+/* Steps the recount to its end; returns how many steps it took. */
+static int recount_finish(struct vfs *v)
+{
+	int steps = 1;
+
+	while (!recount_step(v))
+		steps++;
+	return steps;
+}
+
+/* The quota's usage is what a walk of the backing directory counts. */
+static void expect_exact(struct vfs *v)
+{
+	struct vfs_recount_result res;
+	struct quota_usage u;
+	struct walk_usage w;
+
+	recount_result(v, &res);
+	assert_int_equal(res.error, 0);
+	assert_int_equal(walk_usage(v->root->fd, &w), 0);
+	quota_get(v->quota, &u);
+	assert_int_equal(u.used_bytes, w.bytes);
+	assert_int_equal(u.used_inodes, w.inodes);
+	assert_int_equal(res.bytes, w.bytes);
+	assert_int_equal(res.inodes, w.inodes);
+}
+
+static void mkdir_in(const char *dir, const char *name)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_int_equal(mkdir(path, 0755), 0);
+}
+
+static void file_in(const char *dir, const char *name, size_t data)
+{
+	char path[256], buf[8192];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	memset(buf, 'y', sizeof(buf));
+	for (size_t done = 0; done < data; done += sizeof(buf))
+		assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	close(fd);
+}
+
+/*
+ * The recount after a crash, a directory per step, with the volume changing
+ * between steps: names made in directories listed already and not yet,
+ * directories moved from one kind to the other, hard links across them,
+ * objects made and removed, counted ones and not. Its end is the usage a
+ * walk of the quiet tree counts.
+ */
+static void test_recount_while_changing(void **state)
+{
+	struct fixture *f = *state;
+	struct vfs *v = f->v;
+	fuse_ino_t a, b, bdeep, n, big, tmp, keep;
+	struct walk_usage w;
+	int steps;
+
+	mkdir_in(f->dir, "a");
+	mkdir_in(f->dir, "a/x");
+	file_in(f->dir, "a/x/data", 65536);
+	mkdir_in(f->dir, "b");
+	mkdir_in(f->dir, "b/deep");
+	mkdir_in(f->dir, "b/deep/er");
+	file_in(f->dir, "b/deep/er/data", 32768);
+	file_in(f->dir, "b/file", 16384);
+	file_in(f->dir, "b/file2", 8192);
+	file_in(f->dir, "b/gone", 8192);
+	/* Nodes the kernel holds, as a restored table has them. */
+	a = lookup(v, "a");
+	b = lookup(v, "b");
+	inode_table_recount(v);
+	/* The crash's upper bound, far from the truth. */
+	assert_int_equal(walk_usage(v->root->fd, &w), 0);
+	quota_set_usage(v->quota, w.bytes + (1 << 20), w.inodes + 100);
+
+	assert_int_equal(recount_prepare(v), 0);
+	/* The root is listed first: a and b counted, neither listed. */
+	assert_false(recount_step(v));
+	/* A directory made in the listed root, and a file with data in it. */
+	n = make_at(v, FUSE_ROOT_ID, "n", true, 0);
+	big = make_at(v, n, "big", false, 40000);
+	/* A directory with contents moved from unlisted b into the listed root. */
+	{
+		struct fuse_entry_param e;
+
+		assert_int_equal(inode_lookup(v, inode_of(v, b), "deep", false, &e), 0);
+		bdeep = e.ino;
+	}
+	rename_at(v, b, "deep", FUSE_ROOT_ID, "deep2", 0);
+	/* A hard link from unlisted b into the listed root: the object once. */
+	{
+		struct fuse_entry_param e;
+
+		assert_int_equal(inode_lookup(v, inode_of(v, b), "file2", false, &e), 0);
+		link_at(v, e.ino, FUSE_ROOT_ID, "hl");
+	}
+	/* Made and removed before its directory is listed, and after. */
+	tmp = make_at(v, a, "tmp", false, 12288);
+	(void)tmp;
+	remove_at(v, a, "tmp");
+	(void)make_at(v, FUSE_ROOT_ID, "tmp2", false, 12288);
+	remove_at(v, FUSE_ROOT_ID, "tmp2");
+	/* Counted ones removed (f5 by the listing, hl's object by the link), and not. */
+	remove_at(v, FUSE_ROOT_ID, "f5");
+	remove_at(v, b, "gone");
+	remove_at(v, FUSE_ROOT_ID, "hl");
+	/* Moved from the listed root into unlisted a: counted once still. */
+	rename_at(v, FUSE_ROOT_ID, "f6", a, "f6moved", 0);
+	/* Over an existing target, and exchanged across the two kinds. */
+	rename_at(v, FUSE_ROOT_ID, "f7", b, "file", 0);
+	rename_at(v, a, "x", FUSE_ROOT_ID, "f8", RENAME_EXCHANGE);
+	assert_false(recount_step(v));
+	/* Changes to a counted file and a counted directory between later steps. */
+	keep = make_at(v, bdeep, "late", false, 4096);
+	(void)keep;
+	{
+		struct inode *in = inode_of(v, big);
+		int fd = inode_fd_get(v, in), wfd;
+		char path[64];
+
+		assert_true(fd >= 0);
+		inode_procpath(fd, path, sizeof(path));
+		wfd = open(path, O_WRONLY | O_CLOEXEC);
+		assert_true(wfd >= 0);
+		assert_int_equal(ftruncate(wfd, 4096), 0);
+		close(wfd);
+		inode_fd_put(v, in);
+		assert_int_equal(inode_settle_self(v, in), 0);
+	}
+	steps = recount_finish(v);
+	assert_true(steps >= 2);
+	expect_exact(v);
+	(void)a;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -525,6 +773,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_refuses_bad_blobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_and_forget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recount_while_changing, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
