@@ -11,7 +11,8 @@
  * steps and wait at most for the listing of one directory; within a step
  * nothing changes.
  *
- * Each object is counted once, by inode number:
+ * Each object is counted once, by inode number (an object removed gives
+ * its number back, for the next object that gets it):
  *  - a step counts the objects of the directory it lists that were not
  *    counted yet; an object the daemon tracks counts as its charge (its
  *    share of the quota, kept current as it changes), any other as its
@@ -33,7 +34,12 @@
 
 #include "vfs.h"
 
-enum { SEEN_NONE, SEEN_COUNTED, SEEN_LISTED };
+/*
+ * SEEN_GONE: counted, then removed. The filesystem may give its inode
+ * number to an object made later (ext4 does at once), which is another
+ * object and is counted as such; the entry stays to keep probe chains whole.
+ */
+enum { SEEN_NONE, SEEN_COUNTED, SEEN_LISTED, SEEN_GONE };
 
 struct recount {
 	struct vfs *v;
@@ -60,6 +66,13 @@ static size_t slot_of(const struct recount *rc, uint64_t ino)
 static int seen_of(const struct recount *rc, uint64_t ino)
 {
 	return rc->seen[slot_of(rc, ino)];
+}
+
+static bool counted(const struct recount *rc, uint64_t ino)
+{
+	int state = seen_of(rc, ino);
+
+	return state == SEEN_COUNTED || state == SEEN_LISTED;
 }
 
 static int seen_set(struct recount *rc, uint64_t ino, int state)
@@ -130,7 +143,7 @@ static int count_at(struct recount *rc, int dir_fd, const char *name)
 	r = inode_stat_at(dir_fd, name, &st, &mnt_id);
 	if (r < 0)
 		return r == -ENOENT ? 0 : r;
-	if (st.st_dev != v->dev || mnt_id != v->mnt_id || seen_of(rc, st.st_ino) != SEEN_NONE)
+	if (st.st_dev != v->dev || mnt_id != v->mnt_id || counted(rc, st.st_ino))
 		return 0;
 	r = inode_key_at(dir_fd, name, &key);
 	if (r < 0)
@@ -280,11 +293,14 @@ void recount_charge(struct vfs *v, uint64_t ino, int64_t bytes, int64_t inodes)
 {
 	struct recount *rc = v->recount;
 
-	if (!recounting(v) || ino == 0 || seen_of(rc, ino) == SEEN_NONE)
+	if (!recounting(v) || ino == 0 || !counted(rc, ino))
 		return;
 	rc->bytes = bytes < 0 && (uint64_t)-bytes > rc->bytes ? 0 : rc->bytes + (uint64_t)bytes;
 	rc->inodes = inodes < 0 && (uint64_t)-inodes > rc->inodes ? 0 :
 								      rc->inodes + (uint64_t)inodes;
+	/* An inode given back is the object's end: its number may come again. */
+	if (inodes < 0)
+		rc->seen[slot_of(rc, ino)] = SEEN_GONE;
 }
 
 void recount_name_made(struct vfs *v, int dir_fd, const char *name)
