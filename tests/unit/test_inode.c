@@ -623,30 +623,30 @@ static void rename_at(struct vfs *v, fuse_ino_t parent_ino, const char *name,
 }
 
 /* Steps the recount to its end; returns how many steps it took. */
-static int recount_finish(struct vfs *v)
+static int recount_finish(struct vfs *v, struct vfs_recount_result *ret)
 {
 	int steps = 1;
 
-	while (!recount_step(v))
+	while (!recount_step(v, ret))
 		steps++;
+	/* Over: freed, and the hooks see no recount any more. */
+	assert_null(v->recount);
 	return steps;
 }
 
 /* The quota's usage is what a walk of the backing directory counts. */
-static void expect_exact(struct vfs *v)
+static void expect_exact(struct vfs *v, const struct vfs_recount_result *res)
 {
-	struct vfs_recount_result res;
 	struct quota_usage u;
 	struct walk_usage w;
 
-	recount_result(v, &res);
-	assert_int_equal(res.error, 0);
+	assert_int_equal(res->error, 0);
 	assert_int_equal(walk_usage(v->root->fd, &w), 0);
 	quota_get(v->quota, &u);
 	assert_int_equal(u.used_bytes, w.bytes);
 	assert_int_equal(u.used_inodes, w.inodes);
-	assert_int_equal(res.bytes, w.bytes);
-	assert_int_equal(res.inodes, w.inodes);
+	assert_int_equal(res->bytes, w.bytes);
+	assert_int_equal(res->inodes, w.inodes);
 }
 
 static void mkdir_in(const char *dir, const char *name)
@@ -683,6 +683,7 @@ static void test_recount_while_changing(void **state)
 	struct fixture *f = *state;
 	struct vfs *v = f->v;
 	fuse_ino_t a, b, bdeep, n, big, tmp, keep;
+	struct vfs_recount_result res;
 	struct walk_usage w;
 	int steps;
 
@@ -706,7 +707,7 @@ static void test_recount_while_changing(void **state)
 
 	assert_int_equal(recount_prepare(v), 0);
 	/* The root is listed first: a and b counted, neither listed. */
-	assert_false(recount_step(v));
+	assert_false(recount_step(v, &res));
 	/* A directory made in the listed root, and a file with data in it. */
 	n = make_at(v, FUSE_ROOT_ID, "n", true, 0);
 	big = make_at(v, n, "big", false, 40000);
@@ -740,7 +741,7 @@ static void test_recount_while_changing(void **state)
 	/* Over an existing target, and exchanged across the two kinds. */
 	rename_at(v, FUSE_ROOT_ID, "f7", b, "file", 0);
 	rename_at(v, a, "x", FUSE_ROOT_ID, "f8", RENAME_EXCHANGE);
-	assert_false(recount_step(v));
+	assert_false(recount_step(v, &res));
 	/* Changes to a counted file and a counted directory between later steps. */
 	keep = make_at(v, bdeep, "late", false, 4096);
 	(void)keep;
@@ -758,9 +759,10 @@ static void test_recount_while_changing(void **state)
 		inode_fd_put(v, in);
 		assert_int_equal(inode_settle_self(v, in), 0);
 	}
-	steps = recount_finish(v);
+	steps = recount_finish(v, &res);
 	assert_true(steps >= 2);
-	expect_exact(v);
+	assert_true(res.dirs >= 4);
+	expect_exact(v, &res);
 	(void)a;
 }
 
@@ -775,6 +777,7 @@ static void test_recount_inode_numbers_reused(void **state)
 	enum { N = 16 };
 	struct fixture *f = *state;
 	struct vfs *v = f->v;
+	struct vfs_recount_result res;
 	uint64_t gone[N];
 	fuse_ino_t u, y;
 	int reused = 0;
@@ -787,7 +790,7 @@ static void test_recount_inode_numbers_reused(void **state)
 	}
 	u = lookup(v, "u");
 	assert_int_equal(recount_prepare(v), 0);
-	assert_false(recount_step(v)); /* the root: u and every x counted, none listed */
+	assert_false(recount_step(v, &res)); /* the root: u and every x counted, none listed */
 	for (int i = 0; i < N; i++) {
 		struct stat st;
 
@@ -802,10 +805,35 @@ static void test_recount_inode_numbers_reused(void **state)
 			reused += inode_of(v, y)->ino == gone[j];
 		(void)make_at(v, y, "f", false, 8192);
 	}
-	(void)recount_finish(v);
-	expect_exact(v);
+	(void)recount_finish(v, &res);
+	expect_exact(v, &res);
 	/* Said, not asserted: whether numbers are reused is the filesystem's choice. */
 	print_message("%d of %d directories made took a removed one's inode number\n", reused, N);
+}
+
+/* A wipe replaces the count: the recount ends at its next step, saying so, and counts nothing. */
+static void test_recount_abandoned(void **state)
+{
+	struct fixture *f = *state;
+	struct vfs *v = f->v;
+	struct vfs_recount_result res;
+	struct quota_usage u;
+
+	mkdir_in(f->dir, "a");
+	quota_set_usage(v->quota, 12345, 67);
+	assert_int_equal(recount_prepare(v), 0);
+	assert_false(recount_step(v, &res));
+	recount_abandon(v);
+	assert_true(recount_step(v, &res));
+	assert_int_equal(res.error, -ECANCELED);
+	assert_null(v->recount);
+	quota_get(v->quota, &u);
+	assert_int_equal(u.used_bytes, 12345);
+	assert_int_equal(u.used_inodes, 67);
+	/* The hooks of the requests that follow find none. */
+	(void)make_at(v, FUSE_ROOT_ID, "late", false, 4096);
+	assert_true(recount_step(v, &res));
+	assert_int_equal(res.error, -ECANCELED);
 }
 
 int main(void)
@@ -819,6 +847,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restore_and_forget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recount_while_changing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recount_inode_numbers_reused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recount_abandoned, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

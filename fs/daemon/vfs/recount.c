@@ -202,33 +202,35 @@ static int list_next(struct recount *rc)
 	return r;
 }
 
-bool recount_step(struct vfs *v)
+bool recount_step(struct vfs *v, struct vfs_recount_result *ret)
 {
 	struct recount *rc = v->recount;
 	int r;
 
-	if (!rc || rc->done)
+	if (!rc) {
+		*ret = (struct vfs_recount_result){ .error = -ECANCELED };
 		return true;
-	r = rc->ntodo ? list_next(rc) : 0;
-	if (r < 0) {
-		rc->error = r;
-		rc->done = true;
-	} else if (rc->ntodo == 0) {
-		/* Exact now: what writes in flight reserved stays reserved. */
-		quota_set_usage(v->quota, rc->bytes, rc->inodes);
-		rc->done = true;
 	}
-	return rc->done;
-}
-
-void recount_result(struct vfs *v, struct vfs_recount_result *ret)
-{
-	struct recount *rc = v->recount;
-
+	if (!rc->done) {
+		r = rc->ntodo ? list_next(rc) : 0;
+		if (r < 0) {
+			rc->error = r;
+			rc->done = true;
+		} else if (rc->ntodo == 0) {
+			/* Exact now: what writes in flight reserved stays reserved. */
+			quota_set_usage(v->quota, rc->bytes, rc->inodes);
+			rc->done = true;
+		}
+	}
+	if (!rc->done)
+		return false;
 	*ret = (struct vfs_recount_result){ .error = rc->error,
 					    .bytes = rc->bytes,
 					    .inodes = rc->inodes,
 					    .dirs = rc->dirs };
+	/* Its table of inode numbers is as large as the volume is: not kept for nothing. */
+	recount_free(v);
+	return true;
 }
 
 int recount_prepare(struct vfs *v)
@@ -280,8 +282,10 @@ void recount_free(struct vfs *v)
 
 void recount_abandon(struct vfs *v)
 {
-	if (v->recount)
+	if (v->recount && !v->recount->done) {
+		v->recount->error = -ECANCELED;
 		v->recount->done = true;
+	}
 }
 
 static bool recounting(const struct vfs *v)

@@ -136,26 +136,31 @@ err:
 	return r;
 }
 
+struct step {
+	struct vfs *v;
+	struct vfs_recount_result res; /* once over */
+};
+
 static int step_on_loop(void *arg)
 {
-	struct vfs *v = arg;
+	struct step *c = arg;
 
-	return recount_step(v) ? 1 : 0;
+	return recount_step(c->v, &c->res) ? 1 : 0;
 }
 
 static void *recount_thread(void *arg)
 {
 	struct vfs *v = arg;
-	struct vfs_recount_result res;
+	struct step c = { .v = v };
 	uint64_t t0 = clock_now_ns();
 	int done = 0;
 
 	while (!done && !atomic_load(&v->recount_stop) && !vfs_ended(v))
-		done = uring_session_call(v->session, step_on_loop, v);
-	if (done == 1 && v->on_recounted) {
-		recount_result(v, &res);
-		res.seconds = (double)(clock_now_ns() - t0) / 1e9;
-		v->on_recounted(v->on_init_arg, &res);
+		done = uring_session_call(v->session, step_on_loop, &c);
+	/* Not when a wipe replaced the count: its figures are of nothing. */
+	if (done == 1 && c.res.error != -ECANCELED && v->on_recounted) {
+		c.res.seconds = (double)(clock_now_ns() - t0) / 1e9;
+		v->on_recounted(v->on_init_arg, &c.res);
 	}
 	return NULL;
 }

@@ -332,16 +332,16 @@ void record_state_close(struct vfs *v, bool remove);
 /*
  * recount.c: usage counted anew by a walk while the volume is served.
  * recount_prepare() before the volume serves (v->recount); then, on the
- * loop thread, recount_step() lists one directory, and says whether the
- * walk is over (the quota then has the count, or recount_result() the
- * error); recount_free() once it is. Also on the loop thread: a change of
- * usage of the object with inode number @ino (recount_charge(), beside the
- * quota's), a name just made below @dir_fd (recount_name_made()), or the
- * count replaced by other means (recount_abandon(), wipe).
+ * loop thread, recount_step() lists one directory and says whether the
+ * walk is over: then the quota has the count (unless *ret has an error:
+ * -ECANCELED if the count was replaced by other means, recount_abandon(),
+ * wipe) and the recount is freed (v->recount NULL). recount_free() ends one
+ * still going. Also on the loop thread: a change of usage of the object
+ * with inode number @ino (recount_charge(), beside the quota's), a name
+ * just made below @dir_fd (recount_name_made()).
  */
 int recount_prepare(struct vfs *v);
-bool recount_step(struct vfs *v);
-void recount_result(struct vfs *v, struct vfs_recount_result *ret);
+bool recount_step(struct vfs *v, struct vfs_recount_result *ret);
 void recount_free(struct vfs *v);
 void recount_abandon(struct vfs *v);
 void recount_charge(struct vfs *v, uint64_t ino, int64_t bytes, int64_t inodes);
