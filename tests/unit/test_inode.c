@@ -352,15 +352,7 @@ static void state_dir_free(struct state_dir *sd)
 
 static int restore_node(void *arg, const struct crashstate_node *n, uint32_t slot)
 {
-	struct inode_record rec = { .nodeid = n->nodeid,
-				    .generation = n->generation,
-				    .type = n->type,
-				    .handle_type = n->handle_type,
-				    .handle_bytes = n->handle_bytes,
-				    .handle = n->handle,
-				    .slot = slot };
-
-	return inode_restore(arg, &rec);
+	return record_node_restore(arg, n, slot);
 }
 
 static int restore_open(void *arg, enum crashstate_kind kind, const struct crashstate_open *o,

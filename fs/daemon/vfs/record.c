@@ -49,6 +49,19 @@ int record_open_put(struct vfs *v, bool dir, uint64_t fh, struct inode *in, uint
 	return crashstate_put_open(v->cs, dir ? CRASHSTATE_DIR : CRASHSTATE_FILE, &o, ret_slot);
 }
 
+int record_node_restore(struct vfs *v, const struct crashstate_node *n, uint32_t slot)
+{
+	struct inode_record rec = { .nodeid = n->nodeid,
+				    .generation = n->generation,
+				    .type = n->type,
+				    .handle_type = n->handle_type,
+				    .handle_bytes = n->handle_bytes,
+				    .handle = n->handle,
+				    .slot = slot };
+
+	return inode_restore(v, &rec);
+}
+
 void record_release(struct vfs *v, uint32_t *slot)
 {
 	if (v->cs && *slot != CS_SLOT_NONE)

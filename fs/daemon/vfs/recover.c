@@ -22,14 +22,7 @@ struct restore {
 static int restore_node(void *arg, const struct crashstate_node *n, uint32_t slot)
 {
 	struct restore *c = arg;
-	struct inode_record rec = { .nodeid = n->nodeid,
-				    .generation = n->generation,
-				    .type = n->type,
-				    .handle_type = n->handle_type,
-				    .handle_bytes = n->handle_bytes,
-				    .handle = n->handle,
-				    .slot = slot };
-	int r = inode_restore(c->v, &rec);
+	int r = record_node_restore(c->v, n, slot);
 
 	if (r == -ENOMEM)
 		return r;

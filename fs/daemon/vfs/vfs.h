@@ -315,6 +315,9 @@ int record_open_put(struct vfs *v, bool dir, uint64_t fh, struct inode *in, uint
 		    uint32_t *ret_slot);
 /* The kernel let go of what *@slot records; sets it to CS_SLOT_NONE. */
 void record_release(struct vfs *v, uint32_t *slot);
+/* Enters the node a crashed daemon's file records at @slot (inode_restore()). */
+struct crashstate_node;
+int record_node_restore(struct vfs *v, const struct crashstate_node *n, uint32_t slot);
 /*
  * An empty state file below @dir_fd (-1: none, and no crash state): for a
  * volume mounted anew; or @staged, for a volume taken over from a
