@@ -7,6 +7,7 @@
  * a temporary name replaces the one in use, and a record dropped while the
  * file is loaded is gone and its slot reused.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -280,12 +281,26 @@ static void test_usage_mapping(void **state)
 	rmdir(dir);
 }
 
+static int count_files(int dfd)
+{
+	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
+	DIR *d = fdopendir(fd);
+	struct dirent *de;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
 /* A file written under a temporary name takes the place of the one in use. */
 static void test_rename(void **state)
 {
 	char dir[64];
 	int dfd = tmpdir_fd(dir), fd;
 	struct crashstate *old, *staged;
+	struct stat replaced, st, now;
 	struct crashstate_node n2 = node(2), n3 = node(3);
 	struct crashstate_open o = { .fh = 11, .nodeid = 3, .flags = O_RDONLY };
 	struct quota_mirror *m;
@@ -302,8 +317,15 @@ static void test_rename(void **state)
 	assert_int_equal(crashstate_map_usage(staged, &m), 0);
 	atomic_store(&m->used_bytes, 4096);
 	atomic_store(&m->attached, 1);
+	assert_int_equal(fstatat(dfd, "vol", &replaced, 0), 0);
+	assert_int_equal(fstatat(dfd, "vol.new", &st, 0), 0);
 	assert_int_equal(crashstate_rename(staged, "vol"), 0);
 	assert_int_equal(faccessat(dfd, "vol.new", F_OK, 0), -1);
+	/* The name is the staged file's now; the replaced one has no name left. */
+	assert_int_equal(fstatat(dfd, "vol", &now, 0), 0);
+	assert_int_equal(now.st_ino, st.st_ino);
+	assert_true(now.st_ino != replaced.st_ino);
+	assert_int_equal(count_files(dfd), 1);
 	/* Written after the rename: still the same file, now under the new name. */
 	assert_int_equal(crashstate_put_open(staged, CRASHSTATE_FILE, &o, &slot), 0);
 	atomic_store(&m->used_inodes, 1);
