@@ -31,6 +31,10 @@ struct quota;
  * the process (crashstate.h maps one): after a crash, used plus reserved
  * is an upper bound of what the volume holds, as every change to the disk
  * is reserved before it is made and charged before its reservation goes.
+ * Up to what no one reserves, as charges are never refused: the metadata
+ * blocks a write allocates and a directory's growth by a new name, which
+ * the requests in flight at the crash may have made and not yet charged
+ * (a few blocks each).
  */
 struct quota_mirror {
 	_Atomic uint64_t used_bytes, used_inodes, reserved_bytes, reserved_inodes;
