@@ -3,8 +3,9 @@ A request that changes names, cut off by a crash after it ran but before
 its answer went out, is delivered again by the kernel to the next daemon
 (FUSE_NOTIFY_RESEND) and must be answered as its first execution was: the
 caller sees success, never a spurious EEXIST or ENOENT, and the request is
-not done twice. The daemon's test hook (CARVEFS_TEST_CRASH) kills it at
-exactly that moment, with the request's journal entry begun or ended.
+not done twice, nor leave behind a handle it opened that the kernel never
+learned. The daemon's test hook (CARVEFS_TEST_CRASH) kills it at exactly
+that moment, with the request's journal entry begun or ended.
 """
 
 import os
@@ -61,6 +62,31 @@ except OSError as e:
 """
 
 
+def cut_off(d, work, vol, when, code):
+    """
+    Runs @code (a script, the volume's path as argv[1]) in a child against a
+    daemon that kills itself with the journal entry of the request on the
+    name "target" @when ("begun" or "ended"), starts the next daemon, and
+    returns the child's (stdout, stderr) once it is answered.
+    """
+    d.stop()
+    os.environ[CRASH_ENV] = f"{when}:target"
+    try:
+        d.start()
+    finally:
+        del os.environ[CRASH_ENV]
+    d._expect_exit = True  # it kills itself on the request below
+    call = work.spawn([PYTHON, "-c", code, vol], stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+    d.proc.wait(timeout=30)
+    with pytest.raises(subprocess.TimeoutExpired):
+        call.communicate(timeout=0.5)  # waiting for an answer, not failed
+    d.start()
+    out, err = call.communicate(timeout=30)
+    assert "taken back after a crash" in d.log_since_start(), d.log_tail()
+    return out, err
+
+
 @pytest.mark.parametrize("when", ["begun", "ended"])
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_a_resent_request_is_answered_as_it_first_ran(daemon, work, op, when):
@@ -69,24 +95,55 @@ def test_a_resent_request_is_answered_as_it_first_ran(daemon, work, op, when):
     vol = d.create("vol", 16 * MiB)
     if prepare:
         prepare(vol)
-    d.stop()
-    os.environ[CRASH_ENV] = f"{when}:target"
-    try:
-        d.start()
-    finally:
-        del os.environ[CRASH_ENV]
-    d._expect_exit = True  # it kills itself on the request below
-    call = work.spawn([PYTHON, "-c", CALL.format(body="    " + body.replace("\n", "\n    ")),
-                       vol], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    d.proc.wait(timeout=30)
-    with pytest.raises(subprocess.TimeoutExpired):
-        call.communicate(timeout=0.5)  # waiting for an answer, not failed
-    d.start()
-    out, err = call.communicate(timeout=30)
+    out, err = cut_off(d, work, vol, when,
+                       CALL.format(body="    " + body.replace("\n", "\n    ")))
     assert out.strip() == "ok", (out, err, d.log_tail())
-    assert "taken back after a crash" in d.log_since_start(), d.log_tail()
     assert check(vol)
     wait_until(lambda: "usage recounted while serving" in d.log_since_start(), 30,
                "the recount to end")
+    assert_exact_usage(d, "vol")
+    d.stop()
+
+
+O_PATH = 0o10000000
+
+
+def open_deleted_backing_fds(pid, backing):
+    """The daemon's fds open for IO on files removed from @backing."""
+    fds = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = int(next(line for line in f if line.startswith("flags:")).split()[1], 8)
+        except (OSError, StopIteration):
+            continue
+        # O_PATH: the inode table's cached reference (inode.c), not an open file.
+        if target.startswith(backing + "/") and target.endswith(" (deleted)") and \
+                not flags & O_PATH:
+            fds.append(target)
+    return fds
+
+
+@pytest.mark.parametrize("when", ["begun", "ended"])
+def test_a_resent_create_leaves_no_handle_behind(daemon, work, when):
+    """
+    The dead daemon recorded the created file's handle before answering (so
+    that no handle the kernel holds is unknown after a crash), but the
+    kernel never learned it, and the next daemon opens another for the
+    resent request. The first must not live on, holding the file open and
+    its space charged after its only user closed and removed it.
+    """
+    d = daemon
+    vol = d.create("vol", 64 * MiB)
+    out, err = cut_off(d, work, vol, when, CALL.format(body="""
+    fd = os.open(v + '/target', os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+    os.write(fd, b'x' * (4 << 20))
+    os.close(fd)
+    os.unlink(v + '/target')"""))
+    assert out.strip() == "ok", (out, err, d.log_tail())
+    wait_until(lambda: "usage recounted while serving" in d.log_since_start(), 30,
+               "the recount to end")
+    assert open_deleted_backing_fds(d.proc.pid, d.backing("vol")) == []
     assert_exact_usage(d, "vol")
     d.stop()

@@ -80,7 +80,7 @@ static void test_records_survive_a_reopen(void **state)
 	int dfd = tmpdir_fd(dir);
 	struct crashstate *cs;
 	struct crashstate_node n2 = node(2), n3 = node(3), n4 = node(4);
-	struct crashstate_open o = { .fh = 7, .nodeid = 3, .flags = O_RDWR };
+	struct crashstate_open o = { .fh = 7, .nodeid = 3, .flags = O_RDWR, .unique = 1234 };
 	struct seen seen = { 0 };
 	uint32_t s2, s3, s4, so, again;
 
@@ -118,6 +118,7 @@ static void test_records_survive_a_reopen(void **state)
 	assert_int_equal(seen.opens[0].fh, 7);
 	assert_int_equal(seen.opens[0].nodeid, 3);
 	assert_int_equal(seen.opens[0].flags, O_RDWR);
+	assert_int_equal(seen.opens[0].unique, 1234);
 	/* The freed slot is reused after a reload too. */
 	assert_int_equal(crashstate_put_node(cs, &n2, &again), 0);
 	assert_int_equal(again, s4);

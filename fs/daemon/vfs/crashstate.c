@@ -32,7 +32,7 @@ struct slot {
 	uint32_t handle_bytes;
 	int32_t handle_type;
 	uint32_t flags; /* a node's type, an open's flags */
-	uint64_t nodeid, generation, fh;
+	uint64_t nodeid, generation, fh; /* an open's generation: its request's unique */
 	unsigned char handle[CRASHSTATE_HANDLE_MAX];
 	uint64_t sum; /* XXH3 of everything above */
 };
@@ -276,7 +276,8 @@ int crashstate_load(struct crashstate *cs,
 			} else if (pass == 1 && valid &&
 				   (s.kind == CRASHSTATE_FILE || s.kind == CRASHSTATE_DIR)) {
 				struct crashstate_open o = { .fh = s.fh, .nodeid = s.nodeid,
-							     .flags = s.flags };
+							     .flags = s.flags,
+							     .unique = s.generation };
 
 				r = on_open(arg, (enum crashstate_kind)s.kind, &o, i);
 			} else if (pass == 0 && s.kind != CRASHSTATE_FILE && s.kind != CRASHSTATE_DIR) {
@@ -345,7 +346,8 @@ int crashstate_put_node(struct crashstate *cs, const struct crashstate_node *n, 
 int crashstate_put_open(struct crashstate *cs, enum crashstate_kind kind,
 			const struct crashstate_open *o, uint32_t *ret_slot)
 {
-	struct slot s = { .kind = kind, .flags = o->flags, .nodeid = o->nodeid, .fh = o->fh };
+	struct slot s = { .kind = kind, .flags = o->flags, .nodeid = o->nodeid, .fh = o->fh,
+			  .generation = o->unique };
 
 	if (kind != CRASHSTATE_FILE && kind != CRASHSTATE_DIR)
 		return -EINVAL;

@@ -60,7 +60,8 @@ struct crashstate_node {
 /* An open file or directory: the fh the kernel holds, of node @nodeid. */
 struct crashstate_open {
 	uint64_t fh, nodeid;
-	uint32_t flags; /* the open flags, for reopening */
+	uint32_t flags;	 /* the open flags, for reopening */
+	uint64_t unique; /* of the request that opened it, without FUSE_UNIQUE_RESEND; 0: unknown */
 };
 
 enum crashstate_op_state { CRASHSTATE_OP_BEGUN = 1, CRASHSTATE_OP_ENDED };

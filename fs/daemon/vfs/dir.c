@@ -22,6 +22,7 @@ struct dir_handle {
 	struct inode *inode;
 	uint64_t fh; /* the kernel's name for it, in vfs->dir_fhs */
 	uint32_t cs_slot; /* its record in the crash state (CS_SLOT_NONE: none) */
+	uint64_t restored_unique; /* restored: the request that opened it (0: unknown, or not) */
 	struct dir_handle *prev, *next; /* in vfs->dirs */
 };
 
@@ -111,11 +112,12 @@ int dir_record(struct vfs *v, uint64_t fh, struct inode *in)
 
 	if (!d)
 		return -ENOENT;
-	return record_open_put(v, true, fh, in, 0, &d->cs_slot);
+	return record_open_put(v, true, fh, in, 0, 0, &d->cs_slot);
 }
 
-int dir_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t slot)
+int dir_restore(struct vfs *v, uint64_t fh, struct inode *in, uint64_t unique, uint32_t slot)
 {
+	struct dir_handle *d;
 	int pathfd, fd, r;
 
 	if (fh == 0 || in->type != S_IFDIR)
@@ -134,8 +136,21 @@ int dir_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t slot)
 		close(fd);
 		return r;
 	}
-	((struct dir_handle *)fhmap_get(v->dir_fhs, fh))->cs_slot = slot;
+	d = fhmap_get(v->dir_fhs, fh);
+	d->cs_slot = slot;
+	d->restored_unique = unique;
 	return 0;
+}
+
+void dir_drop_unanswered(struct vfs *v, uint64_t unique)
+{
+	struct dir_handle *d = v->dirs, *next;
+
+	for (; d; d = next) {
+		next = d->next;
+		if (unique && d->restored_unique == unique)
+			dir_free(v, d);
+	}
 }
 
 static struct dir_handle *dir_of(struct vfs *v, struct fuse_file_info *fi)
@@ -184,7 +199,7 @@ void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	dir_link(v, d, in);
-	r = record_open_put(v, true, d->fh, in, 0, &d->cs_slot);
+	r = record_open_put(v, true, d->fh, in, 0, v->rq_unique, &d->cs_slot);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		dir_free(v, d);

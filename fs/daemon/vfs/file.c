@@ -172,7 +172,7 @@ static int handle_new(struct vfs *v, struct inode *in, int fd, int flags, int cl
 	r = handle_add(v, 0, in, fd, -1, flags, client_flags & O_DIRECT, &h);
 	if (r < 0)
 		return r;
-	r = record_open_put(v, false, h->fh, in, file_record_flags(h), &h->cs_slot);
+	r = record_open_put(v, false, h->fh, in, file_record_flags(h), v->rq_unique, &h->cs_slot);
 	if (r < 0) {
 		h->fd = -1; /* the caller's on failure */
 		handle_free(v, h);
@@ -247,7 +247,8 @@ int file_adopt(struct vfs *v, uint64_t fh, struct inode *in, int fd, int fd_buff
 	return r;
 }
 
-int file_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t flags, uint32_t slot)
+int file_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t flags, uint64_t unique,
+		 uint32_t slot)
 {
 	int oflags = (int)(flags & ~RECORD_CLIENT_DIRECT), pathfd, fd, r;
 	struct handle *h;
@@ -269,7 +270,19 @@ int file_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t flags, u
 	/* Whatever the dead daemon's handle wrote, its release settles. */
 	h->wrote = true;
 	h->cs_slot = slot;
+	h->restored_unique = unique;
 	return 0;
+}
+
+void file_drop_unanswered(struct vfs *v, uint64_t unique)
+{
+	struct handle *h = v->files, *next;
+
+	for (; h; h = next) {
+		next = h->next;
+		if (unique && h->restored_unique == unique)
+			handle_free(v, h);
+	}
 }
 
 void file_close_all(struct vfs *v)

@@ -268,7 +268,7 @@ static int stage_crash_state(struct vfs *v, int dir_fd)
 			if (in != v->root)
 				r = record_node_put(v, in);
 	for (struct handle *h = v->files; h && r == 0; h = h->next)
-		r = record_open_put(v, false, h->fh, h->inode, file_record_flags(h), &h->cs_slot);
+		r = record_open_put(v, false, h->fh, h->inode, file_record_flags(h), 0, &h->cs_slot);
 	if (r == 0)
 		r = dir_for_each(v, record_dir, v);
 	r2 = crashstate_batch_end(v->cs);

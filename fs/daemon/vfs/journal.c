@@ -24,8 +24,7 @@
 #include "crashstate.h"
 #include "vfs.h"
 
-/* Set by the kernel in the unique of a request it delivers again (Linux 6.9). */
-#define UNIQUE_RESEND (1ULL << 63)
+#define UNIQUE_RESEND VFS_UNIQUE_RESEND
 
 enum journal_step {
 	JOURNAL_EXECUTE,  /* run the handler; the journal has the entry */

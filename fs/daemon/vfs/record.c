@@ -39,9 +39,10 @@ int record_node_put(struct vfs *v, struct inode *in)
 }
 
 int record_open_put(struct vfs *v, bool dir, uint64_t fh, struct inode *in, uint32_t flags,
-		     uint32_t *ret_slot)
+		    uint64_t unique, uint32_t *ret_slot)
 {
-	struct crashstate_open o = { .fh = fh, .nodeid = in->nodeid, .flags = flags };
+	struct crashstate_open o = { .fh = fh, .nodeid = in->nodeid, .flags = flags,
+				     .unique = unique & ~VFS_UNIQUE_RESEND };
 
 	*ret_slot = CS_SLOT_NONE;
 	if (!v->cs)

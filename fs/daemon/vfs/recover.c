@@ -44,8 +44,9 @@ static int restore_open(void *arg, enum crashstate_kind kind, const struct crash
 	int r = -ESTALE;
 
 	if (in)
-		r = kind == CRASHSTATE_DIR ? dir_restore(c->v, o->fh, in, slot) :
-					     file_restore(c->v, o->fh, in, o->flags, slot);
+		r = kind == CRASHSTATE_DIR ?
+			    dir_restore(c->v, o->fh, in, o->unique, slot) :
+			    file_restore(c->v, o->fh, in, o->flags, o->unique, slot);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0) {

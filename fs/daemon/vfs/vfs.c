@@ -94,6 +94,11 @@ static ssize_t vfs_io_read(int fd, void *buf, size_t len, void *userdata)
 	v->rq_unique = ih->unique;
 	v->rq_opcode = ih->opcode;
 	v->rq_write_flags = 0;
+	/* Delivered again after a crash: what its first execution opened, the kernel never knew. */
+	if ((ih->unique & VFS_UNIQUE_RESEND) && (ih->opcode == FUSE_OPEN || ih->opcode == FUSE_CREATE))
+		file_drop_unanswered(v, ih->unique & ~VFS_UNIQUE_RESEND);
+	else if ((ih->unique & VFS_UNIQUE_RESEND) && ih->opcode == FUSE_OPENDIR)
+		dir_drop_unanswered(v, ih->unique & ~VFS_UNIQUE_RESEND);
 	if (ih->opcode == FUSE_WRITE && (size_t)n >= sizeof(*ih) + sizeof(struct fuse_write_in)) {
 		const struct fuse_write_in *wi = (const void *)(ih + 1);
 

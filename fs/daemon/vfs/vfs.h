@@ -43,6 +43,9 @@
 struct walk_usage;
 struct recount;
 
+/* Set by the kernel in the unique of a request it delivers again (Linux 6.9). */
+#define VFS_UNIQUE_RESEND (1ULL << 63)
+
 /* What a recount found (recount.c), for struct vfs_params' on_recounted. */
 struct vfs_recount_result {
 	int error; /* 0, or -errno: the upper bound stays the count */
@@ -109,6 +112,7 @@ struct handle {
 	bool wrote;	    /* a write or fallocate went through it: settle at release */
 	uint64_t fh;	    /* the kernel's name for it, in vfs->file_fhs */
 	uint32_t cs_slot;   /* its record in the crash state (CS_SLOT_NONE: none) */
+	uint64_t restored_unique; /* restored: the request that opened it (0: unknown, or not) */
 	struct inode *inode;
 	struct handle *prev, *next; /* in vfs->files */
 };
@@ -310,9 +314,13 @@ int inode_restore(struct vfs *v, const struct inode_record *rec);
  */
 #define CS_SLOT_NONE UINT32_MAX
 int record_node_put(struct vfs *v, struct inode *in);
-/* An open file (@dir false, @flags file_record_flags()) or directory. */
+/*
+ * An open file (@dir false, @flags file_record_flags()) or directory,
+ * opened by the request @unique (0: by none of this connection's, e.g.
+ * taken over).
+ */
 int record_open_put(struct vfs *v, bool dir, uint64_t fh, struct inode *in, uint32_t flags,
-		    uint32_t *ret_slot);
+		    uint64_t unique, uint32_t *ret_slot);
 /* The kernel let go of what *@slot records; sets it to CS_SLOT_NONE. */
 void record_release(struct vfs *v, uint32_t *slot);
 /* Enters the node a crashed daemon's file records at @slot (inode_restore()). */
@@ -411,8 +419,17 @@ int dir_adopt(struct vfs *v, uint64_t fh, struct inode *in, int fd);
  * record in the crash state at @slot. Returns 0 or -errno (-ESTALE: the
  * object is gone, e.g. unlinked while open).
  */
-int file_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t flags, uint32_t slot);
-int dir_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t slot);
+int file_restore(struct vfs *v, uint64_t fh, struct inode *in, uint32_t flags, uint64_t unique,
+		 uint32_t slot);
+int dir_restore(struct vfs *v, uint64_t fh, struct inode *in, uint64_t unique, uint32_t slot);
+/*
+ * The kernel delivers again the request @unique (FUSE_UNIQUE_RESEND
+ * cleared) that opened a restored file or directory (@unique as
+ * restored): the dead daemon recorded it, but its answer never went out,
+ * so the kernel does not know its fh and never releases it. Closes it.
+ */
+void file_drop_unanswered(struct vfs *v, uint64_t unique);
+void dir_drop_unanswered(struct vfs *v, uint64_t unique);
 /* What the crash state records of an open file: enough for file_restore(). */
 uint32_t file_record_flags(const struct handle *h);
 /* Records open directory @fh in the crash state (handoff.c). */
