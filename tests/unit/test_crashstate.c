@@ -68,7 +68,7 @@ static int tmpdir_fd(char *path)
 static struct crashstate_node node(uint64_t id)
 {
 	struct crashstate_node n = { .nodeid = id, .generation = id * 10, .type = S_IFREG,
-				     .handle_type = 1, .handle_bytes = 8 };
+				     .handle_type = 1, .handle_bytes = 8, .unique = id * 2 };
 
 	memcpy(n.handle, &id, sizeof(id));
 	return n;

@@ -828,6 +828,51 @@ static void test_recount_abandoned(void **state)
 	assert_int_equal(res.error, -ECANCELED);
 }
 
+/*
+ * A node made by a request whose answer a crash cut off: the kernel holds
+ * no reference to it, which it says by delivering that request again.
+ */
+static void test_resent_creation(void **state)
+{
+	struct fixture *f = *state;
+	struct vfs *v = f->v, *v2;
+	struct state_dir sd;
+	fuse_ino_t made, other;
+
+	state_dir_new(&sd);
+	snprintf(v->name, sizeof(v->name), "vol");
+	assert_int_equal(record_state_open(v, sd.fd, false), 0);
+	v->rq_unique = VFS_UNIQUE_RESEND | 42; /* recorded without the resend bit */
+	made = lookup(v, "f4");
+	v->rq_unique = 44;
+	other = lookup(v, "f5");
+
+	v2 = itab_new(f->dir);
+	assert_int_equal(crashstate_open(sd.fd, "vol", false, &v2->cs), 0);
+	assert_int_equal(crashstate_load(v2->cs, restore_node, restore_open, v2), 0);
+	assert_int_equal(inode_of(v2, made)->restored_unique, 42);
+	assert_int_equal(inode_of(v2, other)->restored_unique, 44);
+	inode_resent_creation(v2, 43);
+	inode_resent_creation(v2, 0);
+	assert_true(inode_of(v2, made)->lookups_unknown);
+	assert_true(inode_of(v2, other)->lookups_unknown);
+	inode_resent_creation(v2, 42);
+	assert_false(inode_of(v2, made)->lookups_unknown);
+	assert_true(inode_of(v2, other)->lookups_unknown);
+	/* Answered anew, then forgotten by the kernel: gone at its FORGET. */
+	assert_int_equal(lookup(v2, "f4"), made);
+	inode_forget(v2, inode_of(v2, made), 1);
+	assert_null(inode_of(v2, made));
+	assert_int_equal(lookup(v2, "f5"), other);
+	inode_forget(v2, inode_of(v2, other), 1);
+	assert_non_null(inode_of(v2, other));
+
+	v2->cs = crashstate_close(v2->cs, false);
+	itab_free(v2);
+	record_state_close(v, true);
+	state_dir_free(&sd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -837,6 +882,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_refuses_bad_blobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_and_forget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resent_creation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recount_while_changing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recount_inode_numbers_reused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recount_abandoned, setup, teardown),

@@ -32,7 +32,7 @@ struct slot {
 	uint32_t handle_bytes;
 	int32_t handle_type;
 	uint32_t flags; /* a node's type, an open's flags */
-	uint64_t nodeid, generation, fh; /* an open's generation: its request's unique */
+	uint64_t nodeid, generation, fh; /* a node's fh, an open's generation: its request's unique */
 	unsigned char handle[CRASHSTATE_HANDLE_MAX];
 	uint64_t sum; /* XXH3 of everything above */
 };
@@ -269,7 +269,8 @@ int crashstate_load(struct crashstate *cs,
 							     .generation = s.generation,
 							     .type = s.flags,
 							     .handle_type = s.handle_type,
-							     .handle_bytes = s.handle_bytes };
+							     .handle_bytes = s.handle_bytes,
+							     .unique = s.fh };
 
 				memcpy(n.handle, s.handle, s.handle_bytes);
 				r = on_node(arg, &n, i);
@@ -335,7 +336,7 @@ int crashstate_put_node(struct crashstate *cs, const struct crashstate_node *n, 
 {
 	struct slot s = { .kind = CRASHSTATE_NODE, .handle_bytes = n->handle_bytes,
 			  .handle_type = n->handle_type, .flags = n->type, .nodeid = n->nodeid,
-			  .generation = n->generation };
+			  .generation = n->generation, .fh = n->unique };
 
 	if (n->handle_bytes > CRASHSTATE_HANDLE_MAX)
 		return -EINVAL;

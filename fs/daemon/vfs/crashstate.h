@@ -55,6 +55,7 @@ struct crashstate_node {
 	int32_t handle_type;
 	uint32_t handle_bytes;
 	unsigned char handle[CRASHSTATE_HANDLE_MAX];
+	uint64_t unique; /* of the request that made the node id, without FUSE_UNIQUE_RESEND; 0: unknown */
 };
 
 /* An open file or directory: the fh the kernel holds, of node @nodeid. */

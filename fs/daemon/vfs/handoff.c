@@ -266,7 +266,7 @@ static int stage_crash_state(struct vfs *v, int dir_fd)
 	for (size_t i = 0; i < v->nbuckets && r == 0; i++)
 		for (struct inode *in = v->buckets[i]; in && r == 0; in = in->id_next)
 			if (in != v->root)
-				r = record_node_put(v, in);
+				r = record_node_put(v, in, 0);
 	for (struct handle *h = v->files; h && r == 0; h = h->next)
 		r = record_open_put(v, false, h->fh, h->inode, file_record_flags(h), 0, &h->cs_slot);
 	if (r == 0)

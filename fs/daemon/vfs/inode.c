@@ -708,7 +708,7 @@ int inode_lookup(struct vfs *v, struct inode *parent, const char *name, bool cre
 		in->size = (uint64_t)st.st_size;
 		in->ino = st.st_ino;
 		/* Before the kernel learns the node id, or a crash would make it meaningless. */
-		r = record_node_put(v, in);
+		r = record_node_put(v, in, v->rq_unique);
 		if (r < 0) {
 			free(in);
 			goto err;
@@ -1005,10 +1005,21 @@ int inode_restore(struct vfs *v, const struct inode_record *rec)
 	in->generation = rec->generation;
 	in->type = rec->type;
 	in->lookups_unknown = true;
+	in->restored_unique = rec->unique;
 	in->cs_slot = rec->slot;
 	/* Its charge is set by inode_table_recount() once usage was counted. */
 	itab_insert(v, in);
 	if (v->next_nodeid <= rec->nodeid)
 		v->next_nodeid = rec->nodeid + 1;
 	return 0;
+}
+
+void inode_resent_creation(struct vfs *v, uint64_t unique)
+{
+	if (!unique)
+		return;
+	for (size_t i = 0; i < v->nbuckets; i++)
+		for (struct inode *in = v->buckets[i]; in; in = in->id_next)
+			if (in->lookups_unknown && in->restored_unique == unique)
+				in->lookups_unknown = false;
 }

@@ -24,13 +24,14 @@
 
 #define STAGED_SUFFIX ".new"
 
-int record_node_put(struct vfs *v, struct inode *in)
+int record_node_put(struct vfs *v, struct inode *in, uint64_t unique)
 {
 	struct crashstate_node n = { .nodeid = in->nodeid,
 				     .generation = in->generation,
 				     .type = in->type,
 				     .handle_type = in->handle_type,
-				     .handle_bytes = in->handle_bytes };
+				     .handle_bytes = in->handle_bytes,
+				     .unique = unique & ~VFS_UNIQUE_RESEND };
 
 	if (!v->cs)
 		return 0;
@@ -58,7 +59,8 @@ int record_node_restore(struct vfs *v, const struct crashstate_node *n, uint32_t
 				    .handle_type = n->handle_type,
 				    .handle_bytes = n->handle_bytes,
 				    .handle = n->handle,
-				    .slot = slot };
+				    .slot = slot,
+				    .unique = n->unique };
 
 	return inode_restore(v, &rec);
 }

@@ -99,6 +99,10 @@ static ssize_t vfs_io_read(int fd, void *buf, size_t len, void *userdata)
 		file_drop_unanswered(v, ih->unique & ~VFS_UNIQUE_RESEND);
 	else if ((ih->unique & VFS_UNIQUE_RESEND) && ih->opcode == FUSE_OPENDIR)
 		dir_drop_unanswered(v, ih->unique & ~VFS_UNIQUE_RESEND);
+	if ((ih->unique & VFS_UNIQUE_RESEND) &&
+	    (ih->opcode == FUSE_CREATE || ih->opcode == FUSE_MKDIR || ih->opcode == FUSE_MKNOD ||
+	     ih->opcode == FUSE_SYMLINK))
+		inode_resent_creation(v, ih->unique & ~VFS_UNIQUE_RESEND);
 	if (ih->opcode == FUSE_WRITE && (size_t)n >= sizeof(*ih) + sizeof(struct fuse_write_in)) {
 		const struct fuse_write_in *wi = (const void *)(ih + 1);
 

@@ -86,6 +86,7 @@ struct inode {
 	 * the kernel's final FORGET is the first to exceed it.
 	 */
 	bool lookups_unknown;
+	uint64_t restored_unique; /* restored: the request that made its node id (0: unknown) */
 	uint32_t cs_slot; /* its record in the crash state (CS_SLOT_NONE: none) */
 	unsigned settles; /* settles after writeback in flight (file.c): keep the entry */
 	/*
@@ -302,8 +303,18 @@ struct inode_record {
 	unsigned handle_bytes;
 	const unsigned char *handle;
 	uint32_t slot;
+	uint64_t unique; /* the request that made the node id (0: unknown) */
 };
 int inode_restore(struct vfs *v, const struct inode_record *rec);
+/*
+ * The kernel delivers again the request @unique (FUSE_UNIQUE_RESEND
+ * cleared), which creates a name (CREATE, MKDIR, MKNOD, SYMLINK): if its
+ * first execution made a restored node, the kernel holds no reference to
+ * it (the answer never went out, and the parent stayed locked meanwhile,
+ * so nothing else found the new object): its references are all counted
+ * from now on.
+ */
+void inode_resent_creation(struct vfs *v, uint64_t unique);
 
 /*
  * record.c: the crash state (crashstate.h) kept current. Each function is
@@ -313,7 +324,8 @@ int inode_restore(struct vfs *v, const struct inode_record *rec);
  * resolve.
  */
 #define CS_SLOT_NONE UINT32_MAX
-int record_node_put(struct vfs *v, struct inode *in);
+/* A new node id, given out by the request @unique (0: by none of this connection's). */
+int record_node_put(struct vfs *v, struct inode *in, uint64_t unique);
 /*
  * An open file (@dir false, @flags file_record_flags()) or directory,
  * opened by the request @unique (0: by none of this connection's, e.g.
