@@ -1104,6 +1104,14 @@ int volmgr_handover_pause(struct volmgr *m, uint64_t timeout_ns, struct errmsg *
 	for (vol = m->volumes; vol; vol = vol->next) {
 		if (!vol->vfs || vfs_ended(vol->vfs))
 			continue;
+		/* The successor takes usage as exact: not the bound served during a recount. */
+		r = vfs_recount_wait(vol->vfs, timeout_ns);
+		if (r < 0) {
+			errmsg_set(ret_msg, r, "volume '%s' was still recounting its usage after a crash "
+				   "after %.1f s",
+				   vol->name, (double)timeout_ns / 1e9);
+			break;
+		}
 		r = vfs_pause(vol->vfs, timeout_ns);
 		if (r == -ENODEV) {
 			r = 0; /* unmounted by hand meanwhile: nothing to pass on */

@@ -156,7 +156,20 @@ static void *recount_thread(void *arg)
 		c.res.seconds = (double)(clock_now_ns() - t0) / 1e9;
 		v->on_recounted(v->on_init_arg, &c.res);
 	}
+	atomic_store(&v->recount_running, false);
 	return NULL;
+}
+
+int vfs_recount_wait(struct vfs *v, uint64_t timeout_ns)
+{
+	uint64_t deadline = clock_now_ns() + timeout_ns;
+
+	while (atomic_load(&v->recount_running)) {
+		if (clock_now_ns() >= deadline)
+			return -ETIMEDOUT;
+		usleep(10000);
+	}
+	return 0;
 }
 
 int vfs_recount_start(struct vfs *v)
@@ -165,9 +178,12 @@ int vfs_recount_start(struct vfs *v)
 
 	if (!v->recount || v->recount_started)
 		return 0;
+	atomic_store(&v->recount_running, true);
 	r = -pthread_create(&v->recount_thread, NULL, recount_thread, v);
 	if (r == 0)
 		v->recount_started = true;
+	else
+		atomic_store(&v->recount_running, false);
 	return r;
 }
 

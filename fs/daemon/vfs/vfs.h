@@ -156,6 +156,7 @@ struct vfs {
 	pthread_t recount_thread;
 	bool recount_started;
 	atomic_bool recount_stop;
+	atomic_bool recount_running; /* until the walk is over (vfs_recount_wait()) */
 	void (*on_recounted)(void *arg, const struct vfs_recount_result *res);
 	/* The request being journalled (journal.c), its unique; 0: none. */
 	uint64_t journal_unique;
@@ -641,6 +642,11 @@ int vfs_ask_resend(struct vfs *v);
  * and this does nothing. Returns 0 or -errno.
  */
 int vfs_recount_start(struct vfs *v);
+/*
+ * Waits at most @timeout_ns for a recount in progress to end: 0 (none
+ * going) or -ETIMEDOUT. A hand-over passes usage as exact, so it waits.
+ */
+int vfs_recount_wait(struct vfs *v, uint64_t timeout_ns);
 /* Stops a recount still going (its count is not used) and frees it. Not on a loop thread. */
 void vfs_recount_stop(struct vfs *v);
 
