@@ -11,7 +11,7 @@ import random
 import subprocess
 
 from conftest import PYTHON, MiB, wait_until
-from test_handover import assert_exact_usage
+from test_handover import assert_exact_usage, take_over
 
 RECOUNTED = "usage recounted while serving"
 
@@ -144,3 +144,19 @@ def test_capacity_holds_across_a_crash(daemon, work):
     assert used <= 16 * MiB, used
     assert_exact_usage(d, "vol")
     d.stop()
+
+
+def test_a_handover_during_a_recount_passes_exact_usage(daemon, new_daemon, work):
+    """A successor takes usage as exact, so a hand-over waits for the
+    recount instead of passing on the bound served meanwhile."""
+    d = daemon
+    d.create("vol", 1024 * MiB)
+    plant_tree(d.backing("vol"), 150, 250)
+    d.kill9()
+    d.start()
+    wait_until(lambda: "taken back after a crash" in d.log_since_start(), 30,
+               "the volume to be taken back")
+    new = take_over(d, new_daemon)
+    assert RECOUNTED in d.log(), d.log_tail()
+    assert_exact_usage(new, "vol")
+    new.stop()
