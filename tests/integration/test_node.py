@@ -533,9 +533,11 @@ def for_this_machine(objs, work, cp, ports):
     return objs
 
 
-@pytest.mark.timeout_seconds(300)
-def test_deploy_daemonset_runs_and_serves_a_pod(work, cluster, tmp_path):
-    cp, n = cluster
+@contextlib.contextmanager
+def deployed(cp, n, work, tmp):
+    """deploy/ applied as this machine needs it (for_this_machine); yields
+    the ports of the containers that listen, and removes what it applied
+    whatever happened meanwhile."""
     os.makedirs(work.mnt)
     os.makedirs(work.pool)
     # Bidirectional propagation needs the host directory on a shared mount;
@@ -544,22 +546,24 @@ def test_deploy_daemonset_runs_and_serves_a_pod(work, cluster, tmp_path):
     run(["mount", "--make-rshared", work.mnt])
     ports = {"carvefs": control_plane.free_port(),
              "carve-provisioner": control_plane.free_port()}
-    objs = for_this_machine(render_deploy(str(tmp_path)), work, cp, ports)
+    objs = for_this_machine(render_deploy(tmp), work, cp, ports)
     secret = {"apiVersion": "v1", "kind": "Secret",
               "metadata": {"name": "carve-provisioner-sa", "namespace": "carvefs"},
               "stringData": {"token": cp.token, "ca.crt": cp.ca_pem, "namespace": "carvefs"}}
     ns = [o for o in objs if o["kind"] == "Namespace"]
     rest = [o for o in objs if o["kind"] != "Namespace"]
     cp.kubectl("apply", "-f", "-", input={"apiVersion": "v1", "kind": "List", "items": ns})
-    cp.kubectl("apply", "-f", "-", input={"apiVersion": "v1", "kind": "List",
-                                          "items": [secret] + rest})
     try:
-        _deploy_flow(cp, n, work, ports)
+        cp.kubectl("apply", "-f", "-", input={"apiVersion": "v1", "kind": "List",
+                                              "items": [secret] + rest})
+        yield ports
     finally:
         _remove_deploy(cp, n, objs)
 
 
-def _deploy_flow(cp, n, work, ports):
+def _ds_pod_ready(cp, n):
+    """The DaemonSet's pod once all its containers run and are ready, none
+    restarted: (name, {container name: status})."""
     def ds_pod():
         pods = cp.api("GET", "/api/v1/namespaces/carvefs/pods")["items"]
         return pods[0]["metadata"]["name"] if pods else None
@@ -572,20 +576,39 @@ def _deploy_flow(cp, n, work, ports):
     assert sorted(statuses) == ["carve-provisioner", "carvefs", "carvefs-keeper"]
     for c in statuses.values():
         assert c["ready"] and c["restartCount"] == 0, c
+    return name, statuses
+
+
+def _consumer(cp, n, work, ds_pod, spec, size="32Mi"):
+    """Creates pod spec (of pod_spec) and a claim "data" of the class
+    deploy/ ships for it; returns the volume's name and mountpoint once the
+    pod runs."""
+    cp.create_pvc("data", storage_class=DYNAMIC_CLASS, size=size)
+    n.create(spec)
+    name = spec["metadata"]["name"]
+    try:
+        n.wait_pod_running(name, timeout=60)
+    except (TimeoutError, AssertionError) as e:
+        pytest.fail(f"{e}\n{_pod_logs(cp, ds_pod)}")
+    vol = cp.pvc("data")["spec"]["volumeName"]
+    return vol, os.path.join(work.mnt, vol)
+
+
+@pytest.mark.timeout_seconds(300)
+def test_deploy_daemonset_runs_and_serves_a_pod(work, cluster, tmp_path):
+    cp, n = cluster
+    with deployed(cp, n, work, str(tmp_path)) as ports:
+        _deploy_flow(cp, n, work, ports)
+
+
+def _deploy_flow(cp, n, work, ports):
+    name, _ = _ds_pod_ready(cp, n)
     # The probes' endpoints, as kubelet reached them.
     assert http_get(ports["carvefs"], "/healthz")[0] == 200
     assert http_get(ports["carve-provisioner"], "/readyz")[0] == 200
 
     # A consumer of the dynamic class deploy/ ships.
-    cp.create_pvc("data", storage_class=DYNAMIC_CLASS, size="32Mi")
-    n.create(pod_spec("consumer", "data", ["sleep", "3600"]))
-    try:
-        n.wait_pod_running("consumer", timeout=60)
-    except TimeoutError as e:
-        pytest.fail(f"{e}\n{_pod_logs(cp, name)}")
-    claim = cp.pvc("data")
-    vol = claim["spec"]["volumeName"]
-    mp = os.path.join(work.mnt, vol)
+    vol, mp = _consumer(cp, n, work, name, pod_spec("consumer", "data", ["sleep", "3600"]))
     # Carved by the daemon in the pod, mounted inside its container, and
     # visible on the host through Bidirectional propagation.
     mounts = [m for m in k8s_node.mounts_below(mp) if m == mp]
