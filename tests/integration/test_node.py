@@ -12,14 +12,18 @@ cluster after itself.
   the pod df shows the size, writing past it fails with ENOSPC, kubelet's
   volume statistics are the volume's statfs, and growing the claim grows the
   filesystem the running pod sees.
-- deploy/ itself: the DaemonSet rendered by kustomize runs both containers
-  with their probes green, and a pod uses a volume its daemon carved.
+- deploy/ itself: the DaemonSet rendered by kustomize runs its containers
+  with their probes green, and a pod uses a volume its daemon carved; when
+  carvefs is SIGKILLed in its pod, the kubelet restarts that container, which
+  takes the volume back from the keeper container: a pod writing to it sees
+  a pause, no error, on the same mount.
 
 Pods run with hostNetwork and listen on 127.0.0.1 only (the node gives other
 pods no network), and use images with imagePullPolicy: Never.
 """
 
 import contextlib
+import datetime
 import http.client
 import json
 import os
@@ -620,6 +624,152 @@ def _deploy_flow(cp, n, work, ports):
         assert f.read() == "hello\n"
     assert os.path.exists(os.path.join(work.pool, "volumes", vol, "greeting"))
     assert df_kib(n, "consumer")[0] == 32 * 1024
+
+
+# A pod's use of its volume across a crash: each round writes a file,
+# renames it over the counter and reads it back, and appends the round to a
+# journal that stays open for writing, and for reading, from the first round
+# to the last. The first error or mismatch ends it with status 1 and says so.
+WRITER = r"""
+i=0
+fail() { echo "FAIL round $i: $*"; exit 1; }
+exec 3>>/data/journal || fail "cannot open the journal"
+exec 4</data/journal || fail "cannot open the journal for reading"
+while :; do
+  i=$((i + 1))
+  echo "$i" > /data/counter.new || fail "write"
+  mv /data/counter.new /data/counter || fail "rename"
+  v=$(cat /data/counter) || fail "read"
+  [ "$v" = "$i" ] || fail "read back $v"
+  echo "$i" >&3 || fail "append to the journal"
+  read -r j <&4 || fail "read the journal"
+  [ "$j" = "$i" ] || fail "journal read back $j"
+  echo "ok $i"
+  usleep 20000
+done
+"""
+
+
+@pytest.mark.timeout_seconds(360)
+def test_deploy_carvefs_killed_in_its_pod_is_restarted_and_pods_keep_their_volume(
+        work, cluster, tmp_path):
+    cp, n = cluster
+    with deployed(cp, n, work, str(tmp_path)):
+        _crash_flow(cp, n, work)
+
+
+def _crash_flow(cp, n, work):
+    ds, before = _ds_pod_ready(cp, n)
+    spec = pod_spec("writer", "data", ["sh", "-c", WRITER])
+    # An error must show, not be hidden by a restart of the writer.
+    spec["spec"]["restartPolicy"] = "Never"
+    vol, mp = _consumer(cp, n, work, ds, spec)
+
+    def rounds_past(count):
+        def check():
+            rounds = _writer_rounds(cp, ds)
+            return rounds if len(rounds) >= count else None
+        return check
+    n.wait_for(rounds_past(20), 30, what="the writer's first 20 rounds", interval=1)
+    def host_mount():
+        with open("/proc/self/mountinfo") as f:
+            return _mountinfo_at(f.read(), mp)
+    before_host = host_mount()
+    pod_mount = _mountinfo_at(n.exec("writer", "cat", "/proc/self/mountinfo").stdout, "/data")
+    assert before_host and "fuse.carvefs" in before_host, before_host
+    assert pod_mount and "fuse.carvefs" in pod_mount, pod_mount
+
+    # SIGKILL to carvefs itself, through a pidfd: the signal reaches the
+    # process checked here or none.
+    pid = n.container_pid(before["carvefs"]["containerID"])
+    pidfd = os.pidfd_open(pid)
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv0 = f.read().split(b"\0")[0]
+        assert os.path.basename(argv0) == b"carvefs", argv0
+        assert n.container_pid(before["carvefs"]["containerID"]) == pid
+        t_kill = time.time()
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
+
+    def carvefs_restarted(ready):
+        def check():
+            st = {c["name"]: c for c in n.pod(ds, "carvefs")["status"]["containerStatuses"]}
+            c = st["carvefs"]
+            ok = c["restartCount"] >= 1 and "running" in c["state"] and (c["ready"] or not ready)
+            return st if ok else None
+        return check
+    try:
+        n.wait_for(carvefs_restarted(False), 60, what="kubelet to restart carvefs",
+                   interval=0.2)
+        t_restarted = time.time()
+        after = n.wait_for(carvefs_restarted(True), 90,
+                           what="the restarted carvefs to be ready", interval=0.5)
+    except TimeoutError as e:
+        pytest.fail(f"{e}\n{_pod_logs(cp, ds)}")
+    crashed = after["carvefs"]
+    assert crashed["restartCount"] == 1, crashed
+    assert crashed["lastState"]["terminated"]["exitCode"] == 137, crashed
+
+    # The writer goes on, on the same mount, and never saw an error.
+    at_ready = len(_writer_rounds(cp, ds))
+    try:
+        rounds = n.wait_for(rounds_past(at_ready + 20), 60, interval=1,
+                            what="the writer to go on after the restart")
+    except TimeoutError as e:
+        pytest.fail(f"{e}\n{_pod_logs(cp, ds)}")
+    writer = n.pod("writer")
+    assert writer["status"]["phase"] == "Running", writer["status"]
+    (c,) = writer["status"]["containerStatuses"]
+    assert c["restartCount"] == 0 and "running" in c["state"], c
+    assert _mountinfo_at(n.exec("writer", "cat", "/proc/self/mountinfo").stdout,
+                         "/data") == pod_mount
+    assert host_mount() == before_host
+    with open(os.path.join(mp, "journal")) as f:
+        journal = f.read().split()
+    assert journal[:len(rounds)] == [str(i) for i in range(1, len(rounds) + 1)], \
+        "the journal lost or repeated rounds"
+
+    # Only carvefs restarted, and it took the volume back.
+    for c in ("carvefs-keeper", "carve-provisioner"):
+        assert after[c]["restartCount"] == 0, after[c]
+        assert after[c]["containerID"] == before[c]["containerID"], (before[c], after[c])
+    log = cp.kubectl("logs", "-n", "carvefs", ds, "-c", "carvefs")
+    took = re.search(rf"volume '{vol}': taken back after a crash in ([0-9.]+) s", log)
+    assert took, f"the restarted carvefs did not take '{vol}' back:\n{_pod_logs(cp, ds)}"
+
+    gaps = [(a, b) for (a, _), (b, _) in zip(rounds, rounds[1:])]
+    pause = next(b - a for a, b in gaps if a <= t_kill < b)
+    normal = max(b - a for a, b in gaps if b < t_kill)
+    FIGURES.append(("carvefs killed in its pod: kubelet restarted it after (s)",
+                    f"{t_restarted - t_kill:.1f}"))
+    FIGURES.append(("carvefs killed in its pod: the writer's pause, its longest before (s)",
+                    f"{pause:.2f} {normal:.2f}"))
+    FIGURES.append(("carvefs killed in its pod: the volume taken back in (s)", took.group(1)))
+
+
+def _writer_rounds(cp, ds_pod):
+    """The rounds the writer logged, [(time, round)], checked: every round
+    in order from 1, and no failure (which fails the test at once, even
+    inside a wait, with the logs of the DaemonSet's pod)."""
+    out = cp.kubectl("logs", "writer", "--timestamps")
+    rounds = []
+    for line in out.splitlines():
+        stamp, _, text = line.partition(" ")
+        if text != f"ok {len(rounds) + 1}":
+            last = "\n".join(out.splitlines()[-10:])
+            pytest.fail(f"the writer said {text!r}; its last lines:\n{last}\n"
+                        + _pod_logs(cp, ds_pod))
+        rounds.append((datetime.datetime.fromisoformat(stamp).timestamp(), len(rounds) + 1))
+    return rounds
+
+
+def _mountinfo_at(mountinfo, path):
+    """The line of the mount at path in a mountinfo (its id, device, root,
+    type and source: another mount there would differ)."""
+    lines = [line for line in mountinfo.splitlines() if line.split()[4] == path]
+    return lines[-1] if lines else None
 
 
 def _pod_logs(cp, name):

@@ -454,6 +454,16 @@ class Node(control_plane.Started):
                                     f"exited {r.returncode}: {r.stderr.strip()}")
         return r
 
+    def container_pid(self, container_id):
+        """The host PID of a container's first process, from its containerd
+        task; container_id as kubelet reports it (containerd://ID)."""
+        cid = container_id.split("://", 1)[-1]
+        for line in self.ctr("tasks", "ls").stdout.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 3 and fields[0] == cid and fields[2] == "RUNNING":
+                return int(fields[1])
+        raise ControlPlaneError(f"container {cid} has no running task")
+
     def read_only(self, path):
         """GET on kubelet's read-only port (text)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.read_only_port}{path}",
