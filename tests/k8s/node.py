@@ -32,6 +32,7 @@ available() tells whether the binaries and packages are there.
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -58,6 +59,14 @@ CONTAINER_LOGS = "/var/log/containers"
 
 START_TIMEOUT_S = 90
 POD_TIMEOUT_S = 60
+# One node per machine at a time: kubelet 1.20 keeps pod logs in the
+# host-wide POD_LOGS, and its container garbage collection, once a minute,
+# removes there every pod directory it does not know. A second node on the
+# machine would delete this one's pod logs, and kubectl logs would fail.
+# start() waits for this lock (a node's whole life is minutes), stop() lets
+# it go; the kernel does if the process dies.
+NODE_LOCK = "/run/carvefs-test-node.lock"
+NODE_LOCK_TIMEOUT_S = 1200
 
 
 def available():
@@ -144,6 +153,7 @@ class Node(control_plane.Started):
         self.timings = {}
         self.startup_s = None
         self.pod_uids = set()
+        self._lock_fd = None
 
     # ------------------------------------------------------------ start-up
 
@@ -151,6 +161,7 @@ class Node(control_plane.Started):
         ok, why = available()
         if not ok:
             raise ControlPlaneError(why)
+        self._lock()
         t0 = time.monotonic()
         if self.dir is None:
             self.dir = tempfile.mkdtemp(prefix="carvefs-node-")
@@ -174,6 +185,27 @@ class Node(control_plane.Started):
             raise
         self.startup_s = time.monotonic() - t0
         return self
+
+    def _lock(self):
+        t0 = time.monotonic()
+        fd = os.open(NODE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() - t0 > NODE_LOCK_TIMEOUT_S:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                    os.close(fd)
+                    raise ControlPlaneError(
+                        f"another test node (pid {holder or '?'}) held {NODE_LOCK} for "
+                        f"{NODE_LOCK_TIMEOUT_S} s: two nodes on one machine delete each "
+                        "other's pod logs") from None
+                time.sleep(1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        self.timings["node lock wait"] = round(time.monotonic() - t0, 2)
 
     def _mark(self, what, t0):
         self.timings[what] = round(time.monotonic() - t0, 2)
@@ -523,6 +555,9 @@ class Node(control_plane.Started):
         if self.dir and not self.keep and not mounts_below(self.dir):
             if self._own_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         if errors:
             raise ControlPlaneError("; ".join(errors))
 
