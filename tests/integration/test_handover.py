@@ -8,7 +8,6 @@ hand-over whose successor or predecessor is killed half-way leaves the
 volumes served by the other one; a stop with no successor still unmounts.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,11 @@ import time
 
 import pytest
 
-from conftest import CARVECTL, PYTHON, mounts_below, tree_usage, wait_until
+from conftest import CARVECTL, mounts_below, tree_usage, wait_until
+from restarts import (FIO_WORKLOADS, assert_exact_usage, assert_mounted, check_holder,
+                      check_metadata, fio_result, io_works, latency_ms, metadata_running,
+                      queue_throttled_readers, served_order, start_fio, start_holder,
+                      start_metadata)
 
 HANDOVER_WAIT = 60.0
 STALL_ENV = "CARVEFS_TEST_HANDOVER_STALL"
@@ -72,69 +75,6 @@ def take_over(old, new_daemon, env=None):
     return new
 
 
-def assert_mounted(d, names):
-    for name in names:
-        ms = d.volume_mounts(name)
-        assert len(ms) == 1, f"{name}: {ms}"
-        assert os.statvfs(d.mountpoint(name)).f_blocks > 0
-
-
-def assert_exact_usage(d, name):
-    s = d.stats(name)
-    walked, objects = tree_usage(d.backing(name))
-    assert (s["used_bytes"], s["used_inodes"]) == (walked, objects), (s, walked, objects)
-
-
-FIO_WORKLOADS = {
-    # name: fio arguments of the workload
-    "buffered": ["--ioengine=psync"],
-    "direct": ["--ioengine=psync", "--direct=1"],
-    "mmap": ["--ioengine=mmap"],
-}
-
-
-def fio_argv(path, size, extra, rate_iops):
-    return ["fio", "--name=verify", f"--filename={path}", "--rw=randrw", "--bs=4k",
-            f"--size={size}", "--iodepth=1", "--verify=crc32c", "--verify_backlog=64",
-            "--continue_on_error=none", f"--rate_iops={rate_iops}", "--output-format=json",
-            *extra]
-
-
-def fio_result(p):
-    out, err = p.communicate(timeout=HANDOVER_WAIT * 2)
-    assert p.returncode == 0, f"fio exited {p.returncode}: {err[-2000:]}\n{out[-2000:]}"
-    job = json.loads(out[out.index("{"):])["jobs"][0]
-    assert job["error"] == 0, job["error"]
-    for d in ("read", "write"):
-        assert job[d]["total_ios"] > 0, job[d]
-    return job
-
-
-def start_fio(work, d, volumes, size, rate_iops):
-    """Creates a volume per workload and starts its fio job; returns once all write."""
-    procs = {}
-    for name in volumes:
-        d.create(name, "256Mi")
-    for name in volumes:
-        procs[name] = work.spawn(
-            fio_argv(os.path.join(d.mountpoint(name), "data"), size, FIO_WORKLOADS[name],
-                     rate_iops),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            cwd=work.path)  # fio leaves its verify state files there when stopped
-    # Hand over only once every job does IO.
-    wait_until(lambda: all(os.path.exists(os.path.join(d.mountpoint(n), "data"))
-                           and os.path.getsize(os.path.join(d.mountpoint(n), "data")) > 0
-                           for n in volumes), 30, "fio to start writing")
-    return procs
-
-
-def latency_ms(job):
-    """(max, p99) completion latency of reads and writes, in ms."""
-    mx = max(job[d]["clat_ns"]["max"] for d in ("read", "write")) / 1e6
-    p99 = max(job[d]["clat_ns"]["percentile"]["99.000000"] for d in ("read", "write")) / 1e6
-    return round(mx, 2), round(p99, 2)
-
-
 @pytest.mark.timeout_seconds(150)
 def test_fio_verified_across_one_handover(daemon, new_daemon, work, record_property):
     d = daemon
@@ -184,172 +124,44 @@ def test_fio_verified_across_ten_handovers(daemon, new_daemon, work, record_prop
     d.stop()
 
 
-METADATA = r"""
-import errno, os, sys
-root, rounds = sys.argv[1], int(sys.argv[2])
-for i in range(rounds):
-    d = os.path.join(root, f"d{i}")
-    os.mkdir(d)
-    with open(os.path.join(d, "a"), "wb") as f:
-        f.write(b"x" * 5000)
-    os.rename(os.path.join(d, "a"), os.path.join(d, "b"))
-    os.link(os.path.join(d, "b"), os.path.join(d, "c"))
-    assert os.stat(os.path.join(d, "b")).st_nlink == 2
-    os.unlink(os.path.join(d, "b"))
-    assert os.stat(os.path.join(d, "c")).st_nlink == 1
-    with open(os.path.join(d, "c"), "rb") as f:
-        assert f.read() == b"x" * 5000
-    assert sorted(os.listdir(d)) == ["c"]
-    os.unlink(os.path.join(d, "c"))
-    try:
-        os.unlink(os.path.join(d, "c"))
-        raise AssertionError("a second unlink worked")
-    except FileNotFoundError:
-        pass
-    os.rmdir(d)
-    assert not os.path.exists(d)
-print("ok", rounds, flush=True)
-"""
-
-
 @pytest.mark.timeout_seconds(120)
 def test_metadata_workload_across_handovers(daemon, new_daemon, work):
     d = daemon
     vol = d.create("meta", "64Mi")
-    p = work.spawn([PYTHON, "-c", METADATA, vol, "4000"], stdout=subprocess.PIPE,
-                   stderr=subprocess.PIPE, text=True)
+    p = start_metadata(work, vol, 4000)
     for _ in range(3):
-        wait_until(lambda: any(n.startswith("d") for n in os.listdir(vol)) or
-                   p.poll() is not None, 30, "the workload to run")
+        wait_until(lambda: metadata_running(vol, p), 30, "the workload to run")
         d = take_over(d, new_daemon)
-    out, err = p.communicate(timeout=60)
-    assert p.returncode == 0, err
-    assert out.split() == ["ok", "4000"]
-    assert os.listdir(vol) == []
+    check_metadata(p, vol, 4000)
     assert_exact_usage(d, "meta")
     d.stop()
 
 
-# Each reader opens its file (O_DIRECT: no page cache answers for the
-# daemon), says so, then reads 4 KiB and prints when it got them.
-READER = r"""
-import os, sys, time
-fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
-print("open", flush=True)
-sys.stdin.readline()
-os.pread(fd, 4096, 0)
-print("ok", time.monotonic_ns(), flush=True)
-"""
-
-PREAD = {"x86_64": 17, "aarch64": 67}
-
-
 @pytest.mark.timeout_seconds(120)
 def test_throttled_readers_are_served_in_order_across_a_handover(daemon, new_daemon, work):
-    import platform
-
-    nr = PREAD.get(platform.machine())
-    assert nr is not None, f"no pread64 syscall number for {platform.machine()}"
     d = daemon
     vol = d.create("slow", "64Mi")
     n = 8
-    for i in range(n):
-        with open(os.path.join(vol, f"f{i}"), "wb") as f:
-            f.write(os.urandom(4096))
-    d.ctl("set-limits", "slow", "--riops", "5", json=False)
-    procs = []
-    for i in range(n):
-        p = work.spawn([PYTHON, "-c", READER, os.path.join(vol, f"f{i}")],
-                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True)
-        assert p.stdout.readline().strip() == "open"
-        procs.append(p)
-    # Released one after the other, each once the one before waits in the
-    # daemon: faster than the limit lets them through, so they queue.
-    for i, p in enumerate(procs):
-        p.stdin.write("go\n")
-        p.stdin.flush()
-
-        def waiting(p=p):
-            if p.poll() is not None:
-                return True  # served already
-            try:
-                with open(f"/proc/{p.pid}/syscall") as f:
-                    return f.read().split()[0] == str(nr)
-            except (OSError, IndexError):
-                return True
-        wait_until(waiting, 20, f"reader {i} to wait in pread")
+    procs = queue_throttled_readers(work, d, vol, n)
     # Some are held back by the limit in the old daemon as it hands over.
-    assert d.stats("slow")["io"]["queue_depth"] > 0
     d = take_over(d, new_daemon)
-    done = []
-    for i, p in enumerate(procs):
-        # communicate() would miss what readline() above buffered.
-        p.wait(timeout=30)
-        out, err = p.stdout.read(), p.stderr.read()
-        assert p.returncode == 0 and out.startswith("ok"), f"reader {i}: {out} {err}"
-        status, t_ns = out.split()
-        done.append((int(t_ns), i))
-    assert [i for _, i in sorted(done)] == list(range(n)), sorted(done)
+    assert served_order(procs) == list(range(n))
     s = d.stats("slow")
     assert s["limits"]["riops"] == 5
     assert s["io"]["throttled_ns"] > 0
     d.stop()
 
 
-# Holds an open file, a working directory and a shared mapping in a volume;
-# checks each of them once told to (after the hand-over).
-HOLDER = r"""
-import mmap, os, sys
-vol = sys.argv[1]
-os.makedirs(os.path.join(vol, "wd/sub"))
-os.chdir(os.path.join(vol, "wd"))
-fd = os.open("open.bin", os.O_RDWR | os.O_CREAT, 0o644)
-os.write(fd, b"before-")
-with open("mapped.bin", "wb") as f:
-    f.write(b"\0" * 8192)
-mf = open("mapped.bin", "r+b")
-m = mmap.mmap(mf.fileno(), 8192)
-m[0:6] = b"mapped"
-unlinked = os.open("gone.bin", os.O_RDWR | os.O_CREAT, 0o644)
-os.write(unlinked, b"still here")
-os.unlink("gone.bin")
-print("ready", flush=True)
-sys.stdin.readline()
-os.write(fd, b"after")
-os.lseek(fd, 0, os.SEEK_SET)
-assert os.read(fd, 100) == b"before-after", "open file"
-assert sorted(os.listdir(".")) == ["mapped.bin", "open.bin", "sub"], os.listdir(".")
-os.chdir("sub")
-os.chdir("..")
-m[6:12] = b"-again"
-m.flush()
-with open("mapped.bin", "rb") as f:
-    assert f.read(12) == b"mapped-again", "mapping"
-assert os.pread(unlinked, 100, 0) == b"still here", "unlinked file"
-os.close(fd)
-print("ok", flush=True)
-"""
-
-
 @pytest.mark.timeout_seconds(90)
 def test_open_file_cwd_and_mmap_survive_a_handover(daemon, new_daemon, work):
     d = daemon
     vol = d.create("held", "64Mi")
-    p = work.spawn([PYTHON, "-c", HOLDER, vol], stdin=subprocess.PIPE,
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    p = start_holder(work, vol)
     used = d.stats("held")["used_bytes"]
     d = take_over(d, new_daemon)
     # The unlinked-but-open file still counts until its last close.
     assert d.stats("held")["used_bytes"] == used
-    p.stdin.write("go\n")
-    p.stdin.flush()
-    out, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
-    assert out.strip() == "ok"
-    with open(os.path.join(vol, "wd/open.bin"), "rb") as f:
-        assert f.read() == b"before-after"
+    check_holder(p, vol)
     wait_until(lambda: d.stats("held")["used_bytes"] == tree_usage(d.backing("held"))[0], 10,
                "the unlinked file's space to come back")
     assert_exact_usage(d, "held")
@@ -359,16 +171,6 @@ def test_open_file_cwd_and_mmap_survive_a_handover(daemon, new_daemon, work):
 def wait_log(d, text, timeout=30):
     wait_until(lambda: text in d.log(), timeout, f"'{text}' in {d.log_path}",
                check=d.check_alive)
-
-
-def io_works(vol, name="probe"):
-    path = os.path.join(vol, name)
-    data = os.urandom(8192)
-    with open(path, "wb") as f:
-        f.write(data)
-    with open(path, "rb") as f:
-        assert f.read() == data
-    os.unlink(path)
 
 
 @pytest.mark.timeout_seconds(120)
