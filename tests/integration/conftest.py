@@ -116,7 +116,8 @@ def _unescape_mountinfo(field):
 
 
 def mounts():
-    """The mount table of this process: a list of dicts with target, fstype, source."""
+    """The mount table of this process: a list of dicts with id (the mount's
+    id, new for every mount), target, options, fstype and source."""
     result = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -124,6 +125,7 @@ def mounts():
             fields = left.split()
             rfields = right.split()
             result.append({
+                "id": int(fields[0]),
                 "target": _unescape_mountinfo(fields[4]),
                 "options": fields[5],
                 "fstype": rfields[0],
