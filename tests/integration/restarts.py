@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 
-from conftest import PYTHON, tree_usage, wait_until
+from conftest import PYTHON, MiB, tree_usage, wait_until
 
 FIO_WAIT = 120.0
 
@@ -74,21 +74,50 @@ def fio_result(p):
 
 def start_fio(work, d, volumes, size, rate_iops, extra=lambda name: ()):
     """Creates a volume per workload and starts its fio job (extra(name):
-    more fio arguments); returns {name: fio process} once all write."""
+    more fio arguments) on a file of size MiB; returns {name: fio process}
+    once every job has its file open."""
     procs = {}
     for name in volumes:
         d.create(name, "256Mi")
+        # Laid out here rather than by fio, so that a restart right after
+        # the start meets the verified IO rather than fio's layout.
+        with open(os.path.join(d.mountpoint(name), "data"), "wb") as f:
+            for _ in range(size):
+                f.write(bytes(MiB))
     for name in volumes:
         procs[name] = work.spawn(
-            fio_argv(os.path.join(d.mountpoint(name), "data"), size, FIO_WORKLOADS[name],
+            fio_argv(os.path.join(d.mountpoint(name), "data"), f"{size}M", FIO_WORKLOADS[name],
                      rate_iops) + list(extra(name)),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             cwd=work.path)  # fio leaves its verify state files there when stopped
     # Restart only once every job does IO.
-    wait_until(lambda: all(os.path.exists(os.path.join(d.mountpoint(n), "data"))
-                           and os.path.getsize(os.path.join(d.mountpoint(n), "data")) > 0
-                           for n in volumes), 30, "fio to start writing")
+    wait_until(lambda: all(holds_open(p, os.path.join(d.mountpoint(n), "data"))
+                           for n, p in procs.items()), 30, "fio to open its files")
     return procs
+
+
+def holds_open(p, path):
+    """Whether process p or one of its children (fio's jobs) has path open."""
+    pids = [p.pid]
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == p.pid:
+                    pids.append(int(pid))
+        except (OSError, ValueError, IndexError):
+            continue
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def latency_ms(job):

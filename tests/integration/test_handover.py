@@ -78,7 +78,7 @@ def take_over(old, new_daemon, env=None):
 @pytest.mark.timeout_seconds(150)
 def test_fio_verified_across_one_handover(daemon, new_daemon, work, record_property):
     d = daemon
-    procs = start_fio(work, d, FIO_WORKLOADS, "12M", 1500)
+    procs = start_fio(work, d, FIO_WORKLOADS, 12, 1500)
     d.ctl("set-limits", "direct", "--riops", "100000", "--wbps", "1Gi", json=False)
     limits_before = d.stats("direct")["limits"]
     time.sleep(0.5)
@@ -103,7 +103,7 @@ def test_fio_verified_across_one_handover(daemon, new_daemon, work, record_prope
 @pytest.mark.timeout_seconds(240)
 def test_fio_verified_across_ten_handovers(daemon, new_daemon, work, record_property):
     d = daemon
-    procs = start_fio(work, d, FIO_WORKLOADS, "24M", 1200)
+    procs = start_fio(work, d, FIO_WORKLOADS, 24, 1200)
     durations = []
     for _ in range(10):
         t0 = time.monotonic()
