@@ -6,8 +6,8 @@ Usage: report.py --raw bench/work/raw --out bench/results
 
 The raw directory holds manifest.tsv (section, case, target, repetition,
 JSON path, status per fio run), env.txt, limits.txt, noisy.txt, scale.txt,
-inodes.txt and restart.txt (key=value lines), and the per-IO latency log of
-the restart job. With several repetitions every number is the median of the
+inodes.txt and restart.txt (key=value lines), and the per-IO latency logs of
+the restart jobs. With several repetitions every number is the median of the
 repetitions, metric by metric.
 """
 
@@ -541,15 +541,68 @@ def load_lat_log(path):
     return ios
 
 
+def window_figures(ios, t0, t1):
+    """The figures of one restart, from t0 to t1 (ms since the epoch), over
+    a job's per-IO log: (IOs completed from 0.5 s before t0 to 0.5 s after
+    t1, their p99 latency in ns, the stall, the longest completion gap in
+    ms). The stall is the largest latency of an IO in flight at some time
+    in [t0, t1] (at QD1 the IO caught by the restart is the only one in
+    flight and waits for all of it), cross-checked by the longest gap
+    between two completions from the last one before t0 to the first one
+    after t1 (fio logs completion times in whole ms)."""
+    lo, hi = t0 - 500, t1 + 500
+    lats = sorted(lat for t, lat in ios if lo <= t <= hi)
+    stall = max((lat for t, lat in ios if t >= t0 and t - lat / 1e6 <= t1), default=None)
+    before = [i for i, (t, _) in enumerate(ios) if t < t0]
+    after = [i for i, (t, _) in enumerate(ios) if t > t1]
+    gap = None
+    if before and after:
+        gap = max(ios[i][0] - ios[i - 1][0] for i in range(before[-1] + 1, after[0] + 1))
+    return len(lats), percentile(lats, 0.99), stall, gap
+
+
+def window_cells(figures):
+    n, p99, stall, gap = figures
+    return [str(n), fmt_us(p99 / 1000 if p99 else None), fmt_us(stall / 1000 if stall else None),
+            f"{gap} ms" if gap is not None else "–"]
+
+
+def whole_job(raw, name, fio_exit, ios, windows, case, rows_csv):
+    """The line on a whole restart job: fio's exit and errors, its IOs, its
+    latency over the whole job and outside the restarts' windows (what the
+    machine alone does to the job)."""
+    path = os.path.join(raw, "restart", f"{name}.carvefs.1.json")
+    job = None
+    try:
+        job = load_json(path)["jobs"][0]
+    except (OSError, ValueError, KeyError, IndexError):
+        pass
+    reason = failure_reason(path + ".err")
+    if not job:
+        rows_csv.append({"section": "restart", "case": case, "target": "carvefs",
+                         "status": "failed"})
+        return f"Whole job: fio exit status {fio_exit}, no JSON{' (' + reason + ')' if reason else ''}."
+    errors = job.get("total_err", 1 if job.get("error") else 0)
+    lats = sorted(lat for _, lat in ios)
+    calm = sorted(lat for t, lat in ios if not any(lo <= t <= hi for lo, hi in windows))
+    rows_csv.append({"section": "restart", "case": case, "target": "carvefs",
+                     "read_iops": job["read"]["iops"], "write_iops": job["write"]["iops"],
+                     "measured": errors, "unit": "errors",
+                     "status": "ok" if fio_exit == "0" else "failed"})
+    return (f"Whole job: fio exit status {fio_exit}, {errors} error(s)"
+            f"{' (' + reason + ')' if reason else ''}, "
+            f"{job['read']['total_ios']} reads and {job['write']['total_ios']} writes verified, "
+            f"p50 {fmt_us(percentile(lats, 0.5) / 1000 if lats else None)}, "
+            f"p99 {fmt_us(percentile(lats, 0.99) / 1000 if lats else None)}, "
+            f"max {fmt_us(lats[-1] / 1000 if lats else None)} (submission to completion); "
+            f"outside the windows: p99 {fmt_us(percentile(calm, 0.99) / 1000 if calm else None)}, "
+            f"max {fmt_us(calm[-1] / 1000 if calm else None)}.")
+
+
 def restart_section(raw, restart, rows_csv):
-    """The hand-over table. For each hand-over, from the new daemon's start
-    (t0) to the old one's exit (t1): the stall is the largest latency of an
-    IO in flight at some time in [t0, t1] (at QD1 the IO caught by the
-    hand-over is the only one in flight and waits for all of it), cross-
-    checked by the longest gap between two completions from the last one
-    before t0 to the first one after t1 (fio logs completion times in whole
-    ms). The p99 is over the IOs completed from 0.5 s before t0 to 0.5 s
-    after t1."""
+    """The hand-over table, from the new daemon's start (t0) to the old
+    one's exit (t1) for each, and the SIGKILL table, from the kill (t0) to
+    the restarted daemon answering on its control socket (t1)."""
     md = []
     n = int(restart.get("handovers", "0") or 0)
     md.append(f"## Hand-over under load ({n} hand-overs, {restart.get('runtime', '?')} s of fio)")
@@ -575,20 +628,11 @@ def restart_section(raw, restart, rows_csv):
             rows_csv.append({"section": "restart", "case": f"handover{h}", "target": "carvefs",
                              "status": status})
             break
-        lo, hi = t0 - 500, t1 + 500
-        windows.append((lo, hi))
-        lats = sorted(lat for t, lat in ios if lo <= t <= hi)
-        p99 = percentile(lats, 0.99)
-        stall = max((lat for t, lat in ios if t >= t0 and t - lat / 1e6 <= t1), default=None)
-        before = [i for i, (t, _) in enumerate(ios) if t < t0]
-        after = [i for i, (t, _) in enumerate(ios) if t > t1]
-        gap = None
-        if before and after:
-            gap = max(ios[i][0] - ios[i - 1][0] for i in range(before[-1] + 1, after[0] + 1))
+        windows.append((t0 - 500, t1 + 500))
+        figures = window_figures(ios, t0, t1)
         rows.append([str(h), f"handed over, {restart.get(f'handover{h}_mounted_after', '?')} mounted after",
-                     f"{t1 - t0} ms", str(len(lats)),
-                     fmt_us(p99 / 1000 if p99 else None), fmt_us(stall / 1000 if stall else None),
-                     f"{gap} ms" if gap is not None else "–"])
+                     f"{t1 - t0} ms", *window_cells(figures)])
+        _, p99, stall, _ = figures
         rows_csv.append({"section": "restart", "case": f"handover{h}", "target": "carvefs",
                          "iops": None, "p99_us": p99 / 1000 if p99 else None,
                          "measured": stall / 1000 if stall else None, "unit": "µs max latency",
@@ -596,32 +640,46 @@ def restart_section(raw, restart, rows_csv):
     md += md_table(["hand-over", "outcome", "new daemon start to old one's exit", "IOs in ±0.5 s",
                     "p99 latency", "max latency (stall)", "longest completion gap"], rows)
     md.append("")
-    # The whole job: errors and its latency outside the windows too.
-    job, err = None, restart.get("fio_exit", "?")
-    try:
-        job = load_json(os.path.join(raw, "restart", "handover.carvefs.1.json"))["jobs"][0]
-    except (OSError, ValueError, KeyError, IndexError):
-        pass
-    reason = failure_reason(os.path.join(raw, "restart", "handover.carvefs.1.json.err"))
-    if job:
-        errors = job.get("total_err", 1 if job.get("error") else 0)
-        lats = sorted(lat for _, lat in ios)
-        # What the machine does to this job without a hand-over.
-        calm = sorted(lat for t, lat in ios if not any(lo <= t <= hi for lo, hi in windows))
-        md.append(f"Whole job: fio exit status {err}, {errors} error(s)"
-                  f"{' (' + reason + ')' if reason else ''}, "
-                  f"{job['read']['total_ios']} reads and {job['write']['total_ios']} writes verified, "
-                  f"p50 {fmt_us(percentile(lats, 0.5) / 1000 if lats else None)}, "
-                  f"p99 {fmt_us(percentile(lats, 0.99) / 1000 if lats else None)}, "
-                  f"max {fmt_us(lats[-1] / 1000 if lats else None)} (submission to completion); "
-                  f"outside the windows: p99 {fmt_us(percentile(calm, 0.99) / 1000 if calm else None)}, "
-                  f"max {fmt_us(calm[-1] / 1000 if calm else None)}.")
-        rows_csv.append({"section": "restart", "case": "job", "target": "carvefs",
-                         "read_iops": job["read"]["iops"], "write_iops": job["write"]["iops"],
-                         "measured": errors, "unit": "errors", "status": "ok" if err == "0" else "failed"})
+    md.append(whole_job(raw, "handover", restart.get("fio_exit", "?"), ios, windows, "job",
+                        rows_csv))
+    md.append("")
+    if "crash_fio_exit" in restart:
+        md += crash_section(raw, restart, rows_csv)
+    return md
+
+
+def crash_section(raw, restart, rows_csv):
+    md = [f"## SIGKILL and restart under load ({restart.get('crash_runtime', '?')} s of fio)", ""]
+    md.append("The same fio job, on its own, while the daemon serving the volume is killed "
+              "with SIGKILL 2 s in and the same carvefs command is started again at once; the "
+              "keeper holds the volume's connection meanwhile, and the new daemon takes it "
+              "back. Stall, gap and p99 as above, from the SIGKILL to the restarted daemon "
+              "answering on its control socket. Target: 0 errors.")
+    md.append("")
+    ios = load_lat_log(os.path.join(raw, "restart", "crash_lat.1.log"))
+    status, windows = restart.get("crash_status"), []
+    if status is None:
+        row = ["SIGKILL", "not done (fio ended before the kill)", "–", "–", "–", "–", "–"]
+        rows_csv.append({"section": "restart", "case": "sigkill", "target": "carvefs",
+                         "status": "not done"})
     else:
-        md.append(f"Whole job: fio exit status {err}, no JSON{' (' + reason + ')' if reason else ''}.")
-        rows_csv.append({"section": "restart", "case": "job", "target": "carvefs", "status": "failed"})
+        t0, t1 = int(restart["crash_start_ms"]), int(restart["crash_end_ms"])
+        windows.append((t0 - 500, t1 + 500))
+        figures = window_figures(ios, t0, t1)
+        outcome = f"restarted, {restart.get('crash_mounted_after', '?')} mounted after"
+        if status != "restarted":
+            outcome = f"not served ({status}): {restart.get('crash_message', '')}".strip()
+        row = ["SIGKILL", outcome, f"{t1 - t0} ms", *window_cells(figures)]
+        _, p99, stall, _ = figures
+        rows_csv.append({"section": "restart", "case": "sigkill", "target": "carvefs",
+                         "p99_us": p99 / 1000 if p99 else None,
+                         "measured": stall / 1000 if stall else None, "unit": "µs max latency",
+                         "status": "ok" if status == "restarted" else status})
+    md += md_table(["restart", "outcome", "SIGKILL to the new daemon answering", "IOs in ±0.5 s",
+                    "p99 latency", "max latency (stall)", "longest completion gap"], [row])
+    md.append("")
+    md.append(whole_job(raw, "crash", restart.get("crash_fio_exit", "?"), ios, windows,
+                        "sigkill job", rows_csv))
     md.append("")
     return md
 

@@ -10,8 +10,8 @@
 #   limits  IO-limit accuracy: measured rate / configured limit
 #   noisy   a reader on one volume, alone and next to a writer on another
 #   scale   many volumes: create time, restart-to-all-mounted time, RSS, threads
-#   restart fio with verification across hand-overs to a new daemon: errors
-#           and the longest stall
+#   restart fio with verification across hand-overs to a new daemon, and
+#           across a SIGKILL and a restart: errors and the longest stall
 #
 # Usage: bench/run.sh BUILD_DIR        (as root; `make bench` runs it)
 # Results: bench/results/results.{md,csv,png}; fio JSON under bench/work/raw.
@@ -38,6 +38,8 @@ LIMIT_RUNTIME=${BENCH_LIMIT_RUNTIME:-}
 SCALE=${BENCH_SCALE_VOLUMES:-200}
 INODE_FILES=${BENCH_INODE_FILES:-10000}
 HANDOVERS=${BENCH_HANDOVERS:-3}
+# Seconds of the restart section's SIGKILL job, the kill 2 s in.
+CRASH_RUNTIME=5
 SECTIONS=${BENCH_SECTIONS:-perf,meta,inodes,limits,noisy,scale,restart}
 THREADS=${BENCH_THREADS:-}
 # The FUSE peer, built by bench/build-peer.sh, and its options: no page,
@@ -600,6 +602,38 @@ handover() {
 	esac
 }
 
+# crash OLD_PID: SIGKILL, then the same carvefs command at once, waiting
+# until it answers on the control socket. Sets started_pid to the new
+# daemon; returns 1 if it exited or did not answer within 60 s.
+crash() {
+	local old=$1 new t0 t1 i status=timeout
+	t0=$(ms_now)
+	kill -KILL "$old"
+	wait "$old" 2>/dev/null || true
+	"$build/carvefs" --pool "$rpool" --discovery-dir "$rmnt" --socket "$rsock" \
+		--foreground ${THREADS:+--threads "$THREADS"} </dev/null >>"$rlog" 2>&1 &
+	new=$!
+	daemon_pids+=("$new")
+	started_pid=$new
+	for ((i = 0; i < 6000; i++)); do
+		if "$build/carvectl" --socket "$rsock" list >/dev/null 2>&1; then
+			status=restarted
+			break
+		fi
+		kill -0 "$new" 2>/dev/null || { status=exited; break; }
+		sleep 0.01
+	done
+	t1=$(ms_now)
+	restart_note crash_start_ms "$t0"
+	restart_note crash_end_ms "$t1"
+	restart_note crash_status "$status"
+	restart_note crash_mounted_after "$(mounts_under "$rmnt")"
+	[ $status = restarted ] && return 0
+	restart_note crash_message "$(tail -n 1 "$rlog" | tr -d '\n')"
+	log "restart: the daemon started after the SIGKILL $status: $(tail -n 1 "$rlog")"
+	return 1
+}
+
 if has restart; then
 	rpool=$run/restart-pool
 	rmnt=$run/restart-mnt
@@ -637,6 +671,29 @@ if has restart; then
 	restart_note fio_exit "$rc"
 	[ -s "$rout.err" ] || rm -f "$rout.err"
 	[ $rc -eq 0 ] || log "restart: fio exited with status $rc: $(tail -c 300 "$rout.err" 2>/dev/null | tr '\n' ' ')"
+	# Then the same job, on its own, across a SIGKILL of the serving daemon
+	# 2 s in and the same command started again at once.
+	log "restart: a SIGKILL and a restart under fio with verification"
+	cout=$raw/restart/crash.carvefs.1.json
+	restart_note crash_runtime "$CRASH_RUNTIME"
+	restart_note crash_fio_start_ms "$(ms_now)"
+	BENCH_DIR=$rmnt/restart BENCH_RUNTIME=$CRASH_RUNTIME BENCH_LOG=$raw/restart/crash \
+		timeout --kill-after=10 $((CRASH_RUNTIME + 120)) fio --output-format=json \
+		--output="$cout" "$jobs/restart-randrw-4k-qd1.fio" </dev/null 2>"$cout.err" &
+	fio_pid=$!
+	sleep 2
+	if kill -0 "$fio_pid" 2>/dev/null; then
+		crash "$rd" || true
+		rd=$started_pid
+	else
+		log "restart: fio ended early"
+	fi
+	rc=0
+	wait "$fio_pid" || rc=$?
+	fio_pid=
+	restart_note crash_fio_exit "$rc"
+	[ -s "$cout.err" ] || rm -f "$cout.err"
+	[ $rc -eq 0 ] || log "restart: fio exited with status $rc: $(tail -c 300 "$cout.err" 2>/dev/null | tr '\n' ' ')"
 	"$build/carvectl" --socket "$rsock" delete restart --force >/dev/null ||
 		log "restart: could not delete the volume"
 	stop_daemon "$rd"
