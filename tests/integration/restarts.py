@@ -60,11 +60,13 @@ def fio_argv(path, size, extra, rate_iops):
             "--output-format=json", *extra]
 
 
-def fio_result(p):
+def fio_result(p, stopped=False):
     """The job of a finished fio run, checked: exit 0, no error, reads and
-    writes done."""
+    writes done. stopped: the test ended it with SIGINT, after which fio
+    reports as usual and exits 128."""
     out, err = p.communicate(timeout=FIO_WAIT)
-    assert p.returncode == 0, f"fio exited {p.returncode}: {err[-2000:]}\n{out[-2000:]}"
+    assert p.returncode == (128 if stopped else 0), \
+        f"fio exited {p.returncode}: {err[-2000:]}\n{out[-2000:]}"
     job = json.loads(out[out.index("{"):])["jobs"][0]
     assert job["error"] == 0, job["error"]
     for d in ("read", "write"):
@@ -261,11 +263,13 @@ def served_order(procs):
 # Open files, a working directory, a shared mapping
 # --------------------------------------------------------------------------
 
-# Holds an open file, a working directory and a shared mapping in a volume;
-# checks each of them once told to (after the restart).
+# Holds an open file, a working directory, a shared mapping and a file
+# unlinked while open in a volume; checks each of them once told to (after
+# the restart). The unlinked file is "kept" (readable) or "lost" (argv[2]):
+# its last link was the daemon's fd, so it is gone when the daemon is killed.
 HOLDER = r"""
-import mmap, os, sys
-vol = sys.argv[1]
+import errno, mmap, os, sys
+vol, unlinked_after = sys.argv[1], sys.argv[2]
 os.makedirs(os.path.join(vol, "wd/sub"))
 os.chdir(os.path.join(vol, "wd"))
 fd = os.open("open.bin", os.O_RDWR | os.O_CREAT, 0o644)
@@ -290,15 +294,22 @@ m[6:12] = b"-again"
 m.flush()
 with open("mapped.bin", "rb") as f:
     assert f.read(12) == b"mapped-again", "mapping"
-assert os.pread(unlinked, 100, 0) == b"still here", "unlinked file"
+if unlinked_after == "kept":
+    assert os.pread(unlinked, 100, 0) == b"still here", "unlinked file"
+else:
+    try:
+        os.pread(unlinked, 100, 0)
+        raise AssertionError("a file unlinked while open came back after a crash")
+    except OSError as e:
+        assert e.errno in (errno.EBADF, errno.ESTALE), e
 os.close(fd)
 print("ok", flush=True)
 """
 
 
-def start_holder(work, vol):
+def start_holder(work, vol, unlinked_after="kept"):
     """Starts the holder in the volume at vol; returns it once it holds everything."""
-    p = work.spawn([PYTHON, "-c", HOLDER, vol], stdin=subprocess.PIPE,
+    p = work.spawn([PYTHON, "-c", HOLDER, vol, unlinked_after], stdin=subprocess.PIPE,
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "ready", p.stderr.read()
     return p

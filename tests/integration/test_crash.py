@@ -105,7 +105,7 @@ def test_sigkill_callers_wait_and_are_served_after_the_next_start(daemon, work):
     data = os.urandom(MiB)
     with open(os.path.join(mnt, "kept"), "wb") as f:
         f.write(data)
-    holder = start_holder(work, mnt)
+    holder = start_holder(work, mnt, unlinked_after="lost")
     keeper = keeper_pids(d.socket + ".keeper")
     assert len(keeper) == 1
     ids = mount_ids(d, ["vol"])
@@ -118,6 +118,10 @@ def test_sigkill_callers_wait_and_are_served_after_the_next_start(daemon, work):
     assert out == f"ok {len(data)}", out
     # Taken back, not mounted afresh.
     assert mount_ids(d, ["vol"]) == ids, d.log_tail()
+    log = d.log_since_start()
+    assert "volume 'vol': taken back after a crash" in log, log
+    # All but the file unlinked while open, which died with the daemon.
+    assert "volume 'vol': 1 file(s) open at the crash are gone" in log, log
     check_holder(holder, mnt)
     with open(os.path.join(mnt, "kept"), "rb") as f:
         assert f.read() == data
@@ -237,7 +241,7 @@ def test_fio_verified_across_twenty_sigkills(daemon, work, record_property):
         p.send_signal(signal.SIGINT)
     errors = 0
     for name, p in procs.items():
-        job = fio_result(p)
+        job = fio_result(p, stopped=True)
         errors += job["error"]
         mx, p99 = latency_ms(job)
         record_property(f"fio_{name}_max_ms_{KILLS}_sigkills", mx)
@@ -290,7 +294,8 @@ def test_throttled_readers_are_served_in_order_after_a_sigkill(daemon, work):
     # them again to the next one.
     d.kill9()
     d.start()
-    assert served_order(procs) == list(range(n))
+    order = served_order(procs)
+    assert order == list(range(n)), f"the readers were served in the order {order}"
     assert d.stats("slow")["limits"]["riops"] == 5
     d.stop()
 
@@ -312,7 +317,7 @@ def test_both_daemons_killed_in_a_handover_then_one_start_serves_every_volume(
     for name in names:
         with open(os.path.join(old.create(name, "32Mi"), "kept"), "w") as f:
             f.write(f"volume {name}")
-    holder = start_holder(work, old.mountpoint("a"))
+    holder = start_holder(work, old.mountpoint("a"), unlinked_after="lost")
     ids = mount_ids(old, names)
     new = spawn(new_daemon(), {STALL_ENV: "received"} if stalled == "received" else None)
     wait_log(old if stalled == "sent" else new, "stalling")
