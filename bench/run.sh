@@ -602,27 +602,37 @@ handover() {
 	esac
 }
 
+# restart_fio_start NAME RUNTIME: starts the restart section's fio job on
+# its volume in the background (fio_pid): JSON in
+# $raw/restart/NAME.carvefs.1.json, per-IO logs $raw/restart/NAME_lat.*.
+restart_fio_start() {
+	local out=$raw/restart/$1.carvefs.1.json
+	BENCH_DIR=$rmnt/restart BENCH_RUNTIME=$2 BENCH_LOG=$raw/restart/$1 \
+		timeout --kill-after=10 $(($2 + 120)) fio --output-format=json \
+		--output="$out" "$jobs/restart-randrw-4k-qd1.fio" </dev/null 2>"$out.err" &
+	fio_pid=$!
+}
+
+# restart_fio_wait NAME KEY: waits for that job and notes its exit status as KEY.
+restart_fio_wait() {
+	local out=$raw/restart/$1.carvefs.1.json rc=0
+	wait "$fio_pid" || rc=$?
+	fio_pid=
+	restart_note "$2" "$rc"
+	[ -s "$out.err" ] || rm -f "$out.err"
+	[ $rc -eq 0 ] ||
+		log "restart: fio exited with status $rc: $(tail -c 300 "$out.err" 2>/dev/null | tr '\n' ' ')"
+}
+
 # crash OLD_PID: SIGKILL, then the same carvefs command at once, waiting
-# until it answers on the control socket. Sets started_pid to the new
-# daemon; returns 1 if it exited or did not answer within 60 s.
+# until it answers on the control socket (polled every 50 ms). Sets
+# started_pid to the new daemon; returns 1 if it did not come up.
 crash() {
-	local old=$1 new t0 t1 i status=timeout
+	local old=$1 t0 t1 status=restarted
 	t0=$(ms_now)
 	kill -KILL "$old"
 	wait "$old" 2>/dev/null || true
-	"$build/carvefs" --pool "$rpool" --discovery-dir "$rmnt" --socket "$rsock" \
-		--foreground ${THREADS:+--threads "$THREADS"} </dev/null >>"$rlog" 2>&1 &
-	new=$!
-	daemon_pids+=("$new")
-	started_pid=$new
-	for ((i = 0; i < 6000; i++)); do
-		if "$build/carvectl" --socket "$rsock" list >/dev/null 2>&1; then
-			status=restarted
-			break
-		fi
-		kill -0 "$new" 2>/dev/null || { status=exited; break; }
-		sleep 0.01
-	done
+	start_daemon "$rpool" "$rmnt" "$rsock" "$rlog" || status=failed
 	t1=$(ms_now)
 	restart_note crash_start_ms "$t0"
 	restart_note crash_end_ms "$t1"
@@ -630,7 +640,6 @@ crash() {
 	restart_note crash_mounted_after "$(mounts_under "$rmnt")"
 	[ $status = restarted ] && return 0
 	restart_note crash_message "$(tail -n 1 "$rlog" | tr -d '\n')"
-	log "restart: the daemon started after the SIGKILL $status: $(tail -n 1 "$rlog")"
 	return 1
 }
 
@@ -652,12 +661,8 @@ if has restart; then
 	# fio would lay the file out in 4k buffered writes, for seconds.
 	prefill "$rmnt/restart" 256m
 	mkdir -p "$raw/restart"
-	rout=$raw/restart/handover.carvefs.1.json
 	restart_note fio_start_ms "$(ms_now)"
-	BENCH_DIR=$rmnt/restart BENCH_RUNTIME=$rruntime BENCH_LOG=$raw/restart/handover \
-		timeout --kill-after=10 $((rruntime + 120)) fio --output-format=json \
-		--output="$rout" "$jobs/restart-randrw-4k-qd1.fio" </dev/null 2>"$rout.err" &
-	fio_pid=$!
+	restart_fio_start handover "$rruntime"
 	for ((h = 1; h <= HANDOVERS; h++)); do
 		sleep $((h == 1 ? 2 : 3))
 		kill -0 "$fio_pid" 2>/dev/null || { log "restart: fio ended early"; break; }
@@ -665,22 +670,13 @@ if has restart; then
 		handover "$h" "$rd" || { rd=$started_pid; break; }
 		rd=$started_pid
 	done
-	rc=0
-	wait "$fio_pid" || rc=$?
-	fio_pid=
-	restart_note fio_exit "$rc"
-	[ -s "$rout.err" ] || rm -f "$rout.err"
-	[ $rc -eq 0 ] || log "restart: fio exited with status $rc: $(tail -c 300 "$rout.err" 2>/dev/null | tr '\n' ' ')"
+	restart_fio_wait handover fio_exit
 	# Then the same job, on its own, across a SIGKILL of the serving daemon
 	# 2 s in and the same command started again at once.
 	log "restart: a SIGKILL and a restart under fio with verification"
-	cout=$raw/restart/crash.carvefs.1.json
 	restart_note crash_runtime "$CRASH_RUNTIME"
 	restart_note crash_fio_start_ms "$(ms_now)"
-	BENCH_DIR=$rmnt/restart BENCH_RUNTIME=$CRASH_RUNTIME BENCH_LOG=$raw/restart/crash \
-		timeout --kill-after=10 $((CRASH_RUNTIME + 120)) fio --output-format=json \
-		--output="$cout" "$jobs/restart-randrw-4k-qd1.fio" </dev/null 2>"$cout.err" &
-	fio_pid=$!
+	restart_fio_start crash "$CRASH_RUNTIME"
 	sleep 2
 	if kill -0 "$fio_pid" 2>/dev/null; then
 		crash "$rd" || true
@@ -688,12 +684,7 @@ if has restart; then
 	else
 		log "restart: fio ended early"
 	fi
-	rc=0
-	wait "$fio_pid" || rc=$?
-	fio_pid=
-	restart_note crash_fio_exit "$rc"
-	[ -s "$cout.err" ] || rm -f "$cout.err"
-	[ $rc -eq 0 ] || log "restart: fio exited with status $rc: $(tail -c 300 "$cout.err" 2>/dev/null | tr '\n' ' ')"
+	restart_fio_wait crash crash_fio_exit
 	"$build/carvectl" --socket "$rsock" delete restart --force >/dev/null ||
 		log "restart: could not delete the volume"
 	stop_daemon "$rd"
