@@ -11,7 +11,8 @@ import random
 import subprocess
 
 from conftest import PYTHON, MiB, wait_until
-from test_handover import assert_exact_usage, take_over
+from restarts import assert_exact_usage
+from test_handover import take_over
 
 RECOUNTED = "usage recounted while serving"
 
