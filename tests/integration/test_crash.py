@@ -70,6 +70,17 @@ def mount_ids(d, names):
     return ids
 
 
+def recounted(d, names):
+    """Waits until d, started after a crash, has counted the usage of every
+    volume in names exactly: at once, or by a walk while serving."""
+    def done():
+        log = d.log_since_start()
+        return all(f"volume '{n}': usage recounted while serving" in log or
+                   re.search(rf"volume '{n}': taken back after a crash .*usage recounted:", log)
+                   for n in names)
+    wait_until(done, 30, "the usage recounted after the crash", check=d.check_alive)
+
+
 def exact_usage_after_a_clean_stop(d, names):
     """Stops d cleanly (which saves the usage it counted) and starts it again:
     the usage it then reports must be what a walk of the backing directory
@@ -126,6 +137,7 @@ def test_sigkill_callers_wait_and_are_served_after_the_next_start(daemon, work):
     check_holder(holder, mnt)
     with open(os.path.join(mnt, "kept"), "rb") as f:
         assert f.read() == data
+    recounted(d, ["vol"])
     # The holder's unlinked file goes with its last close, after the crash.
     wait_until(lambda: d.stats("vol")["used_bytes"] == tree_usage(d.backing("vol"))[0], 10,
                "the unlinked file's space to come back")
@@ -179,6 +191,7 @@ def test_a_successor_hands_what_it_took_over_to_the_keeper(daemon, new_daemon, w
     assert mount_ids(new, ["vol"]) == ids, new.log_tail()
     with open(os.path.join(mnt, "kept")) as f:
         assert f.read() == "across a hand-over and a crash"
+    recounted(new, ["vol"])
     assert_exact_usage(new, "vol")
     new.stop()
     wait_until(lambda: not keeper_pids(path), 10, "the keeper to leave")
@@ -200,6 +213,7 @@ def test_fio_verified_across_a_sigkill(daemon, work, record_property):
         record_property(f"fio_{name}_max_ms_sigkill", mx)
         record_property(f"fio_{name}_p99_ms_sigkill", p99)
     assert mount_ids(d, FIO_WORKLOADS) == ids
+    recounted(d, FIO_WORKLOADS)
     for name in FIO_WORKLOADS:
         assert_exact_usage(d, name)
     exact_usage_after_a_clean_stop(d, FIO_WORKLOADS)
@@ -265,6 +279,7 @@ def test_fio_verified_across_twenty_sigkills(daemon, work, record_property):
     FIGURES.append(("SIGKILL to the first O_DIRECT IO completed, max ms", max(waits)))
     FIGURES.append(("O_DIRECT volume taken back (the daemon's log), ms, per kill", taken_back))
     assert mount_ids(d, FIO_WORKLOADS) == ids
+    recounted(d, FIO_WORKLOADS)
     for name in FIO_WORKLOADS:
         assert_exact_usage(d, name)
     exact_usage_after_a_clean_stop(d, FIO_WORKLOADS)
@@ -287,6 +302,7 @@ def test_metadata_workload_across_sigkills(daemon, work, record_property):
     open(stop, "w").close()
     rounds = check_metadata(p, vol)
     record_property("metadata_rounds", rounds)
+    recounted(d, ["meta"])
     assert_exact_usage(d, "meta")
     exact_usage_after_a_clean_stop(d, ["meta"])
     d.stop()
@@ -343,6 +359,7 @@ def test_both_daemons_killed_in_a_handover_then_one_start_serves_every_volume(
             assert f.read() == f"volume {name}"
     wait_until(lambda: d.stats("a")["used_bytes"] == tree_usage(d.backing("a"))[0], 10,
                "the unlinked file's space to come back")
+    recounted(d, names)
     for name in names:
         assert_exact_usage(d, name)
     exact_usage_after_a_clean_stop(d, names)
