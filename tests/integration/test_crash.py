@@ -364,3 +364,53 @@ def test_both_daemons_killed_in_a_handover_then_one_start_serves_every_volume(
         assert_exact_usage(d, name)
     exact_usage_after_a_clean_stop(d, names)
     d.stop()
+
+
+@pytest.mark.timeout_seconds(240)
+def test_both_daemons_killed_at_random_moments_of_hand_overs(work, new_daemon, record_property):
+    """Ten times in a row, under fio with verification and the metadata
+    workload: a successor is started, and both it and the old daemon are
+    killed 0 to 250 ms later, wherever the hand-over then is (not begun,
+    volumes sent, successor serving, old one gone); one start of the same
+    command serves every volume, in the same mounts, and nothing the
+    workloads do fails."""
+    rng = seeded(record_property)
+    d = new_daemon().start()
+    names = ["direct", "buffered"]
+    procs = start_fio(work, d, names, 16, 300, lambda name: ["--time_based", "--runtime=600"])
+    vol = d.create("meta", "64Mi")
+    stop = os.path.join(work.path, "stop-metadata")
+    meta = start_metadata(work, vol, 0, stop)
+    ids = mount_ids(d, names + ["meta"])
+    where = []
+    for k in range(10):
+        time.sleep(rng.uniform(0.2, 0.8))
+        d._expect_exit = True
+        new = spawn(new_daemon())
+        time.sleep(rng.uniform(0.0, 0.25))
+        # Where the hand-over was: whether each of the two had exited.
+        where.append((d.proc.poll() is not None, new.proc.poll() is not None))
+        for x in (d, new):
+            # Either may exit meanwhile: SIGKILL whatever is still there.
+            x._expect_exit = True
+            x.proc.send_signal(signal.SIGKILL)
+            x.proc.wait(timeout=30)
+        d = new_daemon().start()
+        assert meta.poll() is None, f"the workload ended at round {k + 1}: {meta.communicate()}"
+        for name, p in procs.items():
+            assert p.poll() is None, \
+                f"fio {name} ended at round {k + 1}: {p.communicate()[1][-2000:]}"
+    record_property("old_exited_new_exited", where)
+    time.sleep(1)
+    open(stop, "w").close()
+    check_metadata(meta, vol)
+    for p in procs.values():
+        p.send_signal(signal.SIGINT)
+    for p in procs.values():
+        fio_result(p, stopped=True)
+    assert mount_ids(d, names + ["meta"]) == ids
+    recounted(d, names + ["meta"])
+    for name in names + ["meta"]:
+        assert_exact_usage(d, name)
+    exact_usage_after_a_clean_stop(d, names + ["meta"])
+    d.stop()
