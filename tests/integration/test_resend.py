@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from conftest import PYTHON, MiB, wait_until
-from test_handover import assert_exact_usage
+from restarts import assert_exact_usage
 
 CRASH_ENV = "CARVEFS_TEST_CRASH"
 
