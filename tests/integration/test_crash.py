@@ -390,16 +390,19 @@ def test_both_daemons_killed_at_random_moments_of_hand_overs(work, new_daemon, r
         time.sleep(rng.uniform(0.0, 0.25))
         # Where the hand-over was: whether each of the two had exited.
         where.append((d.proc.poll() is not None, new.proc.poll() is not None))
-        for x in (d, new):
+        old = d
+        for x in (old, new):
             # Either may exit meanwhile: SIGKILL whatever is still there.
             x._expect_exit = True
             x.proc.send_signal(signal.SIGKILL)
             x.proc.wait(timeout=30)
         d = new_daemon().start()
-        assert meta.poll() is None, f"the workload ended at round {k + 1}: {meta.communicate()}"
+        # On failure: the round, where its hand-over was, and the three logs.
+        said = (f"round {k + 1}, (old exited, new exited) {where[-1]}\n"
+                f"old: {old.log_tail(8)}\nnew: {new.log_tail(8)}\nnext: {d.log_tail(12)}")
+        assert meta.poll() is None, f"the workload ended: {meta.communicate()[1]}\n{said}"
         for name, p in procs.items():
-            assert p.poll() is None, \
-                f"fio {name} ended at round {k + 1}: {p.communicate()[1][-2000:]}"
+            assert p.poll() is None, f"fio {name} ended: {p.communicate()[1][-2000:]}\n{said}"
     record_property("old_exited_new_exited", where)
     time.sleep(1)
     open(stop, "w").close()
