@@ -81,6 +81,18 @@ def recounted(d, names):
     wait_until(done, 30, "the usage recounted after the crash", check=d.check_alive)
 
 
+def served_exactly_then_stop(d, names, ids):
+    """The end of a test whose last start followed a crash: every volume in
+    its mount of before (ids), usage exact once recounted and after a clean
+    stop; stops d."""
+    assert mount_ids(d, names) == ids, d.log_tail()
+    recounted(d, names)
+    for name in names:
+        assert_exact_usage(d, name)
+    exact_usage_after_a_clean_stop(d, names)
+    d.stop()
+
+
 def exact_usage_after_a_clean_stop(d, names):
     """Stops d cleanly (which saves the usage it counted) and starts it again:
     the usage it then reports must be what a walk of the backing directory
@@ -212,12 +224,7 @@ def test_fio_verified_across_a_sigkill(daemon, work, record_property):
         mx, p99 = latency_ms(job)
         record_property(f"fio_{name}_max_ms_sigkill", mx)
         record_property(f"fio_{name}_p99_ms_sigkill", p99)
-    assert mount_ids(d, FIO_WORKLOADS) == ids
-    recounted(d, FIO_WORKLOADS)
-    for name in FIO_WORKLOADS:
-        assert_exact_usage(d, name)
-    exact_usage_after_a_clean_stop(d, FIO_WORKLOADS)
-    d.stop()
+    served_exactly_then_stop(d, FIO_WORKLOADS, ids)
 
 
 def first_completions(log, after):
@@ -278,12 +285,7 @@ def test_fio_verified_across_twenty_sigkills(daemon, work, record_property):
     FIGURES.append(("SIGKILL to the first O_DIRECT IO completed, ms, per kill", waits))
     FIGURES.append(("SIGKILL to the first O_DIRECT IO completed, max ms", max(waits)))
     FIGURES.append(("O_DIRECT volume taken back (the daemon's log), ms, per kill", taken_back))
-    assert mount_ids(d, FIO_WORKLOADS) == ids
-    recounted(d, FIO_WORKLOADS)
-    for name in FIO_WORKLOADS:
-        assert_exact_usage(d, name)
-    exact_usage_after_a_clean_stop(d, FIO_WORKLOADS)
-    d.stop()
+    served_exactly_then_stop(d, FIO_WORKLOADS, ids)
 
 
 @pytest.mark.timeout_seconds(180)
@@ -293,6 +295,7 @@ def test_metadata_workload_across_sigkills(daemon, work, record_property):
     vol = d.create("meta", "64Mi")
     stop = os.path.join(work.path, "stop-metadata")
     p = start_metadata(work, vol, 0, stop)
+    ids = mount_ids(d, ["meta"])
     wait_until(lambda: metadata_running(vol, p), 30, "the workload to run")
     for k in range(8):
         time.sleep(rng.uniform(0.2, 1.5))
@@ -302,10 +305,7 @@ def test_metadata_workload_across_sigkills(daemon, work, record_property):
     open(stop, "w").close()
     rounds = check_metadata(p, vol)
     record_property("metadata_rounds", rounds)
-    recounted(d, ["meta"])
-    assert_exact_usage(d, "meta")
-    exact_usage_after_a_clean_stop(d, ["meta"])
-    d.stop()
+    served_exactly_then_stop(d, ["meta"], ids)
 
 
 @pytest.mark.timeout_seconds(120)
@@ -359,11 +359,7 @@ def test_both_daemons_killed_in_a_handover_then_one_start_serves_every_volume(
             assert f.read() == f"volume {name}"
     wait_until(lambda: d.stats("a")["used_bytes"] == tree_usage(d.backing("a"))[0], 10,
                "the unlinked file's space to come back")
-    recounted(d, names)
-    for name in names:
-        assert_exact_usage(d, name)
-    exact_usage_after_a_clean_stop(d, names)
-    d.stop()
+    served_exactly_then_stop(d, names, ids)
 
 
 @pytest.mark.timeout_seconds(240)
@@ -411,9 +407,4 @@ def test_both_daemons_killed_at_random_moments_of_hand_overs(work, new_daemon, r
         p.send_signal(signal.SIGINT)
     for p in procs.values():
         fio_result(p, stopped=True)
-    assert mount_ids(d, names + ["meta"]) == ids
-    recounted(d, names + ["meta"])
-    for name in names + ["meta"]:
-        assert_exact_usage(d, name)
-    exact_usage_after_a_clean_stop(d, names + ["meta"])
-    d.stop()
+    served_exactly_then_stop(d, names + ["meta"], ids)
