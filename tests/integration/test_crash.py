@@ -309,7 +309,12 @@ def test_metadata_workload_across_sigkills(daemon, work, record_property):
 
 
 @pytest.mark.timeout_seconds(120)
-def test_throttled_readers_are_served_in_order_after_a_sigkill(daemon, work):
+def test_throttled_readers_are_all_served_after_a_sigkill(daemon, work):
+    """Readers waiting behind an IO limit as the daemon dies are all served
+    by the next one, still at the limit. Not in their order of arrival, as
+    after a hand-over: the kernel delivers the requests a dead daemon had
+    read again in the order of its own lists (fuse_resend() splices them
+    hash bucket by hash bucket), which the daemon cannot see past."""
     d = daemon
     vol = d.create("slow", "64Mi")
     n = 8
@@ -319,7 +324,7 @@ def test_throttled_readers_are_served_in_order_after_a_sigkill(daemon, work):
     d.kill9()
     d.start()
     order = served_order(procs)
-    assert order == list(range(n)), f"the readers were served in the order {order}"
+    assert sorted(order) == list(range(n)), f"the readers served: {order}"
     assert d.stats("slow")["limits"]["riops"] == 5
     d.stop()
 
