@@ -443,7 +443,7 @@ static int volume_recover(struct volmgr *m, struct volume *vol, struct volume_re
 	}
 	if (c.lost_opens)
 		log_warn("volume '%s': %llu file(s) open at the crash are gone (unlinked while open): "
-			 "their readers and writers get EBADF",
+			 "their readers and writers get ESTALE or EBADF",
 			 vol->name, (unsigned long long)c.lost_opens);
 	return 0;
 err:
