@@ -53,7 +53,8 @@ static int restore_open(void *arg, enum crashstate_kind kind, const struct crash
 		/*
 		 * Typically a file unlinked while open: the dead daemon's fd was
 		 * its last link, so it is gone. The kernel's requests for this
-		 * fh get EBADF (ESTALE first, as the kernel asks for the node's attributes).
+		 * fh get EBADF (ESTALE first, when the kernel asks for the
+		 * node's attributes).
 		 */
 		(void)crashstate_release(c->v->cs, slot);
 		c->counts->lost_opens++;
