@@ -82,15 +82,21 @@ def finish(p, timeout=180):
     assert p.returncode == 0 and out.strip() == "done", err
 
 
+def crash_under_workload(d, work, ndirs, ops, seed):
+    """A volume of ndirs x 250 planted files, its daemon SIGKILLed and
+    started again with a workload waiting: its first requests wait for the
+    restart, then run while the recount walks. Returns the workload."""
+    mnt = d.create("vol", 1024 * MiB)
+    plant_tree(d.backing("vol"), ndirs, 250)
+    d.kill9()
+    p = start_workload(work, mnt, seed, ops, ndirs, 250)
+    d.start()
+    return p
+
+
 def test_usage_is_exact_after_a_recount_that_ran_beside_requests(daemon, work):
     d = daemon
-    mnt = d.create("vol", 1024 * MiB)
-    plant_tree(d.backing("vol"), 120, 250)
-    d.kill9()
-    # Started while nobody serves: its first requests wait for the restart,
-    # then run while the recount walks.
-    p = start_workload(work, mnt, 11, 2500, 120, 250)
-    d.start()
+    p = crash_under_workload(d, work, 120, 2500, 11)
     wait_until(lambda: RECOUNTED in d.log_since_start(), 60, "the recount to end")
     finish(p)
     log = d.log_since_start()
@@ -102,11 +108,7 @@ def test_usage_is_exact_after_a_recount_that_ran_beside_requests(daemon, work):
 
 def test_sigkill_during_a_recount_recounts_again(daemon, work):
     d = daemon
-    mnt = d.create("vol", 1024 * MiB)
-    plant_tree(d.backing("vol"), 150, 250)
-    d.kill9()
-    p = start_workload(work, mnt, 12, 1500, 150, 250)
-    d.start()
+    p = crash_under_workload(d, work, 150, 1500, 12)
     wait_until(lambda: "taken back after a crash" in d.log_since_start(), 30,
                "the volume to be taken back")
     recounted = RECOUNTED in d.log_since_start()
