@@ -1,7 +1,9 @@
 /*
  * recover.c - a volume taken back after a crash of the daemon that served
  * it: the connection from the keeper (keeper.h), the node ids and open
- * files from the volume's crash state (record.c), usage from a walk.
+ * files from the volume's crash state (record.c), usage from the dead
+ * daemon's count, made exact by a walk while the volume is served
+ * (recount.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +14,6 @@
 #include "clock.h"
 #include "crashstate.h"
 #include "vfs.h"
-#include "walk.h"
 
 struct restore {
 	struct vfs *v;
@@ -70,57 +71,53 @@ int vfs_recover(const struct vfs_params *p, int fuse_fd, const void *init, size_
 	struct vfs_params q = *p;
 	struct vfs *v = NULL;
 	struct restore c = { .counts = ret_counts };
+	struct crashstate *cs = NULL;
 	struct quota_mirror *m;
 	int r;
 
 	memset(ret_counts, 0, sizeof(*ret_counts));
-	if (p->state_dir_fd < 0) {
+	/* Without its file the kernel's node ids mean nothing here: let the connection go. */
+	if (p->state_dir_fd < 0)
+		r = -ENOENT;
+	else if (faccessat(p->state_dir_fd, p->name, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+		r = -errno;
+	else
+		r = crashstate_open(p->state_dir_fd, p->name, false, &cs);
+	if (r == 0)
+		r = crashstate_map_usage(cs, &m);
+	if (r < 0) {
+		crashstate_close(cs, false);
 		close(fuse_fd);
 		close(p->root_fd);
-		return -ENOENT;
-	}
-	/* Set below: from the dead daemon's count, or by a walk. */
-	q.usage_known = true;
-	q.used_bytes = q.used_inodes = 0;
-	r = vfs_adopt_session(&q, fuse_fd, init, init_len, &v);
-	if (r < 0)
 		return r;
-	/* Without its file the kernel's node ids mean nothing here: let the connection go. */
-	if (faccessat(p->state_dir_fd, p->name, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
-		r = -errno;
-		goto err;
 	}
-	r = crashstate_open(p->state_dir_fd, p->name, false, &v->cs);
-	if (r < 0)
-		goto err;
-	r = crashstate_map_usage(v->cs, &m);
-	if (r < 0)
-		goto err;
+	/*
+	 * The dead daemon's count, writes in flight reserved: an upper bound,
+	 * so served against it at once it never lets usage pass the capacity,
+	 * and vfs_recount_start() makes it exact. Without one (a file of an
+	 * older build) the volume is walked before it serves.
+	 */
+	ret_counts->usage_bound = atomic_load(&m->attached);
+	q.usage_known = ret_counts->usage_bound;
+	q.used_bytes = atomic_load(&m->used_bytes) + atomic_load(&m->reserved_bytes);
+	q.used_inodes = atomic_load(&m->used_inodes) + atomic_load(&m->reserved_inodes);
+	r = vfs_adopt_session(&q, fuse_fd, init, init_len, &v);
+	if (r < 0) {
+		crashstate_close(cs, false);
+		return r;
+	}
+	v->cs = cs;
 	c.v = v;
 	r = crashstate_load(v->cs, restore_node, restore_open, &c);
 	if (r < 0)
 		goto err;
 	/* Each node's share of the usage is what it holds now. */
 	inode_table_recount(v);
-	if (atomic_load(&m->attached)) {
-		/*
-		 * An upper bound, as writes in flight had reserved their room:
-		 * served against it at once, it never lets usage pass the
-		 * capacity; vfs_recount_start() makes it exact.
-		 */
-		quota_set_usage(v->quota, atomic_load(&m->used_bytes) + atomic_load(&m->reserved_bytes),
-				atomic_load(&m->used_inodes) + atomic_load(&m->reserved_inodes));
+	if (ret_counts->usage_bound) {
 		r = recount_prepare(v);
-	} else {
-		struct walk_usage u;
-
-		r = walk_usage(v->root->fd, &u);
-		if (r == 0)
-			quota_set_usage(v->quota, u.bytes, u.inodes);
+		if (r < 0)
+			goto err;
 	}
-	if (r < 0)
-		goto err;
-	ret_counts->usage_bound = atomic_load(&m->attached);
 	quota_set_mirror(v->quota, m);
 	*ret_vfs = v;
 	return 0;
