@@ -72,6 +72,17 @@ void record_release(struct vfs *v, uint32_t *slot)
 	*slot = CS_SLOT_NONE;
 }
 
+/* From now on the quota's counts are kept in the state file too (crashstate_map_usage()). */
+static int usage_attach(struct vfs *v)
+{
+	struct quota_mirror *m;
+	int r = crashstate_map_usage(v->cs, &m);
+
+	if (r == 0)
+		quota_set_mirror(v->quota, m);
+	return r;
+}
+
 int record_state_open(struct vfs *v, int dir_fd, bool staged)
 {
 	char name[sizeof(v->name) + sizeof(STAGED_SUFFIX)];
@@ -88,19 +99,9 @@ int record_state_open(struct vfs *v, int dir_fd, bool staged)
 	if (r < 0)
 		return r;
 	v->cs_staged = staged;
-	r = record_usage_attach(v);
+	r = usage_attach(v);
 	if (r < 0)
 		record_state_close(v, true);
-	return r;
-}
-
-int record_usage_attach(struct vfs *v)
-{
-	struct quota_mirror *m;
-	int r = crashstate_map_usage(v->cs, &m);
-
-	if (r == 0)
-		quota_set_mirror(v->quota, m);
 	return r;
 }
 

@@ -348,8 +348,6 @@ int record_node_restore(struct vfs *v, const struct crashstate_node *n, uint32_t
  */
 int record_state_open(struct vfs *v, int dir_fd, bool staged);
 int record_state_commit(struct vfs *v);
-/* From now on the quota's counts are kept in the state file too (crashstate_map_usage()). */
-int record_usage_attach(struct vfs *v);
 /* Closes the state file; @remove unlinks it (the volume is unmounted). */
 void record_state_close(struct vfs *v, bool remove);
 
